@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+from django.core.signals import setting_changed
+
+
+class DjangoWsConfig(AppConfig):
+    name = "django_ws"
+    verbose_name = "django-ws"
+
+    def ready(self):
+        from . import checks  # noqa: F401  (registers the system checks)
+        from .routing.resolvers import clear_ws_urlconf_cache
+
+        setting_changed.connect(clear_ws_urlconf_cache)

@@ -1,0 +1,59 @@
+"""System checks for django-ws's configuration (ids django_ws.E001...)."""
+
+from django.core import checks
+
+from .conf import ws_settings
+
+
+@checks.register(checks.Tags.urls)
+def check_ws_routes(app_configs, **kwargs):
+    """Import the websocket routes and their handlers, so mistakes show at start-up."""
+    from django.urls import URLResolver
+
+    from .routing import get_ws_urlconf
+    from .routing.patterns import WebSocketRoute
+
+    errors = []
+    try:
+        root = get_ws_urlconf()
+    except Exception as exc:
+        return [
+            checks.Error(
+                f"The websocket routes cannot be loaded: {exc}",
+                hint="Check WS_URLCONF (or <project>.ws_urls) and DEFAULT_WS_HANDLERS.",
+                id="django_ws.E001",
+            )
+        ]
+
+    def walk(patterns, where):
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                try:
+                    walk(pattern.url_patterns, f"{where} > {pattern.pattern.describe()}")
+                except Exception as exc:
+                    errors.append(checks.Error(f"{where}: include() failed: {exc}", id="django_ws.E002"))
+            elif isinstance(pattern, WebSocketRoute):
+                try:
+                    pattern.callback
+                except (ImportError, TypeError) as exc:
+                    errors.append(checks.Error(str(exc), obj=where, id="django_ws.E003"))
+            else:
+                errors.append(
+                    checks.Error(
+                        f"{where}: {pattern!r} is not a websocket route",
+                        hint="Use django_ws.routing.ws_path() in ws_urls.py, not django.urls.path().",
+                        id="django_ws.E004",
+                    )
+                )
+
+    walk(root.urlpatterns, root.source)
+    base = ws_settings.WS_BASE_URL
+    if not isinstance(base, str) or not base.startswith(("ws://", "wss://")):
+        errors.append(
+            checks.Error(
+                f"WS_BASE_URL must start with ws:// or wss://, not {base!r}",
+                hint="For example WS_BASE_URL = 'wss://example.com/socket'.",
+                id="django_ws.E005",
+            )
+        )
+    return errors

@@ -1,0 +1,58 @@
+"""django-ws settings and their defaults.
+
+Every setting is read from Django's settings at the moment it is used, so
+``override_settings`` in tests works as it does for Django's own settings.
+docs/settings.rst documents each one.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings as django_settings
+
+DEFAULTS = {
+    # Dotted path of the root route module. None: "<ROOT_URLCONF's package>.ws_urls",
+    # and no routes at all if that module does not exist.
+    "WS_URLCONF": None,
+    # Scheme, host, port and mount prefix that reverse_ws() puts in front of a route.
+    "WS_BASE_URL": "ws://localhost:8888/socket",
+    # The original namespace -> handler mapping (still honoured).
+    "DEFAULT_WS_HANDLERS": {},
+    # Default ZeroMQ endpoints (the --push-socket / --sub-socket options).
+    "WS_PUSH_SOCKET": "ipc:///tmp/ws_push",
+    "WS_SUB_SOCKET": "ipc:///tmp/ws_sub",
+    # Heartbeats between edge and workers, in seconds.
+    "WS_HEARTBEAT_INTERVAL": 0.5,
+    "WS_HEARTBEAT_TIMEOUT": 2.0,
+    # How long a handshake waits for a worker to accept before it gets 503.
+    "WS_HANDSHAKE_TIMEOUT": 5.0,
+    # Largest client message in bytes; bigger ones close the connection with 1009.
+    "WS_MAX_MESSAGE_SIZE": 1024 * 1024,
+    # Hosts an Origin header may name; None means ALLOWED_HOSTS.
+    "WS_ALLOWED_ORIGINS": None,
+    # Seconds a graceful shutdown waits for handlers before it kills them.
+    "WS_SHUTDOWN_TIMEOUT": 5.0,
+    # ZeroMQ high-water mark (messages) on each edge<->worker socket.
+    "WS_QUEUE_LIMIT": 10000,
+}
+
+
+class WebSocketSettings:
+    """Attribute access to the settings above, falling back to DEFAULTS."""
+
+    def __getattr__(self, name: str):
+        if name not in DEFAULTS:
+            raise AttributeError(f"unknown django-ws setting {name!r}")
+        return getattr(django_settings, name, DEFAULTS[name])
+
+    @property
+    def urlconf_name(self) -> tuple[str, bool]:
+        """The root route module and whether the user named it explicitly."""
+        explicit = getattr(django_settings, "WS_URLCONF", None)
+        if explicit:
+            return explicit, True
+        root = getattr(django_settings, "ROOT_URLCONF", "") or ""
+        package = root.rpartition(".")[0]
+        return (f"{package}.ws_urls" if package else "ws_urls"), False
+
+
+ws_settings = WebSocketSettings()

@@ -1,0 +1,380 @@
+"""The edge's side of ZeroMQ: the worker pool, handshakes, replies and groups.
+
+The edge binds two ROUTER sockets and never blocks on either:
+
+* on the push endpoint, events for workers (Connect, Data, Disconnect, Ping),
+  each addressed to one worker by its routing id: a connection is pinned to
+  the worker that accepted it, so its frames stay in order on one pipe.
+  Hello heartbeats from workers arrive on the same socket.
+* on the sub endpoint, what workers and other Django processes send to
+  clients (Accept, Deny, Send, Close, Join, Leave, GroupSend), each carrying
+  a connection id that a dict lookup turns into its connection: O(1) per
+  reply, whatever the number of connections.
+
+Every send is non-blocking. A send that would block (the worker's queue is
+at its high-water mark) or cannot be routed (the worker is gone) closes the
+affected connection with a code that says why, instead of dropping a frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import socket
+import time
+import typing
+import uuid
+
+import zmq
+import zmq.asyncio
+
+from django_ws import wire
+from django_ws.handlers import CloseCode
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from .handler import EdgeWebSocketHandler
+
+logger = logging.getLogger("django_ws.edge")
+
+
+class WorkerState:
+    """What the edge knows of one worker: liveness, capacity, its connections."""
+
+    __slots__ = ("identity", "worker_id", "capacity", "load", "last_seen", "connections")
+
+    def __init__(self, identity: bytes, hello: wire.Hello):
+        self.identity = identity
+        self.worker_id = hello.worker_id
+        self.connections: set[str] = set()
+        self.update(hello)
+
+    def update(self, hello: wire.Hello) -> None:
+        self.capacity = hello.capacity
+        self.load = hello.load
+        self.last_seen = time.monotonic()
+
+    @property
+    def placement_load(self) -> int:
+        # The worker's own count lags by a heartbeat; ours is exact for this
+        # edge. Use whichever is larger so a burst of handshakes spreads out.
+        return max(self.load, len(self.connections))
+
+    def has_room(self) -> bool:
+        return not self.capacity or self.placement_load < self.capacity
+
+
+class Stats:
+    """Counters for the stats endpoint and the shutdown report."""
+
+    def __init__(self):
+        self.frames_in = 0
+        self.frames_out = 0
+        self.connections_total = 0
+        self.refused = collections.Counter()
+        self.closed_by_code = collections.Counter()
+
+
+class Bridge:
+    """One edge's ZeroMQ endpoints and the state they share with the handlers."""
+
+    def __init__(self, push_endpoint: str, sub_endpoint: str, *, heartbeat_interval: float,
+                 heartbeat_timeout: float, handshake_timeout: float, queue_limit: int):
+        self.edge_id = uuid.uuid4().hex[:16]
+        self.push_endpoint, self.sub_endpoint = push_endpoint, sub_endpoint
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.handshake_timeout = handshake_timeout
+        self.queue_limit = queue_limit
+        self._next_id = 0
+        self.connections: dict[str, EdgeWebSocketHandler] = {}
+        self.pending: dict[str, asyncio.Future] = {}
+        self.workers: dict[bytes, WorkerState] = {}
+        self.groups: dict[str, set[str]] = {}
+        self.stats = Stats()
+        self.on_worker_change: typing.Callable[[str, WorkerState], None] | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        self.context = zmq.asyncio.Context()
+        self.events = self._bind(zmq.ROUTER, self.push_endpoint)
+        # Unroutable sends raise instead of vanishing: that is how a vanished
+        # worker is noticed on the very next frame.
+        self.events.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.replies = self._bind(zmq.ROUTER, self.sub_endpoint)
+        self._tasks = [
+            asyncio.ensure_future(self._receive(self.events, self._on_worker_event)),
+            asyncio.ensure_future(self._receive(self.replies, self._on_reply)),
+            asyncio.ensure_future(self._heartbeat()),
+        ]
+
+    def _bind(self, kind: int, endpoint: str):
+        sock = self.context.socket(kind)
+        sock.setsockopt(zmq.SNDHWM, self.queue_limit)
+        sock.setsockopt(zmq.RCVHWM, self.queue_limit)
+        sock.setsockopt(zmq.LINGER, 500)
+        if endpoint.startswith("ipc://"):
+            _prepare_ipc_path(endpoint[len("ipc://"):])
+        old_umask = os.umask(0o077)  # ipc sockets: only the owner may connect
+        try:
+            sock.bind(endpoint)
+        finally:
+            os.umask(old_umask)
+        return sock
+
+    def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for sock in (self.events, self.replies):
+            sock.close(linger=500)
+        self.context.term()
+
+    # -- connections -------------------------------------------------------------
+
+    def new_conn_id(self) -> str:
+        self._next_id += 1
+        return f"{self.edge_id}.{self._next_id:x}"
+
+    def pick_worker(self) -> WorkerState | None:
+        """The least-loaded live worker with room, or None."""
+        best = None
+        for worker in self.workers.values():
+            if worker.has_room() and (best is None or worker.placement_load < best.placement_load):
+                best = worker
+        return best
+
+    async def handshake(self, conn: EdgeWebSocketHandler, route: str, request: dict):
+        """Ask a worker to take ``conn``; return its Accept or Deny, or None on timeout."""
+        worker = self.pick_worker()
+        if worker is None:
+            return None
+        conn.worker = worker
+        future = asyncio.get_running_loop().create_future()
+        self.pending[conn.conn_id] = future
+        worker.connections.add(conn.conn_id)
+        if not self._to_worker(worker, wire.Connect(conn.conn_id, route, request)):
+            self.pending.pop(conn.conn_id, None)
+            worker.connections.discard(conn.conn_id)
+            return None
+        try:
+            return await asyncio.wait_for(future, self.handshake_timeout)
+        except asyncio.TimeoutError:
+            logger.warning("worker %s did not answer the handshake of %s in %.1fs", worker.worker_id,
+                           conn.conn_id, self.handshake_timeout)
+            return None
+        finally:
+            self.pending.pop(conn.conn_id, None)
+
+    def opened(self, conn: EdgeWebSocketHandler) -> None:
+        self.connections[conn.conn_id] = conn
+        self.stats.connections_total += 1
+
+    def forward(self, conn: EdgeWebSocketHandler, binary: bool, payload: bytes) -> bool:
+        """Pass one client message to the connection's worker; False if it cannot take it."""
+        self.stats.frames_in += 1
+        return self._to_worker(conn.worker, wire.Data(conn.conn_id, conn.route, binary, payload))
+
+    def release(self, conn: EdgeWebSocketHandler, code: int, reason: str) -> None:
+        """The client connection has ended: tell its worker, forget its groups. Idempotent."""
+        conn_id = conn.conn_id
+        if conn_id is None or conn.released:
+            return
+        conn.released = True
+        self.connections.pop(conn_id, None)
+        self.stats.closed_by_code[code] += 1
+        for group in conn.groups:
+            members = self.groups.get(group)
+            if members is not None:
+                members.discard(conn_id)
+                if not members:
+                    del self.groups[group]
+        conn.groups.clear()
+        worker = conn.worker
+        if worker is not None and worker.identity in self.workers:
+            worker.connections.discard(conn_id)
+            self._to_worker(worker, wire.Disconnect(conn_id, conn.route or "", code, reason), quiet=True)
+
+    # -- sending to workers --------------------------------------------------------
+
+    def _to_worker(self, worker: WorkerState, message: wire.Message, quiet: bool = False) -> bool:
+        try:
+            self.events.send_multipart([worker.identity, *message.encode()], flags=zmq.DONTWAIT)
+            return True
+        except zmq.Again:
+            if not quiet:
+                logger.warning("worker %s is %d messages behind; refusing more for it", worker.worker_id,
+                               self.queue_limit)
+            return False
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                self._worker_lost(worker, "its socket disconnected")
+                return False
+            raise
+
+    # -- receiving -------------------------------------------------------------------
+
+    async def _receive(self, sock, handle) -> None:
+        """Read ``sock`` forever, handling every waiting message before awaiting again."""
+        shadow = zmq.Socket.shadow(sock.underlying)
+        while True:
+            frames = await sock.recv_multipart()
+            for _ in range(1000):
+                self._handle_safely(handle, frames)
+                try:
+                    frames = shadow.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+            else:
+                await asyncio.sleep(0)  # a long burst: let the loop serve clients too
+
+    def _handle_safely(self, handle, frames: list) -> None:
+        if len(frames) < 3:
+            logger.warning("edge dropped a message of %d frames", len(frames))
+            return
+        try:
+            message = wire.decode(frames[1:])
+        except wire.ProtocolError as exc:
+            logger.warning("edge dropped a malformed message: %s", exc)
+            return
+        try:
+            handle(frames[0], message)
+        except Exception:
+            logger.exception("edge failed to handle %s; dropped it", type(message).__name__)
+
+    def _on_worker_event(self, identity: bytes, message: wire.Message) -> None:
+        if not isinstance(message, wire.Hello):
+            logger.warning("edge dropped an unexpected %s on the push endpoint", type(message).__name__)
+            return
+        worker = self.workers.get(identity)
+        if worker is None:
+            worker = self.workers[identity] = WorkerState(identity, message)
+            logger.info("worker %s joined (capacity %s)", worker.worker_id, worker.capacity or "unlimited")
+            self._to_worker(worker, wire.Ping(self.edge_id), quiet=True)
+            if self.on_worker_change:
+                self.on_worker_change("joined", worker)
+        else:
+            worker.update(message)
+
+    def _on_reply(self, identity: bytes, message: wire.Message) -> None:
+        if isinstance(message, wire.Send):
+            conn = self.connections.get(message.conn_id)
+            if conn is not None:
+                self.stats.frames_out += 1
+                conn.deliver(message.binary, message.payload)
+            else:
+                logger.debug("send to gone connection %s dropped", message.conn_id)
+        elif isinstance(message, wire.GroupSend):
+            delivered = self._group_send(message)
+            if message.ref:
+                self._answer(identity, wire.Ack(message.ref, self.edge_id, delivered))
+        elif isinstance(message, wire.SendTo):
+            conn = self.connections.get(message.conn_id)
+            if conn is not None:
+                self.stats.frames_out += 1
+                conn.deliver(message.binary, message.payload)
+            if message.ref:
+                self._answer(identity, wire.Ack(message.ref, self.edge_id, int(conn is not None)))
+        elif isinstance(message, wire.Presence):
+            members = sorted(self.groups.get(message.group, ()))
+            self._answer(identity, wire.Members(message.ref, self.edge_id, {"ids": members}))
+        elif isinstance(message, (wire.Accept, wire.Deny)):
+            future = self.pending.get(message.conn_id)
+            if future is not None and not future.done():
+                future.set_result(message)
+        elif isinstance(message, wire.Close):
+            conn = self.connections.get(message.conn_id)
+            if conn is not None:
+                conn.close(message.code, message.reason)
+        elif isinstance(message, wire.Join):
+            conn = self.connections.get(message.conn_id)
+            if conn is not None:
+                self.groups.setdefault(message.group, set()).add(message.conn_id)
+                conn.groups.add(message.group)
+        elif isinstance(message, wire.Leave):
+            conn = self.connections.get(message.conn_id)
+            members = self.groups.get(message.group)
+            if conn is not None and members is not None:
+                members.discard(message.conn_id)
+                conn.groups.discard(message.group)
+                if not members:
+                    del self.groups[message.group]
+        else:
+            logger.warning("edge dropped an unexpected %s on the sub endpoint", type(message).__name__)
+
+    def _group_send(self, message: wire.GroupSend) -> int:
+        members = self.groups.get(message.group)
+        if not members:
+            return 0
+        delivered = 0
+        connections = self.connections
+        for conn_id in list(members):
+            if conn_id != message.exclude:
+                conn = connections.get(conn_id)
+                if conn is not None:
+                    conn.deliver(message.binary, message.payload)
+                    delivered += 1
+        self.stats.frames_out += delivered
+        return delivered
+
+    def _answer(self, identity: bytes, message: wire.Message) -> None:
+        try:
+            self.replies.send_multipart([identity, *message.encode()], flags=zmq.DONTWAIT)
+        except zmq.ZMQError as exc:
+            logger.warning("could not answer a sender (%s): %s", type(message).__name__, exc)
+
+    # -- heartbeats --------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        while True:
+            now = time.monotonic()
+            for worker in list(self.workers.values()):
+                if now - worker.last_seen > self.heartbeat_timeout:
+                    self._worker_lost(worker, f"silent for {now - worker.last_seen:.1f}s")
+                else:
+                    self._to_worker(worker, wire.Ping(self.edge_id), quiet=True)
+            await asyncio.sleep(self.heartbeat_interval)
+
+    def _worker_lost(self, worker: WorkerState, why: str) -> None:
+        if self.workers.pop(worker.identity, None) is None:
+            return
+        logger.warning("worker %s lost (%s); closing its %d connections with 1012", worker.worker_id, why,
+                       len(worker.connections))
+        for conn_id in list(worker.connections):
+            future = self.pending.get(conn_id)
+            if future is not None and not future.done():
+                future.set_result(None)
+            conn = self.connections.get(conn_id)
+            if conn is not None:
+                conn.worker = None
+                conn.close(CloseCode.SERVICE_RESTART, "worker lost")
+        worker.connections.clear()
+        if self.on_worker_change:
+            self.on_worker_change("lost", worker)
+
+
+class EndpointInUse(RuntimeError):
+    """Another process is already bound to an endpoint this edge wants."""
+
+
+def _prepare_ipc_path(path: str) -> None:
+    """Make the socket's directory if needed and clear a stale socket file.
+
+    A socket file that still accepts connections belongs to a running
+    server: refuse to steal it rather than silently splitting the traffic.
+    """
+    directory = os.path.dirname(path)
+    if directory and not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    if os.path.exists(path):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # stale: left by a server that died
+        else:
+            raise EndpointInUse(f"ipc://{path} is in use by another running server")
+        finally:
+            probe.close()

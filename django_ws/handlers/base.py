@@ -1,0 +1,98 @@
+"""WebSocketHandler: the class a project subclasses to serve a route."""
+
+from __future__ import annotations
+
+import typing
+
+from .codes import CloseCode
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from django_ws.worker.connection import Connection
+
+
+class WebSocketHandler:
+    """One instance per WebSocket connection, living in a worker process.
+
+    Override the ``on_*`` hooks; they are no-ops here, so there is never a
+    ``super()`` to remember. The worker calls them one at a time, in the
+    order the client's messages arrived, in the connection's own thread,
+    greenlet or process, so ``self`` is the place for per-connection state.
+
+    The original contract is kept: the first message goes to ``on_open``;
+    if that returns None the same message then goes to ``on_message`` too,
+    if it returns True or False it does not. ``on_close`` runs exactly once
+    for every connection whose ``on_open`` ran: when the client leaves, when
+    the handler closes, when the handler fails and when the edge goes away.
+
+    Attributes set before any hook runs:
+
+    ``connection_id``
+        A string unique across edges and restarts; store it to address this
+        client later from any Django process.
+    ``args``, ``kwargs``
+        What the route captured, plus the route's extra kwargs.
+    ``request``
+        The handshake as a Django ``HttpRequest`` (path, GET, headers,
+        COOKIES, session, user).
+    """
+
+    #: Refuse the handshake with 403 unless the session's user is logged in.
+    login_required: bool = False
+    #: Refuse the handshake with 403 unless the user has all these permissions.
+    permission_required: str | typing.Sequence[str] = ()
+
+    def __init__(self, connection: Connection):
+        self.connection = connection
+        self.connection_id: str = connection.id
+        self.args: tuple = connection.args
+        self.kwargs: dict = connection.kwargs
+        self.request = connection.request
+
+    # -- hooks -----------------------------------------------------------------
+
+    def on_connect(self) -> None:
+        """Runs during the handshake, before the client's upgrade completes.
+
+        Raise ``django_ws.HandshakeDenied(status)`` (or Django's
+        ``PermissionDenied``, which gives 403) to refuse the client with an
+        HTTP status; return normally to accept. Nothing can be sent yet.
+        """
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        """Pick one of the subprotocols the client offered, or None for none."""
+        return None
+
+    def on_open(self, message: str | bytes) -> bool | None:
+        """Receives the connection's first message (see the class docstring)."""
+
+    def on_message(self, message: str | bytes) -> None:
+        """Receives every message: text as ``str``, binary as ``bytes``."""
+
+    def on_close(self) -> None:
+        """The connection has ended; ``send()`` would raise. Clean up here."""
+
+    # -- actions ---------------------------------------------------------------
+
+    def send(self, data: str | bytes) -> None:
+        """Send one message: ``str`` as a text frame, ``bytes`` as a binary one.
+
+        Raises ``django_ws.ConnectionClosed`` once the connection has closed.
+        """
+        self.connection.send(data)
+
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Close the connection from the server side; ``on_close`` follows."""
+        self.connection.close(code, reason)
+
+    def join(self, group: str) -> None:
+        """Add this connection to ``group`` (left automatically on close)."""
+        self.connection.join(group)
+
+    def leave(self, group: str) -> None:
+        """Remove this connection from ``group``."""
+        self.connection.leave(group)
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection has ended, from either side."""
+        return self.connection.closed

@@ -1,0 +1,61 @@
+"""The envelope between the edge and the workers: pure encode and decode.
+
+This package is the only contract the two sides share. It imports neither
+zmq nor tornado: every message is a small frozen dataclass that encodes to a
+list of ``bytes`` (one ZeroMQ multipart message) and decodes back, so the whole
+format is tested on bytes alone. docs/protocol.rst describes the same thing
+for people writing another edge or worker.
+
+Every message starts with two frames::
+
+    [VERSION, KIND, ...fields]
+
+``VERSION`` lets a mixed deployment fail loudly instead of misreading frames;
+``KIND`` is one ASCII letter. Payload frames are passed through untouched.
+"""
+
+from .messages import (
+    VERSION,
+    Accept,
+    Ack,
+    Close,
+    Connect,
+    Data,
+    Deny,
+    Disconnect,
+    GroupSend,
+    Hello,
+    Join,
+    Leave,
+    Members,
+    Message,
+    Ping,
+    Presence,
+    ProtocolError,
+    Send,
+    SendTo,
+    decode,
+)
+
+__all__ = [
+    "VERSION",
+    "Accept",
+    "Ack",
+    "Close",
+    "Connect",
+    "Data",
+    "Deny",
+    "Disconnect",
+    "GroupSend",
+    "Hello",
+    "Join",
+    "Leave",
+    "Members",
+    "Message",
+    "Ping",
+    "Presence",
+    "ProtocolError",
+    "Send",
+    "SendTo",
+    "decode",
+]

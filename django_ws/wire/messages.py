@@ -1,0 +1,288 @@
+"""Message classes of the edge <-> worker protocol and their byte codec.
+
+Each message is ``[VERSION, KIND, field, field, ...]``. Field types map to
+bytes in one obvious way each (see ``_CODECS``): ``str`` is UTF-8, ``int`` is
+ASCII decimal, ``bool`` is ``b"1"``/``b"0"``, ``bytes`` passes untouched and
+``dict`` is JSON. Nothing is pickled or evaluated: a peer can at worst send a
+message that fails to decode, which raises :class:`ProtocolError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import ClassVar
+
+VERSION = b"DWS1"
+
+
+class ProtocolError(ValueError):
+    """Frames that are not a valid message of this protocol version."""
+
+
+def _decode_str(raw: bytes) -> str:
+    return raw.decode("utf-8")
+
+
+def _decode_int(raw: bytes) -> int:
+    # int() would accept " 12", "1_000" and "+3"; the protocol only has digits.
+    if not raw or not (raw.isdigit() or (raw[:1] == b"-" and raw[1:].isdigit())):
+        raise ValueError(f"not an integer: {raw[:20]!r}")
+    return int(raw)
+
+
+def _decode_bool(raw: bytes) -> bool:
+    if raw == b"1":
+        return True
+    if raw == b"0":
+        return False
+    raise ValueError(f"not a boolean: {raw[:20]!r}")
+
+
+def _decode_dict(raw: bytes) -> dict:
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
+# type -> (encode, decode)
+_CODECS: dict[type, tuple[typing.Callable, typing.Callable]] = {
+    str: (lambda v: v.encode("utf-8"), _decode_str),
+    bytes: (bytes, bytes),
+    int: (lambda v: b"%d" % v, _decode_int),
+    bool: (lambda v: b"1" if v else b"0", _decode_bool),
+    dict: (lambda v: json.dumps(v, separators=(",", ":")).encode("utf-8"), _decode_dict),
+}
+
+_REGISTRY: dict[bytes, type[Message]] = {}
+
+
+class Message:
+    """Base of every protocol message.
+
+    Subclasses are frozen dataclasses registered with :func:`_message`, which
+    records their one-letter ``KIND`` and precomputes the codec of each field
+    so encoding and decoding stay a flat loop on the hot path.
+    """
+
+    KIND: ClassVar[bytes]
+    _encoders: ClassVar[tuple]
+    _decoders: ClassVar[tuple]
+    _names: ClassVar[tuple[str, ...]]
+
+    def encode(self) -> list[bytes]:
+        """Return the multipart frames of this message."""
+        frames = [VERSION, self.KIND]
+        for name, encode in zip(self._names, self._encoders):
+            frames.append(encode(getattr(self, name)))
+        return frames
+
+
+def _message(kind: bytes):
+    def register(cls):
+        cls = dataclasses.dataclass(frozen=True, slots=True)(cls)
+        hints = typing.get_type_hints(cls)
+        fields = dataclasses.fields(cls)
+        cls.KIND = kind
+        cls._names = tuple(f.name for f in fields)
+        cls._encoders = tuple(_CODECS[hints[f.name]][0] for f in fields)
+        cls._decoders = tuple(_CODECS[hints[f.name]][1] for f in fields)
+        if kind in _REGISTRY:
+            raise RuntimeError(f"message kind {kind!r} registered twice")
+        _REGISTRY[kind] = cls
+        return cls
+
+    return register
+
+
+def decode(frames: typing.Sequence[bytes]) -> Message:
+    """Decode one multipart message, or raise :class:`ProtocolError`.
+
+    ``frames`` may hold ``bytes`` or anything with a ``bytes`` buffer (such as
+    zmq.Frame); they are only read.
+    """
+    if len(frames) < 2:
+        raise ProtocolError(f"expected at least 2 frames, got {len(frames)}")
+    version = bytes(frames[0])
+    if version != VERSION:
+        raise ProtocolError(f"unsupported protocol version {version[:16]!r}, expected {VERSION!r}")
+    kind = bytes(frames[1])
+    cls = _REGISTRY.get(kind)
+    if cls is None:
+        raise ProtocolError(f"unknown message kind {kind[:16]!r}")
+    body = frames[2:]
+    if len(body) != len(cls._names):
+        raise ProtocolError(f"{cls.__name__} takes {len(cls._names)} fields, got {len(body)}")
+    try:
+        values = [dec(bytes(raw)) for dec, raw in zip(cls._decoders, body)]
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"bad {cls.__name__}: {exc}") from None
+    return cls(*values)
+
+
+# -- edge -> worker ------------------------------------------------------------
+
+
+@_message(b"P")
+class Ping(Message):
+    """The edge is alive. Sent to every known worker each heartbeat interval.
+
+    It also introduces the edge: a worker learns ``edge_id`` from it and uses
+    it to address replies (see :class:`Hello`).
+    """
+
+    edge_id: str
+
+
+@_message(b"C")
+class Connect(Message):
+    """A client asks to open ``route``; the worker answers Accept or Deny.
+
+    ``request`` holds what the handshake carried (path, query string,
+    headers, remote address) as JSON, so the worker can build ``self.request``.
+    """
+
+    conn_id: str
+    route: str
+    request: dict
+
+
+@_message(b"D")
+class Data(Message):
+    """One WebSocket message from the client. ``binary`` keeps its opcode."""
+
+    conn_id: str
+    route: str
+    binary: bool
+    payload: bytes
+
+
+@_message(b"X")
+class Disconnect(Message):
+    """The client's connection has ended at the edge; no more Data follows."""
+
+    conn_id: str
+    route: str
+    code: int
+    reason: str
+
+
+# -- worker -> edge ------------------------------------------------------------
+
+
+@_message(b"H")
+class Hello(Message):
+    """Worker heartbeat, sent to each edge every heartbeat interval.
+
+    ``capacity`` is how many connections the worker takes (0: no limit) and
+    ``load`` how many it holds now, across every edge; the edge uses both to
+    place new connections on the least-loaded worker.
+    """
+
+    worker_id: str
+    capacity: int
+    load: int
+
+
+@_message(b"A")
+class Accept(Message):
+    """The handler takes the connection; ``subprotocol`` is '' for none."""
+
+    conn_id: str
+    subprotocol: str
+
+
+@_message(b"N")
+class Deny(Message):
+    """The handler refuses the connection with an HTTP ``status``."""
+
+    conn_id: str
+    status: int
+    reason: str
+
+
+@_message(b"S")
+class Send(Message):
+    """One WebSocket message for the client of ``conn_id``."""
+
+    conn_id: str
+    binary: bool
+    payload: bytes
+
+
+@_message(b"Q")
+class Close(Message):
+    """Close the client's connection with ``code`` (a handler asked, or failed)."""
+
+    conn_id: str
+    code: int
+    reason: str
+
+
+@_message(b"J")
+class Join(Message):
+    """Add ``conn_id`` to ``group`` on its edge."""
+
+    conn_id: str
+    group: str
+
+
+@_message(b"L")
+class Leave(Message):
+    """Remove ``conn_id`` from ``group`` on its edge."""
+
+    conn_id: str
+    group: str
+
+
+@_message(b"G")
+class GroupSend(Message):
+    """Deliver ``payload`` to every member of ``group`` but ``exclude`` ('' for none).
+
+    One GroupSend crosses to each edge; the edge fans it out to its members.
+    With a non-empty ``ref`` the edge answers the sender with an Ack.
+    """
+
+    group: str
+    exclude: str
+    binary: bool
+    payload: bytes
+    ref: str
+
+
+@_message(b"T")
+class SendTo(Message):
+    """From any Django process: ``payload`` for one connection; the edge Acks ``ref``."""
+
+    conn_id: str
+    binary: bool
+    payload: bytes
+    ref: str
+
+
+@_message(b"K")
+class Ack(Message):
+    """Edge -> sender: the request ``ref`` reached this edge; ``delivered`` clients got it."""
+
+    ref: str
+    edge_id: str
+    delivered: int
+
+
+@_message(b"?")
+class Presence(Message):
+    """Sender -> edge: who is in ``group``? Answered with Members."""
+
+    ref: str
+    group: str
+
+
+@_message(b"M")
+class Members(Message):
+    """Edge -> sender: ``members`` is ``{"ids": [...]}``, this edge's connections in the group."""
+
+    ref: str
+    edge_id: str
+    members: dict

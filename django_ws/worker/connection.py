@@ -1,0 +1,223 @@
+"""One connection as the worker sees it, and the loop that drives its handler.
+
+``Connection`` is what a handler's ``self.send()``/``self.close()`` talk to;
+``ConnectionRunner.run`` is the body of the connection's thread, greenlet or
+process. Neither knows which of those it runs in: they get a mailbox to read
+and an outbox callable to write, from the mode (see modes.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import typing
+
+from django.core.exceptions import PermissionDenied
+from django.db import close_old_connections, connections, reset_queries
+from django.urls import Resolver404
+
+from django_ws import wire
+from django_ws.exceptions import ConnectionClosed, HandshakeDenied
+from django_ws.handlers import CloseCode
+from django_ws.handlers.request import WebSocketRequest
+from django_ws.routing import resolve_ws
+
+logger = logging.getLogger("django_ws.worker")
+
+#: Put in a mailbox to make the runner stop (shutdown, lost edge, overflow).
+STOP = object()
+
+
+class Connection:
+    """The worker-side half of one client connection.
+
+    ``close_code`` is set exactly once, by whichever side ends the connection
+    first: the worker's I/O loop when the edge reports a disconnect, or the
+    handler's own thread when it closes or fails. ``send`` checks it first, so
+    a handler looping on ``send`` stops promptly after the client leaves, even
+    while its thread never returns to read the mailbox.
+    """
+
+    def __init__(self, conn_id: str, route: str, request_meta: dict, outbox: typing.Callable[[list], None]):
+        self.id = conn_id
+        self.route = route
+        self.request_meta = request_meta
+        self._outbox = outbox
+        self.close_code: int | None = None
+        self.close_reason = ""
+        #: True when the worker side closed (the handler, or an error): the
+        #: runner then drops what is still queued instead of handling it.
+        self.closed_here = False
+        self.args: tuple = ()
+        self.kwargs: dict = {}
+        self.request: WebSocketRequest | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.close_code is not None
+
+    def mark_closed(self, code: int, reason: str = "") -> bool:
+        """Record the end of the connection; False if it had already ended."""
+        if self.close_code is not None:
+            return False
+        self.close_code, self.close_reason = int(code), reason
+        return True
+
+    def send(self, data: str | bytes) -> None:
+        if self.close_code is not None:
+            raise ConnectionClosed(self.id, self.close_code, self.close_reason)
+        if isinstance(data, str):
+            message = wire.Send(self.id, False, data.encode("utf-8"))
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            message = wire.Send(self.id, True, bytes(data))
+        else:
+            raise TypeError(
+                f"send() takes str (a text frame) or bytes (a binary frame), not {type(data).__name__}; "
+                "use JsonWebSocketHandler.send_json for other objects"
+            )
+        self._outbox(message.encode())
+
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        if self.mark_closed(code, reason):
+            self.closed_here = True
+            self._outbox(wire.Close(self.id, int(code), reason).encode())
+
+    def join(self, group: str) -> None:
+        self._group_message(wire.Join, group)
+
+    def leave(self, group: str) -> None:
+        self._group_message(wire.Leave, group)
+
+    def _group_message(self, cls, group: str) -> None:
+        if not isinstance(group, str) or not group:
+            raise ValueError(f"a group name is a non-empty str, not {group!r}")
+        if self.close_code is not None:
+            raise ConnectionClosed(self.id, self.close_code, self.close_reason)
+        self._outbox(cls(self.id, group).encode())
+
+
+class ConnectionRunner:
+    """Drives one handler: handshake, then messages in order, then on_close.
+
+    Every call into user code goes through ``_call``, which does what Django
+    does around a request for the database (close_old_connections before and
+    after) and contains exceptions: one failing handler closes its own
+    connection with 1011 and nothing else notices.
+    """
+
+    def __init__(self, connection: Connection, mailbox, on_finished: typing.Callable[[Connection], None]):
+        self.connection = connection
+        self.mailbox = mailbox
+        self.on_finished = on_finished
+        self.handler = None
+        self.opened = False
+
+    def run(self) -> None:
+        conn = self.connection
+        try:
+            if self._handshake():
+                self._serve()
+        finally:
+            if self.opened:
+                self._call("on_close")
+            try:
+                # The thread's own database connections go back now, not at exit.
+                connections.close_all()
+            finally:
+                self.on_finished(conn)
+
+    def _handshake(self) -> bool:
+        conn = self.connection
+        try:
+            close_old_connections()
+            match = resolve_ws(conn.route)
+            conn.args, conn.kwargs = tuple(match.args), dict(match.kwargs)
+            conn.request = WebSocketRequest(conn.request_meta)
+            conn.request.resolver_match = match
+            handler = self.handler = match.func(conn)
+            _check_access(handler)
+            handler.on_connect()
+            offered = conn.request_meta.get("subprotocols", [])
+            subprotocol = handler.select_subprotocol(list(offered)) or ""
+            if subprotocol and subprotocol not in offered:
+                raise ValueError(f"select_subprotocol() returned {subprotocol!r}, which the client did not offer")
+        except HandshakeDenied as exc:
+            return self._deny(exc.status, exc.reason)
+        except PermissionDenied as exc:
+            return self._deny(403, str(exc))
+        except Resolver404:
+            return self._deny(404, "no route")
+        except Exception:
+            logger.exception("handshake of connection %s (route %r) failed", conn.id, conn.route)
+            return self._deny(500, "handler error")
+        finally:
+            close_old_connections()
+        conn._outbox(wire.Accept(conn.id, subprotocol).encode())
+        return True
+
+    def _deny(self, status: int, reason: str) -> bool:
+        conn = self.connection
+        conn.mark_closed(CloseCode.POLICY_VIOLATION, reason)
+        conn.closed_here = True
+        conn._outbox(wire.Deny(conn.id, int(status), reason[:200]).encode())
+        return False
+
+    def _serve(self) -> None:
+        conn, handler = self.connection, self.handler
+        get = self.mailbox.get
+        # Messages that arrived before the client left are still handled, in
+        # order (their sends raise ConnectionClosed); after a close by this
+        # side, whatever is still queued is dropped.
+        while not conn.closed_here:
+            event = get()
+            if event is STOP or conn.closed_here:
+                return
+            if isinstance(event, wire.Data):
+                message = event.payload if event.binary else event.payload.decode("utf-8")
+                if not self.opened:
+                    self.opened = True
+                    if self._call("on_open", message) is None and not conn.closed:
+                        self._call("on_message", message)
+                else:
+                    self._call("on_message", message)
+
+    def _call(self, hook: str, *args):
+        conn = self.connection
+        reset_queries()
+        close_old_connections()
+        try:
+            return getattr(self.handler, hook)(*args)
+        except ConnectionClosed as exc:
+            if exc.conn_id != conn.id:  # a send to another connection: that is a bug
+                self._fail(hook)
+            return False
+        except Exception:
+            self._fail(hook)
+            return False
+        finally:
+            close_old_connections()
+
+    def _fail(self, hook: str) -> None:
+        conn = self.connection
+        logger.exception(
+            "%s.%s raised on connection %s (route %r); closing it with 1011",
+            type(self.handler).__name__,
+            hook,
+            conn.id,
+            conn.route,
+        )
+        if hook != "on_close":
+            conn.close(CloseCode.INTERNAL_ERROR, "handler error")
+
+
+def _check_access(handler) -> None:
+    """Apply the handler's declarative login_required / permission_required."""
+    perms = handler.permission_required
+    if not handler.login_required and not perms:
+        return
+    user = getattr(handler.request, "user", None)
+    if user is None or not user.is_authenticated:
+        raise HandshakeDenied(403, "login required")
+    if isinstance(perms, str):
+        perms = (perms,)
+    if perms and not user.has_perms(perms):
+        raise HandshakeDenied(403, "permission required")

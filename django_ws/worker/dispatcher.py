@@ -1,0 +1,124 @@
+"""The worker's core: edge events in, connection runners and mailboxes out.
+
+No sockets here. The I/O loop (server.py) decodes what arrives from an edge
+and calls ``dispatch``; the dispatcher keeps the table of live connections,
+starts a runner through the mode for each Connect, and puts each Data in its
+connection's mailbox, in order, so one handler instance sees its frames one
+at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import typing
+
+from django_ws import wire
+from django_ws.handlers import CloseCode
+
+from .connection import STOP, Connection, ConnectionRunner
+from .modes import Mode
+
+logger = logging.getLogger("django_ws.worker")
+
+
+class _Entry:
+    __slots__ = ("connection", "mailbox", "edge_id", "task")
+
+    def __init__(self, connection: Connection, mailbox, edge_id: str):
+        self.connection = connection
+        self.mailbox = mailbox
+        self.edge_id = edge_id
+        self.task = None
+
+
+class Dispatcher:
+    """Routes decoded events to connections.
+
+    ``mailbox_limit`` bounds each connection's queue of unhandled messages:
+    a handler that falls that far behind has its connection closed with
+    1013 (try again later) instead of letting the worker's memory grow.
+    """
+
+    def __init__(self, mode: Mode, mailbox_limit: int = 1000):
+        self.mode = mode
+        self.mailbox_limit = mailbox_limit
+        self.connections: dict[str, _Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self.connections)
+
+    def dispatch(self, message: wire.Message, edge_id: str, outbox: typing.Callable[[list], None]) -> None:
+        if isinstance(message, wire.Data):
+            self._data(message)
+        elif isinstance(message, wire.Connect):
+            self._connect(message, edge_id, outbox)
+        elif isinstance(message, wire.Disconnect):
+            self._disconnect(message.conn_id, message.code, message.reason)
+        else:
+            logger.warning("worker dropped an unexpected %s from edge %s", type(message).__name__, edge_id)
+
+    def _connect(self, message: wire.Connect, edge_id: str, outbox) -> None:
+        if message.conn_id in self.connections:
+            logger.warning("duplicate Connect for %s dropped", message.conn_id)
+            return
+        conn = Connection(message.conn_id, message.route, message.request, outbox)
+        capacity = self.mode.capacity
+        if capacity and len(self.connections) >= capacity:
+            # Refused at the handshake: the edge answers the client with 503.
+            outbox(wire.Deny(conn.id, 503, "worker at capacity").encode())
+            return
+        mailbox = self.mode.mailbox()
+        runner = ConnectionRunner(conn, mailbox, self._finished)
+        # Registered before the runner starts, so its Data can never overtake it.
+        entry = self.connections[conn.id] = _Entry(conn, mailbox, edge_id)
+        entry.task = self.mode.spawn(runner.run, name=f"ws:{conn.id}")
+
+    def _data(self, message: wire.Data) -> None:
+        entry = self.connections.get(message.conn_id)
+        if entry is None:
+            logger.debug("data for unknown connection %s dropped", message.conn_id)
+            return
+        if entry.mailbox.qsize() >= self.mailbox_limit:
+            logger.warning(
+                "connection %s: %d messages wait for its handler; closing it with 1013",
+                message.conn_id,
+                self.mailbox_limit,
+            )
+            entry.connection.close(CloseCode.TRY_AGAIN_LATER, "handler too slow")
+            entry.mailbox.put(STOP)
+            return
+        entry.mailbox.put(message)
+
+    def _disconnect(self, conn_id: str, code: int, reason: str) -> None:
+        entry = self.connections.get(conn_id)
+        if entry is None:
+            return  # the handler closed first and has already finished
+        entry.connection.mark_closed(code, reason)
+        entry.mailbox.put(STOP)
+
+    def edge_lost(self, edge_id: str) -> int:
+        """End every connection held by an edge that went away; return how many."""
+        lost = [e for e in list(self.connections.values()) if e.edge_id == edge_id]
+        for entry in lost:
+            self._disconnect(entry.connection.id, CloseCode.GOING_AWAY, "edge lost")
+        return len(lost)
+
+    def shutdown(self, timeout: float) -> int:
+        """End every connection, let on_close run, wait up to ``timeout``; return stragglers."""
+        entries = list(self.connections.values())
+        for entry in entries:
+            if entry.connection.mark_closed(CloseCode.GOING_AWAY, "server shutdown"):
+                # Tell the edge too, in case it is not the one shutting down.
+                entry.connection._outbox(
+                    wire.Close(entry.connection.id, CloseCode.GOING_AWAY, "server shutdown").encode()
+                )
+            entry.mailbox.put(STOP)
+        deadline = time.monotonic() + timeout
+        for entry in entries:
+            if entry.task is not None:
+                entry.task.join(max(0.0, deadline - time.monotonic()))
+        return len(self.connections)
+
+    def _finished(self, conn: Connection) -> None:
+        self.connections.pop(conn.id, None)

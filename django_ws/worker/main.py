@@ -1,0 +1,81 @@
+"""Command line of a worker process, shared by run_wsworker and run_wsserver."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def add_worker_arguments(parser, *, edge_option: bool = True) -> None:
+    """The options that choose how handlers run (the original README's flags)."""
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--threaded", dest="mode", action="store_const", const="threaded",
+                       help="Run each connection's handler in its own thread (default).")
+    modes.add_argument("--gevent", dest="mode", action="store_const", const="gevent",
+                       help="Run each connection's handler in its own greenlet.")
+    modes.add_argument("--multiprocess", dest="mode", action="store_const", const="multiprocess",
+                       help="Run each connection's handler in its own process.")
+    parser.set_defaults(mode="threaded")
+    parser.add_argument("--max-processes", type=int, default=None, metavar="N",
+                        help="With --multiprocess: most handler processes per worker (default 64); "
+                             "connections past it are refused with 503.")
+    if edge_option:
+        parser.add_argument("--edge", action="append", default=[], metavar="PUSH,SUB",
+                            help="Serve the edge at these two endpoints (repeat for several edges); "
+                                 "default: --push-socket,--sub-socket.")
+
+
+def mode_options(options) -> dict:
+    max_processes = options.get("max_processes") if isinstance(options, dict) else options.max_processes
+    mode = options["mode"] if isinstance(options, dict) else options.mode
+    if max_processes is not None and mode != "multiprocess":
+        raise ValueError("--max-processes only applies to --multiprocess")
+    return {"max_processes": max_processes} if max_processes is not None else {}
+
+
+def parse_edges(edges: list[str], push: str, sub: str) -> list[tuple[str, str]]:
+    if not edges:
+        return [(push, sub)]
+    pairs = []
+    for edge in edges:
+        push_endpoint, sep, sub_endpoint = edge.partition(",")
+        if not sep or not push_endpoint or not sub_endpoint:
+            raise ValueError(f"--edge {edge!r}: expected PUSH,SUB such as tcp://10.0.0.1:5555,tcp://10.0.0.1:5556")
+        pairs.append((push_endpoint, sub_endpoint))
+    return pairs
+
+
+def run_worker(mode_name: str, edges: list[tuple[str, str]], **mode_kwargs) -> None:
+    from django_ws.worker.modes import get_mode
+    from django_ws.worker.server import Worker
+
+    mode = get_mode(mode_name, **mode_kwargs)
+    worker = Worker(mode, edges)
+    worker.install_signal_handlers()
+    worker.serve()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m django_ws.worker", description=__doc__)
+    add_worker_arguments(parser)
+    parser.add_argument("--push-socket", default=None)
+    parser.add_argument("--sub-socket", default=None)
+    parser.add_argument("--settings", default=None, help="Django settings module")
+    args = parser.parse_args(argv)
+    if args.settings:
+        os.environ["DJANGO_SETTINGS_MODULE"] = args.settings
+    import django
+
+    django.setup()
+    from django_ws.conf import ws_settings
+
+    try:
+        edges = parse_edges(args.edge, args.push_socket or ws_settings.WS_PUSH_SOCKET,
+                            args.sub_socket or ws_settings.WS_SUB_SOCKET)
+        kwargs = mode_options(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    run_worker(args.mode, edges, **kwargs)
+    return 0

@@ -1,0 +1,113 @@
+"""How a worker runs its connections: threads, greenlets or processes.
+
+The dispatcher and ConnectionRunner are the same in every mode; a mode only
+says how to spawn a connection's runner, what its mailbox is, and which
+ZeroMQ module and lock the transport uses. That small interface is the whole
+difference between ``--threaded``, ``--gevent`` and ``--multiprocess``.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+
+class Mode:
+    """The interface; see ThreadedMode for the reference implementation."""
+
+    name: str = ""
+    #: Connections one worker takes in this mode (0: no limit).
+    capacity: int = 0
+
+    @property
+    def zmq(self):
+        import zmq
+
+        return zmq
+
+    def mailbox(self):
+        """A FIFO that the I/O loop puts to and the connection's runner gets from."""
+        raise NotImplementedError
+
+    def lock(self):
+        """A lock that serialises sends on one shared ZeroMQ socket."""
+        raise NotImplementedError
+
+    def spawn(self, target, name: str):
+        """Start ``target()`` concurrently; return something with ``join(timeout)``."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.name
+
+
+class ThreadedMode(Mode):
+    """One OS thread per connection (the default).
+
+    The thread ends when its connection ends, so an idle worker holds only
+    its I/O thread. Handlers may block (sleep, slow queries) without holding
+    up other connections; the GIL is released while they wait.
+    """
+
+    name = "threaded"
+
+    def mailbox(self):
+        return queue.SimpleQueue()
+
+    def lock(self):
+        return threading.Lock()
+
+    def spawn(self, target, name):
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        return thread
+
+
+class GeventMode(Mode):
+    """One greenlet per connection; the process was monkey-patched at start.
+
+    Patching happens in ``python -m django_ws.worker`` before Django or any
+    database driver is imported (see worker/__main__.py), so blocking calls
+    in handlers (sleep, sockets, most database drivers) yield to the other
+    greenlets. Drivers written in C that do their own I/O, such as psycopg2,
+    need a green wait callback (psycogreen) or they block every greenlet.
+    """
+
+    name = "gevent"
+
+    @property
+    def zmq(self):
+        import zmq.green
+
+        return zmq.green
+
+    def mailbox(self):
+        import gevent.queue
+
+        return gevent.queue.SimpleQueue()
+
+    def lock(self):
+        import gevent.lock
+
+        return gevent.lock.Semaphore()
+
+    def spawn(self, target, name):
+        import gevent
+
+        greenlet = gevent.spawn(target)
+        greenlet.name = name
+        return greenlet
+
+
+MODES = {"threaded": ThreadedMode, "gevent": GeventMode}
+
+
+def get_mode(name: str, **options) -> Mode:
+    if name == "multiprocess":
+        from .multiprocess import MultiprocessMode
+
+        return MultiprocessMode(**options)
+    try:
+        return MODES[name](**options)
+    except KeyError:
+        raise ValueError(f"unknown worker mode {name!r}; choose threaded, gevent or multiprocess") from None

@@ -1,0 +1,196 @@
+"""The worker process: ZeroMQ links to the edges around the dispatcher.
+
+A worker connects to every edge it serves with two DEALER sockets:
+
+* ``events`` to the edge's push endpoint. The edge's ROUTER addresses the
+  worker by its routing id; Connect, Data, Disconnect and Ping arrive here and
+  Hello heartbeats go back. Only the I/O loop touches this socket.
+* ``replies`` to the edge's sub endpoint. Accept, Deny, Send, Close, Join and
+  Leave go out here from any connection's thread or greenlet, one at a time
+  under a lock, because ZeroMQ sockets are not thread-safe. One socket per
+  edge per worker, never one per connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+import uuid
+
+from django_ws import wire
+from django_ws.conf import ws_settings
+
+from .dispatcher import Dispatcher
+from .modes import Mode
+
+logger = logging.getLogger("django_ws.worker")
+
+
+class EdgeLink:
+    """The worker's two sockets to one edge, and what it knows of that edge."""
+
+    def __init__(self, worker: "Worker", push_endpoint: str, sub_endpoint: str):
+        zmq = worker.mode.zmq
+        ctx = worker.context
+        self.push_endpoint, self.sub_endpoint = push_endpoint, sub_endpoint
+        self.events = ctx.socket(zmq.DEALER)
+        self.events.setsockopt(zmq.ROUTING_ID, worker.worker_id.encode())
+        self.events.setsockopt(zmq.RCVHWM, worker.queue_limit)
+        self.events.setsockopt(zmq.SNDHWM, 10)  # heartbeats only: stale ones may wait
+        self.events.setsockopt(zmq.LINGER, 0)
+        self.events.connect(push_endpoint)
+        self.replies = ctx.socket(zmq.DEALER)
+        self.replies.setsockopt(zmq.SNDHWM, worker.queue_limit)
+        # A send that cannot be queued within the heartbeat timeout means the
+        # edge is gone or stuck; the handler then gets ConnectionClosed.
+        self.replies.setsockopt(zmq.SNDTIMEO, int(worker.heartbeat_timeout * 1000))
+        self.replies.setsockopt(zmq.LINGER, 1000)
+        self.replies.connect(sub_endpoint)
+        self.lock = worker.mode.lock()
+        self.edge_id: str | None = None
+        self.last_seen = 0.0
+        self._zmq = zmq
+
+    def outbox(self, frames: list) -> None:
+        """Send one message to the edge; safe from any thread or greenlet."""
+        with self.lock:
+            if self.replies.closed:
+                from django_ws.exceptions import ConnectionClosed
+
+                raise ConnectionClosed(bytes(frames[2]).decode() if len(frames) > 2 else "?", 1001, "worker stopping")
+            try:
+                self.replies.send_multipart(frames, copy=False)
+            except self._zmq.Again:
+                from django_ws.exceptions import ConnectionClosed
+
+                conn_id = bytes(frames[2]).decode() if len(frames) > 2 else "?"
+                raise ConnectionClosed(conn_id, 1012, "edge unreachable") from None
+
+    def close(self) -> None:
+        self.events.close(linger=0)
+        with self.lock:
+            self.replies.close()
+
+
+class Worker:
+    """Serves handlers for one or more edges until SIGTERM or SIGINT."""
+
+    def __init__(self, mode: Mode, edges: list[tuple[str, str]], worker_id: str | None = None):
+        self.mode = mode
+        self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
+        self.heartbeat_interval = float(ws_settings.WS_HEARTBEAT_INTERVAL)
+        self.heartbeat_timeout = float(ws_settings.WS_HEARTBEAT_TIMEOUT)
+        self.queue_limit = int(ws_settings.WS_QUEUE_LIMIT)
+        self.dispatcher = Dispatcher(mode)
+        self.context = mode.zmq.Context()
+        self.links = [EdgeLink(self, push, sub) for push, sub in edges]
+        self.stopping = False
+        from django_ws import sending
+
+        # send_to_group() and friends, called from handlers, use our links.
+        sending._worker_broadcast = self.broadcast
+
+    def broadcast(self, message: wire.Message) -> None:
+        """Send one message to every edge this worker serves (group sends)."""
+        frames = message.encode()
+        for link in self.links:
+            link.outbox(frames)
+
+    def install_signal_handlers(self) -> None:
+        def stop(signum, frame):
+            self.stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def serve(self) -> None:
+        zmq = self.mode.zmq
+        poller = zmq.Poller()
+        by_socket = {}
+        for link in self.links:
+            poller.register(link.events, zmq.POLLIN)
+            by_socket[link.events] = link
+        logger.info(
+            "worker %s (pid %d, %s) serving edges %s",
+            self.worker_id,
+            os.getpid(),
+            self.mode.describe(),
+            ", ".join(link.push_endpoint for link in self.links),
+        )
+        next_beat = 0.0
+        interval_ms = int(self.heartbeat_interval * 1000)
+        try:
+            while not self.stopping:
+                now = time.monotonic()
+                if now >= next_beat:
+                    self._heartbeat(now)
+                    next_beat = now + self.heartbeat_interval
+                try:
+                    ready = poller.poll(interval_ms)
+                except zmq.ZMQError as exc:
+                    if exc.errno == getattr(zmq, "EINTR", 4):
+                        continue
+                    raise
+                for sock, _ in ready:
+                    self._drain(by_socket[sock], zmq)
+        finally:
+            self._shutdown()
+
+    def _drain(self, link: EdgeLink, zmq, limit: int = 1000) -> None:
+        """Handle what is waiting on one link, at most ``limit`` messages at a time."""
+        recv = link.events.recv_multipart
+        for _ in range(limit):
+            try:
+                frames = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            link.last_seen = time.monotonic()
+            try:
+                message = wire.decode(frames)
+            except wire.ProtocolError as exc:
+                logger.warning("worker dropped a malformed message from %s: %s", link.push_endpoint, exc)
+                continue
+            if isinstance(message, wire.Ping):
+                self._edge_seen(link, message.edge_id)
+                continue
+            if link.edge_id is None:
+                # Events before the edge's first Ping: it introduced itself
+                # through them, which is as good.
+                link.edge_id = getattr(message, "conn_id", "").rpartition(".")[0] or None
+            self.dispatcher.dispatch(message, link.edge_id or "", link.outbox)
+
+    def _edge_seen(self, link: EdgeLink, edge_id: str) -> None:
+        if link.edge_id is not None and link.edge_id != edge_id:
+            # The edge restarted on the same endpoint: the old one's clients are gone.
+            n = self.dispatcher.edge_lost(link.edge_id)
+            logger.warning("edge %s replaced by %s at %s; ended %d connections", link.edge_id, edge_id, link.push_endpoint, n)
+        elif link.edge_id is None:
+            logger.info("worker %s: edge %s is up at %s", self.worker_id, edge_id, link.push_endpoint)
+        link.edge_id = edge_id
+
+    def _heartbeat(self, now: float) -> None:
+        zmq = self.mode.zmq
+        hello = wire.Hello(self.worker_id, self.mode.capacity, len(self.dispatcher)).encode()
+        for link in self.links:
+            try:
+                link.events.send_multipart(hello, zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # the edge is not there (yet): nothing to tell it
+            if link.edge_id is not None and now - link.last_seen > self.heartbeat_timeout:
+                n = self.dispatcher.edge_lost(link.edge_id)
+                logger.warning(
+                    "edge %s silent for %.1fs; ended its %d connections", link.edge_id, now - link.last_seen, n
+                )
+                link.edge_id = None
+
+    def _shutdown(self) -> None:
+        timeout = float(ws_settings.WS_SHUTDOWN_TIMEOUT)
+        left = self.dispatcher.shutdown(timeout)
+        if left:
+            logger.warning("worker %s: %d handlers still running after %.1fs; exiting anyway", self.worker_id, left, timeout)
+        for link in self.links:
+            link.close()
+        self.context.term()
+        logger.info("worker %s stopped", self.worker_id)

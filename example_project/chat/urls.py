@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import views
+
+app_name = "chat"
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("counter/", views.counter, name="counter"),
+    path("room/<slug:room>/", views.room, name="room"),
+    path("room/<slug:room>/announce/", views.announce, name="announce"),
+]

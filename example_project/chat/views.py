@@ -1,0 +1,34 @@
+import json
+
+from django.http import HttpResponseBadRequest, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_POST
+
+from django_ws import SendError, send_to_group
+
+
+def index(request):
+    return render(request, "chat/index.html")
+
+
+def counter(request):
+    """The original README's page: RandomCounter on the default namespace."""
+    return render(request, "chat/counter.html")
+
+
+def room(request, room):
+    return render(request, "chat/room.html", {"room": room})
+
+
+@require_POST
+def announce(request, room):
+    """An ordinary Django view that speaks into a room (POST text=...)."""
+    text = request.POST.get("text", "").strip()
+    if not text:
+        return HttpResponseBadRequest("text is required")
+    message = json.dumps({"type": "message", "author": "announcer", "text": text})
+    try:
+        delivered = send_to_group(f"chat.{room}", message)
+    except SendError as exc:
+        return JsonResponse({"ok": False, "error": str(exc)}, status=503)
+    return JsonResponse({"ok": True, "delivered": delivered})
