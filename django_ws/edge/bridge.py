@@ -220,13 +220,13 @@ class Bridge:
         """Read ``sock`` forever, handling every waiting message before awaiting again."""
         shadow = zmq.Socket.shadow(sock.underlying)
         while True:
-            frames = await sock.recv_multipart()
+            self._handle_safely(handle, await sock.recv_multipart())
             for _ in range(1000):
-                self._handle_safely(handle, frames)
                 try:
                     frames = shadow.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     break
+                self._handle_safely(handle, frames)
             else:
                 await asyncio.sleep(0)  # a long burst: let the loop serve clients too
 

@@ -1,4 +1,4 @@
-"""URLconf-style routing for WebSocket handlers, built on django.urls.
+r"""URLconf-style routing for WebSocket handlers, built on django.urls.
 
 A project lists its routes in a ``ws_urls.py``::
 

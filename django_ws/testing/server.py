@@ -1,0 +1,135 @@
+"""``WebSocketServer``: a real run_wsserver in a subprocess, for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class WebSocketServer:
+    """Start ``manage.py run_wsserver`` with private endpoints and wait until it is ready.
+
+    ::
+
+        with WebSocketServer(settings="myproject.settings", workers=2) as server:
+            url = server.url("chat/lobby")       # ws://127.0.0.1:PORT/socket/chat/lobby
+
+    Each server gets its own port and its own ipc endpoints in a private
+    temporary directory, so servers started by parallel tests never meet.
+    ``lines`` collects everything the server printed; ``wait_for(text)``
+    blocks until a line containing ``text`` appears.
+    """
+
+    def __init__(self, *, settings: str | None = None, mode: str = "threaded", workers: int = 1,
+                 websocket_url: str = "/socket", extra_args: tuple = (), env: dict | None = None,
+                 cwd: str | None = None, ready_timeout: float = 30.0, edge_only: bool = False,
+                 push_socket: str | None = None, sub_socket: str | None = None, port: int | None = None):
+        self.settings = settings or os.environ.get("DJANGO_SETTINGS_MODULE")
+        self.mode = mode
+        self.workers = workers
+        self.websocket_url = websocket_url
+        self.extra_args = list(extra_args)
+        self.env = env or {}
+        self.cwd = cwd
+        self.ready_timeout = ready_timeout
+        self.edge_only = edge_only
+        self.port = port or free_port()
+        self._tmp = tempfile.TemporaryDirectory(prefix="django-ws-")
+        self.push_socket = push_socket or f"ipc://{self._tmp.name}/push"
+        self.sub_socket = sub_socket or f"ipc://{self._tmp.name}/sub"
+        self.process: subprocess.Popen | None = None
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._eof = False
+
+    @property
+    def prefix(self) -> str:
+        return self.websocket_url.split("(", 1)[0].rstrip("/")
+
+    def url(self, route: str = "") -> str:
+        return f"ws://127.0.0.1:{self.port}{self.prefix}/{route}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "django", "run_wsserver", f"127.0.0.1:{self.port}",
+               f"--websocket-url={self.websocket_url}", "--push-socket", self.push_socket,
+               "--sub-socket", self.sub_socket, f"--{self.mode}"]
+        cmd += ["--edge-only"] if self.edge_only else ["--workers", str(self.workers)]
+        return cmd + self.extra_args
+
+    def start(self) -> "WebSocketServer":
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
+        if self.settings:
+            env["DJANGO_SETTINGS_MODULE"] = self.settings
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [self.cwd or os.getcwd(), *sys.path[1:2], env.get("PYTHONPATH", "")] if p)
+        self.process = subprocess.Popen(
+            self.command(), env=env, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, bufsize=1, start_new_session=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_for("Ready:", timeout=self.ready_timeout)
+        return self
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._eof = True
+            self._changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 10.0, start: int = 0) -> str:
+        """Block until the server prints a line containing ``text``; return that line."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines[start:]:
+                    if text in line:
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or self._eof:
+                    output = "\n".join(self.lines[-40:])
+                    raise AssertionError(f"run_wsserver did not print {text!r} within {timeout}s; it printed:\n{output}")
+                self._changed.wait(min(left, 0.5))
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return [int(line.split()[2]) for line in self.lines if line.startswith("Worker process ") and "started" in line]
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM the server and wait for it; returns its exit code."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            raise AssertionError(f"run_wsserver did not stop within {timeout}s of SIGTERM")
+        finally:
+            self._tmp.cleanup()
+        return code
+
+    def __enter__(self) -> "WebSocketServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,95 @@
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+from websockets.sync.client import connect
+
+from django_ws.testing import WebSocketServer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SETTINGS = "tests.project.settings"
+
+
+@pytest.fixture(scope="session")
+def server_db():
+    """A migrated sqlite file for the servers the tests start (not pytest-django's)."""
+    directory = tempfile.mkdtemp(prefix="django-ws-db-")
+    path = os.path.join(directory, "server.sqlite3")
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE=SETTINGS, DJANGO_WS_TEST_DB=path, PYTHONPATH=ROOT)
+    if not os.environ.get("DJANGO_WS_TEST_POSTGRES"):
+        subprocess.run([sys.executable, "-m", "django", "migrate", "-v0"], env=env, cwd=ROOT, check=True)
+    return path
+
+
+def start_server(server_db, **kwargs) -> WebSocketServer:
+    env = kwargs.pop("env", {})
+    env.setdefault("DJANGO_WS_TEST_DB", server_db)
+    return WebSocketServer(settings=SETTINGS, cwd=ROOT, env=env, **kwargs).start()
+
+
+@pytest.fixture
+def make_server(server_db):
+    """Start run_wsserver with the given options; each is stopped (and must exit 0) at teardown."""
+    started = []
+
+    def make(**kwargs):
+        srv = start_server(server_db, **kwargs)
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        assert srv.stop() == 0, "run_wsserver exited non-zero on SIGTERM"
+
+
+@pytest.fixture(scope="module")
+def server(server_db):
+    srv = start_server(server_db)
+    yield srv
+    assert srv.stop() == 0
+
+
+class Observer:
+    """A client of ObserverHandler: receives what handlers report (on_close ran, ...)."""
+
+    def __init__(self, server):
+        self.ws = connect(server.url("observe"))
+        self.ws.send("hello")
+        assert self.ws.recv(timeout=10) == "observing"
+        self.seen = []
+
+    def wait(self, timeout=10.0, **match):
+        """Wait for a report whose fields equal ``match``; return it."""
+        for report in self.seen:
+            if all(report.get(k) == v for k, v in match.items()):
+                self.seen.remove(report)
+                return report
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no report matching {match} within {timeout}s; saw {self.seen}")
+            try:
+                report = json.loads(self.ws.recv(timeout=left))
+            except TimeoutError:
+                continue
+            if all(report.get(k) == v for k, v in match.items()):
+                return report
+            self.seen.append(report)
+
+    def count(self, timeout=10.0, n=1, **match):
+        return [self.wait(timeout, **match) for _ in range(n)]
+
+    def close(self):
+        self.ws.close()
+
+
+@pytest.fixture
+def observer(server):
+    obs = Observer(server)
+    yield obs
+    obs.close()

@@ -1,0 +1,140 @@
+"""Handlers the end-to-end tests talk to. Each one makes one behaviour visible."""
+
+import json
+import os
+import threading
+import time
+
+from django_ws import JsonWebSocketHandler, WebSocketHandler, send_to_group
+
+from .models import Visit
+
+OBSERVERS = "observers"
+
+
+def report(event: str, **data) -> None:
+    """Tell every ObserverHandler connection what happened (on_close runs, ...)."""
+    send_to_group(OBSERVERS, json.dumps({"event": event, "pid": os.getpid(), **data}))
+
+
+class EchoHandler(WebSocketHandler):
+    def on_message(self, message):
+        self.send(message)
+
+
+class UpperHandler(WebSocketHandler):
+    def on_message(self, message):
+        self.send(message.upper())
+
+
+class OpenContractHandler(WebSocketHandler):
+    """on_open returns None, True or False as the route says."""
+
+    def on_open(self, message):
+        self.send(f"open:{message}")
+        return {"none": None, "true": True, "false": False}[self.kwargs["result"]]
+
+    def on_message(self, message):
+        self.send(f"message:{message}")
+
+
+class ObserverHandler(WebSocketHandler):
+    def on_open(self, message):
+        self.join(OBSERVERS)
+        self.send("observing")
+        return True
+
+
+class TrackedHandler(WebSocketHandler):
+    """Echoes, and reports on_open/on_close so tests can count them."""
+
+    def on_open(self, message):
+        self.opened_at = time.monotonic()
+        report("open", tag=self.kwargs["tag"], conn=self.connection_id)
+
+    def on_message(self, message):
+        self.send(message)
+
+    def on_close(self):
+        report("close", tag=self.kwargs["tag"], conn=self.connection_id)
+
+
+class FailingHandler(TrackedHandler):
+    def on_message(self, message):
+        if message == "boom":
+            raise RuntimeError("boom, as the test asked")
+        self.send(message)
+
+
+class LoopHandler(WebSocketHandler):
+    """The original 'visitors' example: a handler that never returns on its own."""
+
+    def on_message(self, message):
+        count = 0
+        report("loop-start", tag=self.kwargs["tag"])
+        while True:
+            self.send(str(count))
+            count += 1
+            time.sleep(0.05)
+
+    def on_close(self):
+        report("close", tag=self.kwargs["tag"], conn=self.connection_id)
+
+
+class ClosingHandler(WebSocketHandler):
+    def on_message(self, message):
+        if message == "close":
+            self.close(4000, "bye")
+            try:
+                self.send("after close")
+            except Exception as exc:  # the contract: send() raises once closed
+                report("send-after-close", error=type(exc).__name__)
+        else:
+            self.send(message)
+
+
+class RoomHandler(JsonWebSocketHandler):
+    def on_open_json(self, content):
+        self.join(f"room.{self.kwargs['room']}")
+        self.send_json({"joined": self.kwargs["room"], "id": self.connection_id})
+        return True
+
+    def on_json(self, content):
+        if content.get("leave"):
+            self.leave(f"room.{self.kwargs['room']}")
+            self.send_json({"left": True})
+        else:
+            send_to_group(f"room.{self.kwargs['room']}", json.dumps(content))
+
+
+class WhoAmIHandler(JsonWebSocketHandler):
+    def on_json(self, content):
+        user = self.request.user
+        self.send_json({
+            "user": user.get_username() if user.is_authenticated else None,
+            "path": self.request.path,
+            "query": self.request.GET.dict(),
+            "cookie_names": sorted(self.request.COOKIES),
+            "user_agent": self.request.headers.get("User-Agent"),
+        })
+
+
+class PrivateHandler(WhoAmIHandler):
+    login_required = True
+
+
+class DatabaseHandler(WebSocketHandler):
+    def on_message(self, message):
+        Visit.objects.create(tag=self.kwargs["tag"])
+        self.send(str(Visit.objects.filter(tag=self.kwargs["tag"]).count()))
+
+
+class InfoHandler(JsonWebSocketHandler):
+    def on_json(self, content):
+        self.send_json({
+            "kwargs": self.kwargs,
+            "url_name": self.request.resolver_match.url_name,
+            "namespace": self.request.resolver_match.namespace,
+            "thread": threading.current_thread().name,
+            "pid": os.getpid(),
+        })

@@ -1,0 +1,56 @@
+"""Settings of the project the end-to-end tests serve."""
+
+import os
+import tempfile
+
+SECRET_KEY = "tests-only"
+DEBUG = True
+ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver"]
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django_ws",
+    "tests.project",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+ROOT_URLCONF = "tests.project.urls"
+WS_URLCONF = "tests.project.ws_urls"
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
+
+if os.environ.get("DJANGO_WS_TEST_POSTGRES"):
+    # name=...;user=...;host=...;port=... (set by .ci/run when a server is there)
+    params = dict(part.split("=", 1) for part in os.environ["DJANGO_WS_TEST_POSTGRES"].split(";"))
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": params.get("name", "django_ws"),
+            "USER": params.get("user", "postgres"),
+            "PASSWORD": params.get("password", ""),
+            "HOST": params.get("host", "127.0.0.1"),
+            "PORT": params.get("port", "5432"),
+            "TEST": {"NAME": params.get("name", "django_ws")},
+        }
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("DJANGO_WS_TEST_DB", os.path.join(tempfile.gettempdir(), "django-ws-tests.sqlite3")),
+            "TEST": {"NAME": os.environ.get("DJANGO_WS_TEST_DB", os.path.join(tempfile.gettempdir(), "django-ws-tests.sqlite3"))},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+
+DEFAULT_WS_HANDLERS = {
+    "default": "tests.project.handlers.EchoHandler",
+    "upper": "tests.project.handlers.UpperHandler",
+}
+WS_BASE_URL = "ws://testserver:8888/socket"
+# Fault tests want quick detection; these are also reasonable production values.
+WS_HEARTBEAT_INTERVAL = 0.25
+WS_HEARTBEAT_TIMEOUT = 1.5

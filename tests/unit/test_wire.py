@@ -1,0 +1,189 @@
+"""The edge <-> worker wire format, checked on bytes alone (no sockets)."""
+
+import pytest
+
+from django_ws import wire
+
+NON_UTF8 = b"\xff\xfe\x00\x80binary"
+
+MESSAGES = [
+    wire.Ping("edge-1"),
+    wire.Connect("e.1", "chat/lobby", {"path": "/socket/chat/lobby", "headers": [["Cookie", "a=1"]], "secure": False}),
+    wire.Data("e.1", "chat/lobby", False, b"hello"),
+    wire.Data("e.1", "chat/lobby", True, NON_UTF8),
+    wire.Data("e.1", "", True, b""),
+    wire.Disconnect("e.1", "chat/lobby", 1001, "going away"),
+    wire.Hello("worker-7", 0, 12),
+    wire.Accept("e.1", ""),
+    wire.Accept("e.1", "graphql-ws"),
+    wire.Deny("e.1", 403, "Forbidden"),
+    wire.Send("e.1", False, "héllo ✓".encode()),
+    wire.Send("e.1", True, NON_UTF8),
+    wire.Close("e.1", 4000, "bye"),
+    wire.Join("e.1", "room.lobby"),
+    wire.Leave("e.1", "room.lobby"),
+    wire.GroupSend("room.lobby", "e.1", False, b"to all but e.1", "ref-1"),
+    wire.GroupSend("room.lobby", "", True, b"", ""),
+    wire.SendTo("e.2", True, NON_UTF8, "ref-2"),
+    wire.Ack("ref-2", "edge-1", 3),
+    wire.Presence("ref-3", "room.lobby"),
+    wire.Members("ref-3", "edge-1", {"ids": ["e.1", "e.2"]}),
+    wire.Members("ref-4", "edge-1", {}),
+]
+
+
+def test_every_message_class_is_covered_by_the_round_trip_cases():
+    classes = {cls for cls in vars(wire).values() if isinstance(cls, type) and issubclass(cls, wire.Message)}
+    classes.discard(wire.Message)
+    assert classes == {type(m) for m in MESSAGES}
+    assert len(classes) == 16
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
+def test_encode_then_decode_round_trips(message):
+    frames = message.encode()
+    assert all(type(frame) is bytes for frame in frames)
+    assert frames[:2] == [wire.VERSION, type(message).KIND]
+    decoded = wire.decode(frames)
+    assert type(decoded) is type(message)
+    assert decoded == message
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
+def test_decode_accepts_memoryview_frames(message):
+    frames = [memoryview(frame) for frame in message.encode()]
+    assert wire.decode(frames) == message
+
+
+def test_each_kind_is_one_distinct_ascii_letter_or_sign():
+    kinds = [type(m).KIND for m in MESSAGES]
+    assert all(len(kind) == 1 and kind.isascii() for kind in kinds)
+    assert len(set(kinds)) == 16
+
+
+def test_join_and_leave_share_fields_but_decode_to_their_own_class():
+    assert wire.decode(wire.Join("e.1", "g").encode()) != wire.Leave("e.1", "g")
+    assert isinstance(wire.decode(wire.Leave("e.1", "g").encode()), wire.Leave)
+
+
+# -- exact frames ----------------------------------------------------------------
+
+
+def test_data_frames_exactly():
+    assert wire.Data("e.1", "chat/x", False, b"hi").encode() == [b"DWS1", b"D", b"e.1", b"chat/x", b"0", b"hi"]
+
+
+def test_binary_send_frames_exactly():
+    assert wire.Send("e.1", True, b"\x00\x01").encode() == [b"DWS1", b"S", b"e.1", b"1", b"\x00\x01"]
+
+
+def test_close_frames_exactly_with_int_as_ascii_decimal_and_str_as_utf8():
+    assert wire.Close("e.1", 1011, "café").encode() == [b"DWS1", b"Q", b"e.1", b"1011", "café".encode("utf-8")]
+
+
+def test_connect_frames_exactly_with_compact_json():
+    frames = wire.Connect("e.1", "echo", {"path": "/socket/echo", "n": 1}).encode()
+    assert frames == [b"DWS1", b"C", b"e.1", b"echo", b'{"path":"/socket/echo","n":1}']
+
+
+def test_hello_and_ack_frames_exactly():
+    assert wire.Hello("w", 0, 5).encode() == [b"DWS1", b"H", b"w", b"0", b"5"]
+    assert wire.Ack("r", "edge", 2).encode() == [b"DWS1", b"K", b"r", b"edge", b"2"]
+
+
+def test_decode_literal_frames():
+    assert wire.decode([b"DWS1", b"X", b"e.1", b"chat/x", b"1000", b""]) == wire.Disconnect("e.1", "chat/x", 1000, "")
+    assert wire.decode([b"DWS1", b"N", b"e.9", b"403", b"no"]) == wire.Deny("e.9", 403, "no")
+
+
+# -- payloads ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x00", NON_UTF8, b"plain text", bytes(range(256)), b"x" * 100_000])
+def test_payload_bytes_pass_through_untouched(payload):
+    frames = wire.Data("e.1", "r", True, payload).encode()
+    assert frames[-1] == payload
+    assert wire.decode(frames).payload == payload
+    assert type(wire.decode(frames).payload) is bytes
+
+
+def test_payload_from_memoryview_decodes_to_bytes():
+    decoded = wire.decode([memoryview(f) for f in wire.SendTo("e.1", False, b"abc", "r").encode()])
+    assert decoded.payload == b"abc"
+    assert type(decoded.payload) is bytes
+
+
+def test_negative_int_round_trips():
+    assert wire.decode(wire.Close("e.1", -1, "").encode()).code == -1
+
+
+# -- malformed input ---------------------------------------------------------------
+
+
+def test_protocol_error_is_a_value_error():
+    assert issubclass(wire.ProtocolError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        pytest.param([], id="no-frames"),
+        pytest.param([b"DWS1"], id="version-only"),
+        pytest.param([b"DWS2", b"P", b"edge"], id="wrong-version"),
+        pytest.param([b"dws1", b"P", b"edge"], id="version-case"),
+        pytest.param([b"", b"P", b"edge"], id="empty-version"),
+        pytest.param([b"DWS1", b"Z", b"edge"], id="unknown-kind"),
+        pytest.param([b"DWS1", b"", b"edge"], id="empty-kind"),
+        pytest.param([b"DWS1", b"PP", b"edge"], id="two-letter-kind"),
+        pytest.param([b"DWS1", b"P"], id="too-few-fields"),
+        pytest.param([b"DWS1", b"D", b"e.1", b"r", b"0"], id="data-missing-payload"),
+        pytest.param([b"DWS1", b"P", b"edge", b"extra"], id="too-many-fields"),
+        pytest.param([b"DWS1", b"D", b"e.1", b"r", b"0", b"hi", b"more"], id="data-extra-field"),
+        pytest.param([b"DWS1", b"H", b"w", b" 12", b"0"], id="int-leading-space"),
+        pytest.param([b"DWS1", b"H", b"w", b"12 ", b"0"], id="int-trailing-space"),
+        pytest.param([b"DWS1", b"H", b"w", b"1_0", b"0"], id="int-underscore"),
+        pytest.param([b"DWS1", b"H", b"w", b"abc", b"0"], id="int-letters"),
+        pytest.param([b"DWS1", b"H", b"w", b"+3", b"0"], id="int-plus-sign"),
+        pytest.param([b"DWS1", b"H", b"w", b"", b"0"], id="int-empty"),
+        pytest.param([b"DWS1", b"H", b"w", b"-", b"0"], id="int-bare-minus"),
+        pytest.param([b"DWS1", b"H", b"w", b"1.5", b"0"], id="int-float"),
+        pytest.param([b"DWS1", b"H", b"w", "١٢".encode(), b"0"], id="int-non-ascii-digits"),
+        pytest.param([b"DWS1", b"D", b"e.1", b"r", b"2", b"hi"], id="bool-2"),
+        pytest.param([b"DWS1", b"D", b"e.1", b"r", b"true", b"hi"], id="bool-word"),
+        pytest.param([b"DWS1", b"D", b"e.1", b"r", b"", b"hi"], id="bool-empty"),
+        pytest.param([b"DWS1", b"P", b"\xff\xfe"], id="str-invalid-utf8"),
+        pytest.param([b"DWS1", b"Q", b"e.1", b"1000", b"caf\xe9"], id="str-latin1"),
+        pytest.param([b"DWS1", b"C", b"e.1", b"r", b"[1, 2]"], id="dict-json-array"),
+        pytest.param([b"DWS1", b"C", b"e.1", b"r", b'"text"'], id="dict-json-string"),
+        pytest.param([b"DWS1", b"C", b"e.1", b"r", b"null"], id="dict-json-null"),
+        pytest.param([b"DWS1", b"C", b"e.1", b"r", b"3"], id="dict-json-number"),
+        pytest.param([b"DWS1", b"C", b"e.1", b"r", b"{not json"], id="dict-not-json"),
+        pytest.param([b"DWS1", b"C", b"e.1", b"r", b""], id="dict-empty"),
+        pytest.param([b"DWS1", b"C", b"e.1", b"r", b"\xff{}"], id="dict-invalid-utf8"),
+        pytest.param([b"DWS1", b"M", b"ref", b"edge", b"[]"], id="members-json-array"),
+    ],
+)
+def test_malformed_frames_raise_protocol_error(frames):
+    with pytest.raises(wire.ProtocolError):
+        wire.decode(frames)
+
+
+def test_wrong_version_error_names_the_versions():
+    with pytest.raises(wire.ProtocolError, match="DWS2.*DWS1"):
+        wire.decode([b"DWS2", b"P", b"edge"])
+
+
+def test_field_count_error_names_the_message_class():
+    with pytest.raises(wire.ProtocolError, match="Data takes 4 fields, got 3"):
+        wire.decode([b"DWS1", b"D", b"e.1", b"r", b"0"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RecursionError,
+    reason="bug: _decode_dict lets json.loads' RecursionError escape decode() instead of raising ProtocolError",
+)
+def test_deeply_nested_json_in_a_dict_field_raises_protocol_error():
+    nested = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(wire.ProtocolError):
+        wire.decode([b"DWS1", b"C", b"e.1", b"r", nested])
