@@ -21,7 +21,7 @@ ROOT_URLCONF = "tests.project.urls"
 WS_URLCONF = "tests.project.ws_urls"
 TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
 
-if os.environ.get("DJANGO_WS_TEST_POSTGRES"):
+if os.environ.get("DJANGO_WS_TEST_POSTGRES"):  # set per server by tests/test_database.py
     # name=...;user=...;host=...;port=... (set by .ci/run when a server is there)
     params = dict(part.split("=", 1) for part in os.environ["DJANGO_WS_TEST_POSTGRES"].split(";"))
     DATABASES = {
