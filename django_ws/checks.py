@@ -34,7 +34,7 @@ def check_ws_routes(app_configs, **kwargs):
                     errors.append(checks.Error(f"{where}: include() failed: {exc}", id="django_ws.E002"))
             elif isinstance(pattern, WebSocketRoute):
                 try:
-                    pattern.callback
+                    pattern.handler
                 except (ImportError, TypeError) as exc:
                     errors.append(checks.Error(str(exc), obj=where, id="django_ws.E003"))
             else:

@@ -19,10 +19,9 @@ class WebSocketRequest(HttpRequest):
     nothing, and AnonymousUser stands for a client that is not logged in.
     """
 
-    method = "GET"
-
     def __init__(self, meta: dict):
         super().__init__()
+        self.method = "GET"
         self.path = self.path_info = meta.get("path", "/")
         query = meta.get("query", "")
         self.GET = QueryDict(query, encoding="utf-8")
@@ -36,6 +35,10 @@ class WebSocketRequest(HttpRequest):
             "wsgi.url_scheme": "https" if meta.get("secure") else "http",
         }
         for name, value in meta.get("headers", []):
+            if "_" in name:
+                # As Django's runserver and nginx do: X_Forwarded_For must not
+                # pass for X-Forwarded-For once both become HTTP_X_FORWARDED_FOR.
+                continue
             key = name.upper().replace("-", "_")
             if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
                 key = "HTTP_" + key
@@ -48,8 +51,9 @@ class WebSocketRequest(HttpRequest):
         if _installed("django.contrib.auth"):
             self.user = SimpleLazyObject(self._load_user)
 
-    def is_secure(self) -> bool:
-        return self.META["wsgi.url_scheme"] == "https"
+    def _get_scheme(self) -> str:
+        # HttpRequest.scheme consults SECURE_PROXY_SSL_HEADER first, then this.
+        return self.META["wsgi.url_scheme"]
 
     def _load_session(self):
         engine = import_module(settings.SESSION_ENGINE)

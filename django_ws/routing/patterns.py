@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import ResolverMatch, URLPattern, URLResolver
 from django.urls.resolvers import RegexPattern
 from django.utils.functional import cached_property
 from django.utils.module_loading import import_string
@@ -21,7 +21,8 @@ class WebSocketRoute(URLPattern):
         super().__init__(pattern, handler, default_args, name)
 
     @property
-    def callback(self):
+    def handler(self):
+        """The handler class, imported on first use if it was given as a dotted path."""
         if isinstance(self._handler, str):
             try:
                 handler = import_string(self._handler)
@@ -34,9 +35,31 @@ class WebSocketRoute(URLPattern):
             self._handler = handler
         return self._handler
 
+    # Django's resolver reads ``callback`` when it builds its reverse table;
+    # giving it the dotted path there keeps reverse_ws() from importing every
+    # handler (and failing for all routes when one path is broken).
+    @property
+    def callback(self):
+        return self._handler
+
     @callback.setter
     def callback(self, value):
         self._handler = value
+
+    def resolve(self, path):
+        match = self.pattern.match(path)
+        if match:
+            new_path, args, captured_kwargs = match
+            kwargs = {**captured_kwargs, **self.default_args}
+            return ResolverMatch(
+                self.handler,
+                args,
+                kwargs,
+                self.pattern.name,
+                route=str(self.pattern),
+                captured_kwargs=captured_kwargs,
+                extra_kwargs=self.default_args,
+            )
 
     @cached_property
     def lookup_str(self):

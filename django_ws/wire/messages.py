@@ -117,8 +117,8 @@ def decode(frames: typing.Sequence[bytes]) -> Message:
         raise ProtocolError(f"{cls.__name__} takes {len(cls._names)} fields, got {len(body)}")
     try:
         values = [dec(bytes(raw)) for dec, raw in zip(cls._decoders, body)]
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"bad {cls.__name__}: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ProtocolError(f"bad {cls.__name__}: {type(exc).__name__}: {str(exc)[:100]}") from None
     return cls(*values)
 
 

@@ -72,7 +72,7 @@ class Dispatcher:
         runner = ConnectionRunner(conn, mailbox, self._finished)
         # Registered before the runner starts, so its Data can never overtake it.
         entry = self.connections[conn.id] = _Entry(conn, mailbox, edge_id)
-        entry.task = self.mode.spawn(runner.run, name=f"ws:{conn.id}")
+        entry.task = self.mode.spawn(runner, name=f"ws:{conn.id}")
 
     def _data(self, message: wire.Data) -> None:
         entry = self.connections.get(message.conn_id)
@@ -96,6 +96,8 @@ class Dispatcher:
             return  # the handler closed first and has already finished
         entry.connection.mark_closed(code, reason)
         entry.mailbox.put(STOP)
+        if entry.task is not None:
+            self.mode.interrupt(entry.task)
 
     def edge_lost(self, edge_id: str) -> int:
         """End every connection held by an edge that went away; return how many."""
@@ -119,6 +121,10 @@ class Dispatcher:
             if entry.task is not None:
                 entry.task.join(max(0.0, deadline - time.monotonic()))
         return len(self.connections)
+
+    def finished(self, conn: Connection) -> None:
+        """The runner of ``conn`` is done (called from its thread, greenlet or reaper)."""
+        self._finished(conn)
 
     def _finished(self, conn: Connection) -> None:
         self.connections.pop(conn.id, None)

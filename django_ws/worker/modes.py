@@ -33,9 +33,16 @@ class Mode:
         """A lock that serialises sends on one shared ZeroMQ socket."""
         raise NotImplementedError
 
-    def spawn(self, target, name: str):
-        """Start ``target()`` concurrently; return something with ``join(timeout)``."""
+    def spawn(self, runner, name: str):
+        """Start ``runner.run()`` concurrently; return something with ``join(timeout)``."""
         raise NotImplementedError
+
+    def interrupt(self, task) -> None:
+        """The connection of ``task`` has ended: make its handler notice.
+
+        Threads and greenlets share the Connection object, whose close flag
+        the I/O loop has already set; only a separate process needs telling.
+        """
 
     def describe(self) -> str:
         return self.name
@@ -57,8 +64,8 @@ class ThreadedMode(Mode):
     def lock(self):
         return threading.Lock()
 
-    def spawn(self, target, name):
-        thread = threading.Thread(target=target, name=name, daemon=True)
+    def spawn(self, runner, name):
+        thread = threading.Thread(target=runner.run, name=name, daemon=True)
         thread.start()
         return thread
 
@@ -91,10 +98,10 @@ class GeventMode(Mode):
 
         return gevent.lock.Semaphore()
 
-    def spawn(self, target, name):
+    def spawn(self, runner, name):
         import gevent
 
-        greenlet = gevent.spawn(target)
+        greenlet = gevent.spawn(runner.run)
         greenlet.name = name
         return greenlet
 

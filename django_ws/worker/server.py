@@ -35,23 +35,27 @@ class EdgeLink:
         zmq = worker.mode.zmq
         ctx = worker.context
         self.push_endpoint, self.sub_endpoint = push_endpoint, sub_endpoint
+        self._zmq = zmq
         self.events = ctx.socket(zmq.DEALER)
         self.events.setsockopt(zmq.ROUTING_ID, worker.worker_id.encode())
         self.events.setsockopt(zmq.RCVHWM, worker.queue_limit)
         self.events.setsockopt(zmq.SNDHWM, 10)  # heartbeats only: stale ones may wait
         self.events.setsockopt(zmq.LINGER, 0)
         self.events.connect(push_endpoint)
+        self.open_replies(worker, ctx)
+        self.edge_id: str | None = None
+        self.last_seen = 0.0
+
+    def open_replies(self, worker: "Worker", ctx) -> None:
+        zmq = self._zmq
         self.replies = ctx.socket(zmq.DEALER)
         self.replies.setsockopt(zmq.SNDHWM, worker.queue_limit)
         # A send that cannot be queued within the heartbeat timeout means the
         # edge is gone or stuck; the handler then gets ConnectionClosed.
         self.replies.setsockopt(zmq.SNDTIMEO, int(worker.heartbeat_timeout * 1000))
         self.replies.setsockopt(zmq.LINGER, 1000)
-        self.replies.connect(sub_endpoint)
+        self.replies.connect(self.sub_endpoint)
         self.lock = worker.mode.lock()
-        self.edge_id: str | None = None
-        self.last_seen = 0.0
-        self._zmq = zmq
 
     def outbox(self, frames: list) -> None:
         """Send one message to the edge; safe from any thread or greenlet."""
@@ -91,7 +95,36 @@ class Worker:
 
         # send_to_group() and friends, called from handlers, use our links.
         sending._worker_broadcast = self.broadcast
+        if hasattr(mode, "in_child"):  # --multiprocess
+            mode.in_child(self._reopen_in_child, self._close_in_child)
+            mode.on_child_exit = self._child_exited
 
+    def _reopen_in_child(self) -> None:
+        """In a forked handler process: a fresh context and reply sockets.
+
+        The parent's sockets are abandoned, not closed: closing them here
+        would act on the parent's context, which must never cross a fork.
+        """
+        self.context = self.mode.zmq.Context()
+        for link in self.links:
+            link.events = None
+            link.open_replies(self, self.context)
+
+    def _close_in_child(self) -> None:
+        for link in self.links:
+            link.replies.close(linger=1000)  # deliver what the handler sent
+        self.context.term()
+
+    def _child_exited(self, conn, code: int) -> None:
+        """Parent side: a handler process ended; a crash closes its connection with 1011."""
+        self.dispatcher.finished(conn)
+        if code != 0:
+            how = f"signal {-code}" if code < 0 else f"exit code {code}"
+            logger.error("handler process of connection %s died (%s); closing it with 1011", conn.id, how)
+            try:
+                conn.close(1011, "handler process died")
+            except Exception:
+                logger.exception("could not tell the edge that %s is closed", conn.id)
     def broadcast(self, message: wire.Message) -> None:
         """Send one message to every edge this worker serves (group sends)."""
         frames = message.encode()

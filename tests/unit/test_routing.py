@@ -54,13 +54,13 @@ def test_dotted_handler_is_imported_lazily_on_first_resolve(monkeypatch):
 def test_dotted_handler_that_does_not_exist_raises_import_error_naming_it():
     route = ws_path(r"^ghost$", "tests.project.handlers.NoSuchHandler")
     with pytest.raises(ImportError, match="NoSuchHandler"):
-        route.callback
+        route.handler
 
 
 def test_dotted_handler_that_is_not_a_handler_raises_type_error_when_imported():
     route = ws_path(r"^visit$", "tests.project.models.Visit")
     with pytest.raises(TypeError, match="not a WebSocketHandler subclass"):
-        route.callback
+        route.handler
 
 
 def test_ws_path_rejects_a_handler_instance():
@@ -181,12 +181,6 @@ def test_ws_base_url_setting_changes_the_base():
     assert reverse_ws("echo") == "ws://testserver:8888/socket/echo"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ImportError,
-    reason="bug: Django's URLResolver._populate reads every route's callback, so reversing any route "
-    "imports every dotted handler and one broken dotted path breaks reverse_ws for all routes",
-)
 def test_reverse_ws_of_a_good_route_works_while_another_route_has_a_broken_dotted_handler():
     with override_settings(WS_URLCONF="tests.unit.bad_ws_urls"):
         assert resolve_ws("echo").func is handlers.EchoHandler  # resolving is fine
