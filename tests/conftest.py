@@ -46,11 +46,29 @@ def make_server(server_db):
         assert srv.stop() == 0, "run_wsserver exited non-zero on SIGTERM"
 
 
-@pytest.fixture(scope="module")
-def server(server_db):
-    srv = start_server(server_db)
+#: Every way of running handlers; the behaviour suite runs against each one.
+SERVER_CONFIGS = {
+    "threaded": {"mode": "threaded"},
+    "gevent": {"mode": "gevent"},
+    "multiprocess": {"mode": "multiprocess", "extra_args": ("--max-processes=150",)},
+    "threaded-3-workers": {"mode": "threaded", "workers": 3},
+}
+
+
+@pytest.fixture(scope="module", params=list(SERVER_CONFIGS))
+def server(request, server_db):
+    srv = start_server(server_db, **SERVER_CONFIGS[request.param])
     yield srv
     assert srv.stop() == 0
+
+
+def require(condition: bool, why: str) -> None:
+    """Skip a test whose optional part is missing, or fail under DJANGO_WS_REQUIRE_ALL (CI)."""
+    if condition:
+        return
+    if os.environ.get("DJANGO_WS_REQUIRE_ALL"):
+        pytest.fail(f"{why} (DJANGO_WS_REQUIRE_ALL is set, so this is a failure, not a skip)")
+    pytest.skip(why)
 
 
 class Observer:

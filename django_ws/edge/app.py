@@ -16,6 +16,7 @@ from django_ws.routing import Mount
 
 from .bridge import Bridge
 from .handler import EdgeWebSocketHandler
+from .stats import stats_routes
 
 logger = logging.getLogger("django_ws.edge")
 
@@ -36,7 +37,7 @@ class Edge:
         )
         self._allowed_origins = self._origin_hosts()
         self.application = tornado.web.Application(
-            [(mount.tornado_pattern, EdgeWebSocketHandler, {"edge": self})],
+            [(mount.tornado_pattern, EdgeWebSocketHandler, {"edge": self}), *stats_routes(self.bridge)],
             websocket_max_message_size=int(ws_settings.WS_MAX_MESSAGE_SIZE),
             websocket_ping_interval=None,
         )

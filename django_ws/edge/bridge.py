@@ -38,6 +38,9 @@ if typing.TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger("django_ws.edge")
 
+#: What handshake() returns when workers are up but every one is at capacity.
+AT_CAPACITY = "at capacity"
+
 
 class WorkerState:
     """What the edge knows of one worker: liveness, capacity, its connections."""
@@ -150,7 +153,7 @@ class Bridge:
         """Ask a worker to take ``conn``; return its Accept or Deny, or None on timeout."""
         worker = self.pick_worker()
         if worker is None:
-            return None
+            return AT_CAPACITY if self.workers else None
         conn.worker = worker
         future = asyncio.get_running_loop().create_future()
         self.pending[conn.conn_id] = future

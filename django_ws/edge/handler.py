@@ -11,6 +11,8 @@ import tornado.websocket
 from django_ws import wire
 from django_ws.handlers import CloseCode
 
+from .bridge import AT_CAPACITY
+
 if typing.TYPE_CHECKING:  # pragma: no cover
     from .app import Edge
 
@@ -35,6 +37,7 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
         self.groups: set[str] = set()
         self.released = False
         self._subprotocol = ""
+        self._refuse_after_upgrade = False
 
     # -- handshake ---------------------------------------------------------------
 
@@ -61,6 +64,13 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
                 return
             if answer is None:
                 self._refuse(503, "no worker available")
+                return
+            if answer is AT_CAPACITY:
+                # Upgrade, then close with 1013: a browser sees a close code
+                # (an HTTP status never reaches page JavaScript).
+                self.bridge.stats.refused[1013] += 1
+                self._refuse_after_upgrade = True
+                await super().get(route)
                 return
             if isinstance(answer, wire.Deny):
                 self._refuse(answer.status, answer.reason or "denied")
@@ -107,9 +117,14 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
 
     def open(self, *args) -> None:
         self.set_nodelay(True)
+        if self._refuse_after_upgrade:
+            self.close(CloseCode.TRY_AGAIN_LATER, "all workers at capacity")
+            return
         self.bridge.opened(self)
 
     def on_message(self, message: str | bytes) -> None:
+        if self._refuse_after_upgrade:
+            return
         if isinstance(message, bytes):
             ok = self.bridge.forward(self, True, message)
         else:

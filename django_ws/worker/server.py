@@ -192,7 +192,11 @@ class Worker:
                 # Events before the edge's first Ping: it introduced itself
                 # through them, which is as good.
                 link.edge_id = getattr(message, "conn_id", "").rpartition(".")[0] or None
-            self.dispatcher.dispatch(message, link.edge_id or "", link.outbox)
+            try:
+                self.dispatcher.dispatch(message, link.edge_id or "", link.outbox)
+            except Exception:
+                # A bug here must cost one message, not the worker and all its connections.
+                logger.exception("worker failed to dispatch %s; dropped it", type(message).__name__)
 
     def _edge_seen(self, link: EdgeLink, edge_id: str) -> None:
         if link.edge_id is not None and link.edge_id != edge_id:
