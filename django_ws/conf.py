@@ -33,6 +33,11 @@ DEFAULTS = {
     "WS_SHUTDOWN_TIMEOUT": 5.0,
     # ZeroMQ high-water mark (messages) on each edge<->worker socket.
     "WS_QUEUE_LIMIT": 10000,
+    # Sub endpoints of every edge, for send_to_group() & co. outside workers.
+    # None: [WS_SUB_SOCKET], the one local edge.
+    "WS_EDGES": None,
+    # Seconds send_to_group() & co. wait for every edge to confirm (outside workers).
+    "WS_SEND_TIMEOUT": 2.0,
 }
 
 

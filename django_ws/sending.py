@@ -20,8 +20,6 @@ import os
 import threading
 import uuid
 
-from django.conf import settings
-
 from django_ws import wire
 from django_ws.conf import ws_settings
 from django_ws.exceptions import SendError
@@ -30,6 +28,8 @@ __all__ = ["group_members", "group_size", "send_to_connection", "send_to_group"]
 
 #: Set by a worker process: a callable taking one wire message, sending it to every edge.
 _worker_broadcast = None
+#: Set by a worker process: the sub endpoints of the edges it serves.
+_worker_edges: list[str] | None = None
 
 
 def _encode(data) -> tuple[bool, bytes]:
@@ -76,7 +76,10 @@ def group_size(group: str, *, timeout: float | None = None) -> int:
 
 
 def edge_endpoints() -> list[str]:
-    edges = getattr(settings, "WS_EDGES", None)
+    """Where the edges are: the worker's own edges inside a worker, else WS_EDGES."""
+    if _worker_edges is not None:
+        return list(_worker_edges)
+    edges = ws_settings.WS_EDGES
     return list(edges) if edges else [ws_settings.WS_SUB_SOCKET]
 
 
@@ -110,7 +113,7 @@ class _EdgeClient:
 
     def request(self, make, timeout: float | None) -> list:
         zmq = self.zmq
-        timeout = float(getattr(settings, "WS_SEND_TIMEOUT", 2.0) if timeout is None else timeout)
+        timeout = float(ws_settings.WS_SEND_TIMEOUT if timeout is None else timeout)
         ref = uuid.uuid4().hex
         frames = make(ref).encode()
         waiting = {}

@@ -54,3 +54,7 @@ WS_BASE_URL = "ws://testserver:8888/socket"
 # Fault tests want quick detection; these are also reasonable production values.
 WS_HEARTBEAT_INTERVAL = 0.25
 WS_HEARTBEAT_TIMEOUT = 1.5
+
+# Several edges: tests list their sub endpoints here for send_to_group() & co.
+if os.environ.get("DJANGO_WS_EDGES"):
+    WS_EDGES = os.environ["DJANGO_WS_EDGES"].split(",")

@@ -1,0 +1,163 @@
+"""Groups, presence and sending from anywhere in Django, across edges."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from django.test import override_settings
+from websockets.sync.client import connect
+
+from django_ws import SendError, group_members, group_size, send_to_connection, send_to_group
+from tests.conftest import ROOT, SETTINGS
+from tests.test_modes import wait_until
+
+
+def join(server, room):
+    ws = connect(server.url(f"room/{room}"))
+    ws.send("{}")
+    reply = json.loads(ws.recv(timeout=10))
+    assert reply["joined"] == room
+    return ws, reply["id"]
+
+
+def manage(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "django", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ, DJANGO_SETTINGS_MODULE=SETTINGS, PYTHONPATH=ROOT, **(env or {})))
+
+
+@pytest.fixture
+def threaded_server(make_server):
+    return make_server()
+
+
+def test_join_leave_close_and_presence(threaded_server):
+    srv = threaded_server
+    with override_settings(WS_EDGES=[srv.sub_socket]):
+        members = [join(srv, "presence") for _ in range(3)]
+        ids = sorted(conn_id for _, conn_id in members)
+        assert group_members("room.presence") == ids
+        assert group_size("room.presence") == 3
+        # leave: the Leave travels before the reply, so presence is exact at once
+        members[0][0].send(json.dumps({"leave": True}))
+        assert json.loads(members[0][0].recv(timeout=10)) == {"left": True}
+        assert group_size("room.presence") == 2
+        # close: the connection leaves every group
+        members[1][0].close()
+        wait_until(lambda: group_size("room.presence") == 1, 10, "a closed connection leaves its groups")
+        assert group_members("room.presence") == [members[2][1]]
+        assert group_size("room.nobody") == 0
+        members[0][0].close()
+        members[2][0].close()
+
+
+def test_send_to_group_excluding_one_and_to_one_connection(threaded_server):
+    srv = threaded_server
+    with override_settings(WS_EDGES=[srv.sub_socket]):
+        (a, a_id), (b, b_id), (c, c_id) = [join(srv, "direct") for _ in range(3)]
+        assert send_to_group("room.direct", "to all but a", exclude=a_id) == 2
+        assert b.recv(timeout=10) == "to all but a"
+        assert c.recv(timeout=10) == "to all but a"
+        assert send_to_connection(b_id, b"\x00binary for b") is True
+        assert b.recv(timeout=10) == b"\x00binary for b"  # bytes stay bytes
+        assert send_to_connection("nosuchedge.1", "nobody") is False
+        assert send_to_group("room.direct", "everyone") == 3
+        assert [ws.recv(timeout=10) for ws in (a, b, c)] == ["everyone"] * 3  # a got nothing earlier
+        for ws in (a, b, c):
+            ws.close()
+
+
+def test_a_management_command_sends_one_message_and_exits(threaded_server):
+    srv = threaded_server
+    members = [join(srv, "cron") for _ in range(3)]
+    result = manage("ws_send", "--group", "room.cron", "hello from cron", env={"DJANGO_WS_EDGES": srv.sub_socket})
+    assert result.returncode == 0, result.stderr
+    assert "Delivered to 3 connection(s)" in result.stdout
+    for ws, _ in members:
+        assert ws.recv(timeout=10) == "hello from cron"
+        ws.close()
+
+
+def test_sending_with_no_server_fails_fast_with_send_error(tmp_path):
+    with override_settings(WS_EDGES=[f"ipc://{tmp_path}/no-edge-here"]):
+        started = time.monotonic()
+        with pytest.raises(SendError, match="no websocket edge reachable"):
+            send_to_group("room.x", "lost?", timeout=0.5)
+        assert time.monotonic() - started < 5, "a send to a down server must not hang the caller"
+    result = manage("ws_send", "--group", "room.x", "hi", "--timeout", "0.5",
+                    env={"DJANGO_WS_EDGES": f"ipc://{tmp_path}/no-edge-here"})
+    assert result.returncode == 1 and "no websocket edge reachable" in result.stderr
+
+
+def test_a_group_spans_two_edges_and_a_third_process_reaches_every_member_once(make_server, tmp_path):
+    a = make_server(edge_only=True)
+    b = make_server(edge_only=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "django", "run_wsworker", "--edge", f"{a.push_socket},{a.sub_socket}",
+         "--edge", f"{b.push_socket},{b.sub_socket}"],
+        cwd=ROOT, env=dict(os.environ, DJANGO_SETTINGS_MODULE=SETTINGS, PYTHONPATH=ROOT,
+                           DJANGO_WS_TEST_DB=os.environ.get("DJANGO_WS_TEST_DB", "")),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        a.wait_for("joined")
+        b.wait_for("joined")
+        members = [join(a, "wide"), join(a, "wide"), join(b, "wide"), join(b, "wide")]
+        with override_settings(WS_EDGES=[a.sub_socket, b.sub_socket]):
+            assert group_size("room.wide") == 4
+        # A handler on edge A broadcasts: members on edge B get it too, once.
+        members[0][0].send(json.dumps({"text": "from a handler"}))
+        for ws, _ in members:
+            assert json.loads(ws.recv(timeout=10)) == {"text": "from a handler"}
+        # A third process, knowing both edges, sends once: every member, once.
+        result = manage("ws_send", "--group", "room.wide", "from a third process",
+                        env={"DJANGO_WS_EDGES": f"{a.sub_socket},{b.sub_socket}"})
+        assert result.returncode == 0, result.stderr
+        assert "Delivered to 4 connection(s)" in result.stdout
+        for ws, _ in members:
+            assert ws.recv(timeout=10) == "from a third process"
+        for ws, _ in members:  # exactly once: nothing else is waiting
+            with pytest.raises(TimeoutError):
+                ws.recv(timeout=0.3)
+            ws.close()
+    finally:
+        worker.terminate()
+        assert worker.wait(20) == 0, worker.stderr.read()
+
+
+@pytest.mark.slow
+def test_1000_members_receive_100_messages_each_none_lost(make_server):
+    from websockets.asyncio.client import connect as aconnect
+
+    srv = make_server()
+    members, messages = 1000, 100
+
+    async def main():
+        sockets = []
+        for i in range(0, members, 100):
+            batch = await asyncio.gather(*(aconnect(srv.url("room/big"), max_queue=None) for _ in range(100)))
+            for ws in batch:
+                await ws.send("{}")
+            for ws in batch:
+                assert json.loads(await asyncio.wait_for(ws.recv(), 30))["joined"] == "big"
+            sockets += batch
+
+        async def receive(ws):
+            return [json.loads(await asyncio.wait_for(ws.recv(), 60))["n"] for _ in range(messages)]
+
+        readers = [asyncio.ensure_future(receive(ws)) for ws in sockets]
+        for n in range(messages):
+            await sockets[0].send(json.dumps({"n": n}))
+        received = await asyncio.gather(*readers)
+        for ws in sockets:
+            await ws.close()
+        return received
+
+    received = asyncio.run(main())
+    expected = list(range(messages))
+    lost = sum(messages - len(r) for r in received)
+    assert lost == 0
+    assert all(r == expected for r in received), "every member got every message, in order"
