@@ -38,6 +38,17 @@ DEFAULTS = {
     "WS_EDGES": None,
     # Seconds send_to_group() & co. wait for every edge to confirm (outside workers).
     "WS_SEND_TIMEOUT": 2.0,
+    # Keepalive: the edge pings every client this often (seconds; 0 disables) and
+    # drops one that has not answered within WS_PING_TIMEOUT.
+    "WS_PING_INTERVAL": 20.0,
+    "WS_PING_TIMEOUT": 20.0,
+    # Bytes the edge buffers for one client that does not read; past it the
+    # connection is closed with 1008.
+    "WS_MAX_BUFFER_SIZE": 4 * 1024 * 1024,
+    # ZeroMQ CURVE for tcp:// endpoints: None, or a dict of Z85 keys
+    # {"server_public", "server_secret", "client_public", "client_secret"}
+    # (manage.py ws_keygen prints one).
+    "WS_CURVE": None,
 }
 
 

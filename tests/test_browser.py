@@ -1,0 +1,288 @@
+"""The example project's chat, end to end, in headless Chromium.
+
+Everything runs for real: the example's Django pages under ``runserver``,
+``run_wsserver`` with the example's settings, a migrated sqlite file, the
+static ``django-ws.js`` client and ``{% reverse_ws %}``. Two pages chat, the
+websocket server restarts on the same port under them, the client reconnects
+by itself, and an ordinary Django view speaks into the room.
+
+Chromium comes from the system (``DJANGO_WS_TEST_CHROMIUM``, default
+/usr/bin/chromium; .ci/run installs Debian's); Playwright only drives it.
+"""
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from django_ws.testing import WebSocketServer
+from django_ws.testing.server import free_port
+from tests.conftest import ROOT, require
+
+EXAMPLE = os.path.join(ROOT, "example_project")
+CHROMIUM = os.environ.get("DJANGO_WS_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+#: Playwright's timeout for every wait on the page. The client reconnects with
+#: backoff (base 500 ms, doubling, jitter), so a restart takes it a few seconds.
+TIMEOUT_MS = 20_000
+
+# A seed line in the room's history: a page that shows it has joined the room
+# (the chat replays history right after joining), so what is said next reaches
+# it exactly once, by broadcast.
+SEED = "seed line from the database"
+
+SETUP_DB = f"""
+import django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from chat.models import Message
+Message.objects.create(room="lobby", author="history", text={SEED!r})
+"""
+
+# The example's settings read EXAMPLE_DB and WS_BASE_URL from the environment
+# but name no ZeroMQ endpoints, so its views would look for the edge at the
+# default ipc:///tmp/ws_sub. This module points them at the test's own edge.
+HTTP_SETTINGS = """
+import os
+from example_project.settings import *  # noqa: F401,F403
+
+WS_PUSH_SOCKET = os.environ["BROWSER_TEST_PUSH_SOCKET"]
+WS_SUB_SOCKET = os.environ["BROWSER_TEST_SUB_SOCKET"]
+"""
+
+
+@pytest.fixture
+def chromium():
+    require(os.access(CHROMIUM, os.X_OK), f"no Chromium at {CHROMIUM} (set DJANGO_WS_TEST_CHROMIUM)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "playwright is not installed (pip install playwright; never `playwright install`)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class Example:
+    """The example project: a migrated sqlite file, runserver, and run_wsserver (restartable)."""
+
+    def __init__(self):
+        # Short on purpose: ipc:// paths must fit in a sockaddr_un (about 100 bytes).
+        self.dir = tempfile.mkdtemp(prefix="django-ws-example-")
+        self.db = os.path.join(self.dir, "example.sqlite3")
+        self.push_socket = f"ipc://{self.dir}/push"
+        self.sub_socket = f"ipc://{self.dir}/sub"
+        self.http_port = free_port()
+        self.ws_port = free_port()
+        self.http_url = f"http://127.0.0.1:{self.http_port}"
+        self.env = {
+            "EXAMPLE_DB": self.db,
+            "WS_BASE_URL": f"ws://127.0.0.1:{self.ws_port}/socket",
+            "BROWSER_TEST_PUSH_SOCKET": self.push_socket,
+            "BROWSER_TEST_SUB_SOCKET": self.sub_socket,
+        }
+        self.http: subprocess.Popen | None = None
+        self.http_log = os.path.join(self.dir, "runserver.log")
+        self.ws: WebSocketServer | None = None
+        self.ws_output: list[str] = []
+
+    def _env(self, settings: str) -> dict:
+        pythonpath = os.pathsep.join([self.dir, EXAMPLE, ROOT])
+        return dict(os.environ, **self.env, DJANGO_SETTINGS_MODULE=settings, PYTHONPATH=pythonpath,
+                    PYTHONUNBUFFERED="1")
+
+    def setup_db(self) -> None:
+        subprocess.run([sys.executable, "-c", SETUP_DB], env=self._env("example_project.settings"),
+                       cwd=EXAMPLE, check=True, timeout=60)
+
+    def start_http(self) -> None:
+        with open(os.path.join(self.dir, "browser_test_settings.py"), "w") as f:
+            f.write(HTTP_SETTINGS)
+        with open(self.http_log, "w") as log:
+            self.http = subprocess.Popen(
+                [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.http_port}", "--noreload"],
+                env=self._env("browser_test_settings"), cwd=EXAMPLE, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.http_url}/", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if self.http.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"runserver did not answer on {self.http_url}:\n{self.http_output()}")
+            time.sleep(0.1)
+
+    def http_output(self) -> str:
+        with open(self.http_log) as f:
+            return f.read()[-4000:]
+
+    def start_ws(self) -> WebSocketServer:
+        """Start run_wsserver, always on the same port and the same ZeroMQ endpoints."""
+        self.ws = WebSocketServer(
+            settings="example_project.settings", cwd=EXAMPLE, port=self.ws_port, env=self.env,
+            push_socket=self.push_socket, sub_socket=self.sub_socket,
+        )
+        try:
+            return self.ws.start()
+        except BaseException:
+            self.stop_ws()
+            raise
+
+    def stop_ws(self) -> int:
+        ws, self.ws = self.ws, None
+        if ws is None:
+            return 0
+        try:
+            return ws.stop()
+        finally:
+            self.ws_output += ws.lines
+
+    def stop(self) -> None:
+        try:
+            self.stop_ws()
+        finally:
+            if self.http is not None and self.http.poll() is None:
+                self.http.terminate()
+                try:
+                    self.http.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.http.pid, signal.SIGKILL)
+                    self.http.wait()
+            # Shown by pytest only when the test fails.
+            print("--- run_wsserver output ---", *self.ws_output[-60:], sep="\n")
+            if os.path.exists(self.http_log):
+                print("--- runserver output ---", self.http_output(), sep="\n")
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def example():
+    project = Example()
+    try:
+        project.setup_db()
+        project.start_http()
+        project.start_ws()
+        yield project
+    finally:
+        project.stop()
+
+
+def lines(page, text):
+    """The chat lines of ``page`` that read exactly ``text`` ("author: text")."""
+    return page.locator("#log .line").filter(has_text=re.compile(f"^{re.escape(text)}$"))
+
+
+def say(page, author, text):
+    page.fill("#author", author)
+    page.fill("#text", text)
+    page.click("#form button")
+
+
+@pytest.mark.browser
+def test_example_chat_in_two_browsers_survives_a_websocket_server_restart(chromium, example, tmp_path):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    contexts = []
+    try:
+        pages = []
+        for _ in range(2):
+            context = chromium.new_context()
+            context.set_default_timeout(TIMEOUT_MS)
+            contexts.append(context)
+            page = context.new_page()
+            page.goto(f"{example.http_url}/room/lobby/")
+            pages.append(page)
+        alice, bob = pages
+        tag = secrets.token_hex(4)  # every line this test says is unique
+
+        # Both pages connect, join and get the room's history.
+        for page in pages:
+            expect(page.locator("#status")).to_have_text("connected")
+            expect(lines(page, f"history: {SEED}")).to_have_count(1)
+
+        # Each says a line; each sees both, once.
+        say(alice, "alice", f"hello from alice {tag}")
+        say(bob, "bob", f"hello from bob {tag}")
+        before = [f"alice: hello from alice {tag}", f"bob: hello from bob {tag}"]
+        for page in pages:
+            for text in before:
+                expect(lines(page, text)).to_have_count(1)
+
+        # Restart the websocket server on the same port. The pages see the
+        # close, then the client reconnects by itself, with backoff.
+        assert example.stop_ws() == 0, "run_wsserver exited non-zero on SIGTERM"
+        for page in pages:
+            expect(page.locator("#status")).to_contain_text("reconnecting")
+        example.start_ws()
+        for page in pages:
+            expect(page.locator("#status")).to_have_text("connected")
+            # Rejoining replays the history: every earlier line is there twice now.
+            for text in [f"history: {SEED}", *before]:
+                expect(lines(page, text)).to_have_count(2)
+
+        # They chat again and see each other's new lines, once each.
+        say(alice, "alice", f"back again, alice {tag}")
+        say(bob, "bob", f"back again, bob {tag}")
+        for page in pages:
+            for text in [f"alice: back again, alice {tag}", f"bob: back again, bob {tag}"]:
+                expect(lines(page, text)).to_have_count(1)
+
+        # An ordinary Django view speaks into the room. CSRF is on: without a
+        # token the POST is refused...
+        announce = f"{example.http_url}/room/lobby/announce/"
+        refused = alice.request.post(announce, form={"text": "no token"}, headers={"Origin": example.http_url})
+        assert refused.status == 403, refused.text()
+        # ... and with the csrftoken cookie echoed in X-CSRFToken, as Django's
+        # docs have JavaScript do, it goes through. The example's pages never
+        # call get_token(), so no csrftoken cookie is set by visiting them; the
+        # page sets one itself (Django accepts any well-formed token it gets
+        # in both the cookie and the header).
+        text = f"announcement {tag}"
+        reply = alice.evaluate(
+            """async ([url, text]) => {
+                let token = (document.cookie.match(/(?:^|; )csrftoken=([^;]+)/) || [])[1];
+                if (!token) {
+                    const chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+                    token = Array.from(crypto.getRandomValues(new Uint8Array(32)), b => chars[b % chars.length]).join("");
+                    document.cookie = "csrftoken=" + token + "; path=/; SameSite=Lax";
+                }
+                const response = await fetch(url, {
+                    method: "POST",
+                    headers: {"X-CSRFToken": token},
+                    body: new URLSearchParams({text: text}),
+                });
+                return {status: response.status, body: await response.text()};
+            }""",
+            [announce, text],
+        )
+        assert reply["status"] == 200, reply
+        for page in pages:
+            expect(lines(page, f"announcer: {text}")).to_have_count(1)
+
+        screenshot = tmp_path / "chat-after-restart.png"
+        alice.screenshot(path=str(screenshot), full_page=True)
+        print(f"screenshot: {screenshot}")
+    finally:
+        for context in contexts:
+            context.close()
