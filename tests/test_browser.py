@@ -264,7 +264,8 @@ def test_example_chat_in_two_browsers_survives_a_websocket_server_restart(chromi
                 let token = (document.cookie.match(/(?:^|; )csrftoken=([^;]+)/) || [])[1];
                 if (!token) {
                     const chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-                    token = Array.from(crypto.getRandomValues(new Uint8Array(32)), b => chars[b % chars.length]).join("");
+                    const bytes = crypto.getRandomValues(new Uint8Array(32));
+                    token = Array.from(bytes, b => chars[b % chars.length]).join("");
                     document.cookie = "csrftoken=" + token + "; path=/; SameSite=Lax";
                 }
                 const response = await fetch(url, {

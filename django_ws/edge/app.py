@@ -39,7 +39,10 @@ class Edge:
         self.application = tornado.web.Application(
             [(mount.tornado_pattern, EdgeWebSocketHandler, {"edge": self}), *stats_routes(self.bridge)],
             websocket_max_message_size=int(ws_settings.WS_MAX_MESSAGE_SIZE),
-            websocket_ping_interval=None,
+            # Keepalive: a client that does not answer a ping within the timeout
+            # is closed (Tornado then waits 5 s for its close frame, then drops it).
+            websocket_ping_interval=float(ws_settings.WS_PING_INTERVAL or 0) or None,
+            websocket_ping_timeout=float(ws_settings.WS_PING_TIMEOUT or 0) or None,
         )
         self.server = None
 

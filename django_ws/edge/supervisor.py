@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import typing
 
 logger = logging.getLogger("django_ws.edge")
 
@@ -38,6 +39,7 @@ class Supervisor:
         self.env = dict(os.environ)
         project_dir = sys.path[0] or os.getcwd()
         self.env["PYTHONPATH"] = os.pathsep.join(p for p in (project_dir, os.environ.get("PYTHONPATH")) if p)
+        self.env["DJANGO_WS_SUPERVISOR_PID"] = str(os.getpid())
 
     def start(self) -> None:
         for _ in range(self.count):
@@ -61,15 +63,36 @@ class Supervisor:
                     self.report(f"Worker process {process.pid} exited ({how}); starting a replacement")
                     self._spawn()
 
+    async def restart(self, joined: typing.Callable[[], int], timeout: float) -> None:
+        """Replace every worker (new handler code) while the edge keeps its clients.
+
+        New workers start first; once they have joined the edge, the old ones
+        get SIGTERM, so new connections always find a worker. The old workers'
+        clients are closed with 1012 (service restart) and may reconnect.
+        """
+        old, self.processes = self.processes, []
+        before = joined()
+        for _ in range(self.count):
+            self._spawn()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while joined() < before + self.count and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        await self._terminate(old, timeout)
+        self.report(f"Restarted {self.count} worker(s)")
+
     async def stop(self, timeout: float) -> None:
         """SIGTERM every worker, wait up to ``timeout``, then SIGKILL what is left."""
         self.stopping = True
-        for process in self.processes:
+        await self._terminate(self.processes, timeout)
+
+    async def _terminate(self, processes: list, timeout: float) -> None:
+        for process in processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        for process in self.processes:
+        for process in processes:
             while process.poll() is None and loop.time() < deadline:
                 await asyncio.sleep(0.05)
             if process.poll() is None:

@@ -110,11 +110,16 @@ class Dispatcher:
         """End every connection, let on_close run, wait up to ``timeout``; return stragglers."""
         entries = list(self.connections.values())
         for entry in entries:
-            if entry.connection.mark_closed(CloseCode.GOING_AWAY, "server shutdown"):
-                # Tell the edge too, in case it is not the one shutting down.
-                entry.connection._outbox(
-                    wire.Close(entry.connection.id, CloseCode.GOING_AWAY, "server shutdown").encode()
-                )
+            # 1012: this worker is going; the edge may stay, and a client that
+            # reconnects is placed on a worker that is still there. (When the
+            # whole server stops, the edge has already closed clients with 1001.)
+            if entry.connection.mark_closed(CloseCode.SERVICE_RESTART, "worker stopping"):
+                try:
+                    entry.connection._outbox(
+                        wire.Close(entry.connection.id, CloseCode.SERVICE_RESTART, "worker stopping").encode()
+                    )
+                except Exception:
+                    pass  # the edge is gone too: nobody to tell
             entry.mailbox.put(STOP)
         deadline = time.monotonic() + timeout
         for entry in entries:

@@ -91,6 +91,9 @@ class Worker:
         self.context = mode.zmq.Context()
         self.links = [EdgeLink(self, push, sub) for push, sub in edges]
         self.stopping = False
+        # Started by run_wsserver: stop when it is gone, even if it died by kill -9.
+        parent = os.environ.get("DJANGO_WS_SUPERVISOR_PID")
+        self.supervisor_pid = int(parent) if parent and parent.isdigit() else None
         from django_ws import sending
 
         # send_to_group() and friends, called from handlers, use our links.
@@ -153,14 +156,14 @@ class Worker:
             self.mode.describe(),
             ", ".join(link.push_endpoint for link in self.links),
         )
-        next_beat = 0.0
+        self.next_beat = 0.0
         interval_ms = int(self.heartbeat_interval * 1000)
         try:
             while not self.stopping:
                 now = time.monotonic()
-                if now >= next_beat:
+                if now >= self.next_beat:
                     self._heartbeat(now)
-                    next_beat = now + self.heartbeat_interval
+                    self.next_beat = now + self.heartbeat_interval
                 try:
                     ready = poller.poll(interval_ms)
                 except zmq.ZMQError as exc:
@@ -173,9 +176,15 @@ class Worker:
             self._shutdown()
 
     def _drain(self, link: EdgeLink, zmq, limit: int = 1000) -> None:
-        """Handle what is waiting on one link, at most ``limit`` messages at a time."""
+        """Handle what is waiting on one link, at most ``limit`` messages at a time.
+
+        Returns early when a heartbeat is due: a burst (say, a hundred forks
+        in --multiprocess) must not make the edge think this worker is dead.
+        """
         recv = link.events.recv_multipart
         for _ in range(limit):
+            if time.monotonic() >= self.next_beat:
+                return
             try:
                 frames = recv(zmq.NOBLOCK)
             except zmq.Again:
@@ -210,6 +219,9 @@ class Worker:
 
     def _heartbeat(self, now: float) -> None:
         zmq = self.mode.zmq
+        if self.supervisor_pid is not None and os.getppid() != self.supervisor_pid:
+            logger.warning("worker %s: run_wsserver (pid %d) is gone; stopping", self.worker_id, self.supervisor_pid)
+            self.stopping = True
         hello = wire.Hello(self.worker_id, self.mode.capacity, len(self.dispatcher)).encode()
         for link in self.links:
             try:

@@ -54,6 +54,10 @@ WS_BASE_URL = "ws://testserver:8888/socket"
 # Fault tests want quick detection; these are also reasonable production values.
 WS_HEARTBEAT_INTERVAL = 0.25
 WS_HEARTBEAT_TIMEOUT = 1.5
+# Keepalive and shutdown figures a test may tighten for its own server.
+WS_PING_INTERVAL = float(os.environ.get("DJANGO_WS_PING_INTERVAL", "20"))
+WS_PING_TIMEOUT = float(os.environ.get("DJANGO_WS_PING_TIMEOUT", "20"))
+WS_SHUTDOWN_TIMEOUT = float(os.environ.get("DJANGO_WS_SHUTDOWN_TIMEOUT", "10"))
 
 # Several edges: tests list their sub endpoints here for send_to_group() & co.
 if os.environ.get("DJANGO_WS_EDGES"):

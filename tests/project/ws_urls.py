@@ -16,4 +16,5 @@ urlpatterns = [
     ws_path(r"^db/(?P<tag>[\w-]+)$", handlers.DatabaseHandler, name="db"),
     ws_path(r"^info$", "tests.project.handlers.InfoHandler", {"extra": "yes"}, name="info"),
     ws_path(r"^shop/", include("tests.project.shop_ws_urls", namespace="shop")),
+    ws_path(r"^rel/", include("tests.project.reliability_ws_urls", namespace="rel")),
 ]

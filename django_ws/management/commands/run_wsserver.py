@@ -132,10 +132,16 @@ class Command(BaseCommand):
         announcer = asyncio.ensure_future(announce_ready()) if wanted else None
         if not wanted:
             self._say("Ready: edge only; waiting for workers.")
+        timeout = float(ws_settings.WS_SHUTDOWN_TIMEOUT)
+        if supervisor:
+            def restart_workers():
+                self._say("SIGHUP: restarting the workers; the edge and its clients stay.")
+                asyncio.ensure_future(supervisor.restart(lambda: len(edge.bridge.workers), timeout))
+
+            loop.add_signal_handler(signal.SIGHUP, restart_workers)
         await stop.wait()
         if announcer:
             announcer.cancel()
-        timeout = float(ws_settings.WS_SHUTDOWN_TIMEOUT)
         self._say("Shutting down: closing clients with 1001.")
         edge.bridge.on_worker_change = None
         await edge.shutdown(timeout)

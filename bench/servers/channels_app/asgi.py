@@ -1,0 +1,24 @@
+"""The ASGI application: /socket/{sync,async}/echo and /socket/{sync,async}/room/<name>."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "channels_app.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import re_path  # noqa: E402
+
+from . import consumers  # noqa: E402
+
+application = ProtocolTypeRouter({
+    "http": django_asgi_app,
+    "websocket": URLRouter([
+        re_path(r"^socket/sync/echo$", consumers.SyncEchoConsumer.as_asgi()),
+        re_path(r"^socket/async/echo$", consumers.AsyncEchoConsumer.as_asgi()),
+        re_path(r"^socket/sync/room/(?P<room>\w+)$", consumers.SyncBroadcastConsumer.as_asgi()),
+        re_path(r"^socket/async/room/(?P<room>\w+)$", consumers.AsyncBroadcastConsumer.as_asgi()),
+    ]),
+})

@@ -1,0 +1,22 @@
+"""Settings of the django-ws server the benchmark runs (no database, no sessions).
+
+Like the Channels app next to it, this serves bare handlers: no session or
+user lookups, no database, DEBUG off, so both sides pay only for their
+transport and their handler dispatch.
+"""
+
+SECRET_KEY = "bench-only-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+INSTALLED_APPS = ["django_ws"]
+MIDDLEWARE = []
+ROOT_URLCONF = "djws_project.urls"
+WS_URLCONF = "djws_project.ws_urls"
+DATABASES = {}
+USE_TZ = True
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+}
