@@ -186,6 +186,13 @@ class Hello(Message):
     load: int
 
 
+@_message(b"B")
+class Goodbye(Message):
+    """The worker is stopping: place no new connection on it."""
+
+    worker_id: str
+
+
 @_message(b"A")
 class Accept(Message):
     """The handler takes the connection; ``subprotocol`` is '' for none."""

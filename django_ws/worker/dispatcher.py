@@ -65,8 +65,11 @@ class Dispatcher:
         conn = Connection(message.conn_id, message.route, message.request, outbox)
         capacity = self.mode.capacity
         if capacity and len(self.connections) >= capacity:
-            # Refused at the handshake: the edge answers the client with 503.
-            outbox(wire.Deny(conn.id, 503, "worker at capacity").encode())
+            # The edge thought there was room (its count lags by a heartbeat).
+            # Refuse as the edge itself would: upgrade, then close with 1013,
+            # a code that page JavaScript can see (an HTTP status it cannot).
+            outbox(wire.Accept(conn.id, "").encode())
+            outbox(wire.Close(conn.id, CloseCode.TRY_AGAIN_LATER, "worker at capacity").encode())
             return
         mailbox = self.mode.mailbox()
         runner = ConnectionRunner(conn, mailbox, self._finished)

@@ -14,6 +14,7 @@ MESSAGES = [
     wire.Data("e.1", "", True, b""),
     wire.Disconnect("e.1", "chat/lobby", 1001, "going away"),
     wire.Hello("worker-7", 0, 12),
+    wire.Goodbye("worker-7"),
     wire.Accept("e.1", ""),
     wire.Accept("e.1", "graphql-ws"),
     wire.Deny("e.1", 403, "Forbidden"),
