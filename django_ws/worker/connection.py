@@ -50,6 +50,8 @@ class Connection:
         self.args: tuple = ()
         self.kwargs: dict = {}
         self.request: WebSocketRequest | None = None
+        #: Attributes set on ``request`` after it is built (the test communicator's user=).
+        self.request_overrides: dict = {}
 
     @property
     def closed(self) -> bool:
@@ -111,28 +113,45 @@ class ConnectionRunner:
         self.handler = None
         self.opened = False
 
+    #: Do what Django does around a request for the database. The in-process
+    #: test communicator turns this off: inside a TestCase's transaction,
+    #: closing "old" connections would end the test's transaction too.
+    manage_db_connections = True
+
     def run(self) -> None:
-        conn = self.connection
+        """The whole life of the connection: handshake, messages, on_close."""
         try:
-            if self._handshake():
+            if self.handshake():
                 self._serve()
         finally:
+            self.finish()
+
+    def finish(self) -> None:
+        """Run on_close (once, if on_open ran) and give resources back."""
+        conn = self.connection
+        try:
             if self.opened:
+                self.opened = False
                 self._call("on_close")
+        finally:
             try:
-                # The thread's own database connections go back now, not at exit.
-                connections.close_all()
+                if self.manage_db_connections:
+                    # The thread's own database connections go back now, not at exit.
+                    connections.close_all()
             finally:
                 self.on_finished(conn)
 
-    def _handshake(self) -> bool:
+    def handshake(self) -> bool:
+        """Resolve the route, build the handler, run on_connect; send Accept or Deny."""
         conn = self.connection
         try:
-            close_old_connections()
+            self._db_hygiene()
             match = resolve_ws(conn.route)
             conn.args, conn.kwargs = tuple(match.args), dict(match.kwargs)
             conn.request = WebSocketRequest(conn.request_meta)
             conn.request.resolver_match = match
+            for name, value in conn.request_overrides.items():
+                setattr(conn.request, name, value)
             handler = self.handler = match.func(conn)
             _check_access(handler)
             handler.on_connect()
@@ -150,7 +169,7 @@ class ConnectionRunner:
             logger.exception("handshake of connection %s (route %r) failed", conn.id, conn.route)
             return self._deny(500, "handler error")
         finally:
-            close_old_connections()
+            self._db_hygiene()
         conn._outbox(wire.Accept(conn.id, subprotocol).encode())
         return True
 
@@ -172,18 +191,20 @@ class ConnectionRunner:
             if event is STOP or conn.closed_here:
                 return
             if isinstance(event, wire.Data):
-                message = event.payload if event.binary else event.payload.decode("utf-8")
-                if not self.opened:
-                    self.opened = True
-                    if self._call("on_open", message) is None and not conn.closed:
-                        self._call("on_message", message)
-                else:
-                    self._call("on_message", message)
+                self.receive(event.payload if event.binary else event.payload.decode("utf-8"))
+
+    def receive(self, message: str | bytes) -> None:
+        """Hand one client message to the handler, keeping the on_open contract."""
+        if not self.opened:
+            self.opened = True
+            if self._call("on_open", message) is None and not self.connection.closed:
+                self._call("on_message", message)
+        else:
+            self._call("on_message", message)
 
     def _call(self, hook: str, *args):
         conn = self.connection
-        reset_queries()
-        close_old_connections()
+        self._db_hygiene()
         try:
             return getattr(self.handler, hook)(*args)
         except ConnectionClosed as exc:
@@ -194,6 +215,11 @@ class ConnectionRunner:
             self._fail(hook)
             return False
         finally:
+            self._db_hygiene()
+
+    def _db_hygiene(self) -> None:
+        if self.manage_db_connections:
+            reset_queries()
             close_old_connections()
 
     def _fail(self, hook: str) -> None:

@@ -1,0 +1,208 @@
+"""``HandlerCommunicator``: drive a handler in this process, with no servers.
+
+The handler runs in the calling thread, so inside Django's ``TestCase`` it
+sees the test database and its transaction, as a view under the test client
+does. Groups work in memory between the communicators of one test.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import threading
+from http.cookies import SimpleCookie
+from urllib.parse import urlsplit
+
+from django_ws import sending, wire
+from django_ws.conf import ws_settings
+from django_ws.handlers import CloseCode
+from django_ws.worker.connection import Connection, ConnectionRunner
+
+
+class _MemoryGroups:
+    """Group membership and fan-out for communicators, standing in for the edge."""
+
+    def __init__(self):
+        self.members: dict[str, set[str]] = collections.defaultdict(set)
+        self.communicators: dict[str, HandlerCommunicator] = {}
+        self.lock = threading.RLock()
+        self._saved = None
+
+    def register(self, communicator: HandlerCommunicator) -> None:
+        with self.lock:
+            if not self.communicators:
+                self._saved = (sending._worker_broadcast, sending._worker_edges)
+                sending._worker_broadcast = self.dispatch
+            self.communicators[communicator.connection_id] = communicator
+
+    def unregister(self, communicator: HandlerCommunicator) -> None:
+        with self.lock:
+            self.communicators.pop(communicator.connection_id, None)
+            for members in self.members.values():
+                members.discard(communicator.connection_id)
+            if not self.communicators and self._saved is not None:
+                sending._worker_broadcast, sending._worker_edges = self._saved
+                self._saved = None
+
+    def dispatch(self, message: wire.Message) -> None:
+        with self.lock:
+            if isinstance(message, wire.GroupSend):
+                targets = [c for c in sorted(self.members.get(message.group, ())) if c != message.exclude]
+            elif isinstance(message, wire.SendTo):
+                targets = [message.conn_id]
+            elif isinstance(message, wire.Join):
+                self.members[message.group].add(message.conn_id)
+                return
+            elif isinstance(message, wire.Leave):
+                self.members[message.group].discard(message.conn_id)
+                return
+            else:
+                return
+            for conn_id in targets:
+                communicator = self.communicators.get(conn_id)
+                if communicator is not None and not communicator.closed:
+                    communicator.output.append(message.payload if message.binary else message.payload.decode())
+
+
+groups = _MemoryGroups()
+
+
+class HandlerCommunicator:
+    """Open a route, send to and receive from its handler, close it.
+
+    ::
+
+        communicator = HandlerCommunicator("chat/lobby", user=alice)
+        assert communicator.connect()
+        communicator.send_json({"text": "hi"})
+        assert communicator.receive_json()["text"] == "hi"
+        communicator.close()                 # runs on_close
+
+    ``path`` is the route below the mount prefix ("chat/lobby") or a full
+    URL as ``reverse_ws`` gives it. ``user`` and ``session`` are set on
+    ``self.request`` as given; ``cookies`` (such as ``self.client.cookies``
+    after ``force_login``) load them the real way, through the session
+    cookie. ``receive()`` returns what the handler sent, in order; it never
+    waits, because the handler already ran in this thread.
+    """
+
+    _ids = 0
+
+    def __init__(self, path: str, *, user=None, session=None, headers: dict | None = None, cookies=None,
+                 query: str = "", subprotocols: tuple = ()):
+        route, query_from_path = self._route(path)
+        HandlerCommunicator._ids += 1
+        self.connection_id = f"test.{HandlerCommunicator._ids:x}"
+        header_list = [[k, v] for k, v in (headers or {}).items()]
+        if cookies:
+            if isinstance(cookies, SimpleCookie):
+                cookies = {k: m.value for k, m in cookies.items()}
+            header_list.append(["Cookie", "; ".join(f"{k}={v}" for k, v in cookies.items())])
+        if subprotocols:
+            header_list.append(["Sec-WebSocket-Protocol", ", ".join(subprotocols)])
+        meta = {
+            "path": "/" + route,
+            "query": query or query_from_path,
+            "headers": header_list,
+            "remote_addr": "127.0.0.1",
+            "server_name": "testserver",
+            "server_port": "80",
+            "secure": False,
+            "subprotocols": list(subprotocols),
+        }
+        self.output: collections.deque = collections.deque()
+        self.accepted: bool | None = None
+        self.subprotocol: str | None = None
+        self.deny_status: int | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.connection = Connection(self.connection_id, route, meta, self._outbox)
+        if user is not None:
+            self.connection.request_overrides["user"] = user
+        if session is not None:
+            self.connection.request_overrides["session"] = session
+        self.runner = ConnectionRunner(self.connection, mailbox=None, on_finished=lambda conn: None)
+        self.runner.manage_db_connections = False
+
+    @staticmethod
+    def _route(path: str) -> tuple[str, str]:
+        if "://" in path:
+            parts = urlsplit(path)
+            prefix = urlsplit(ws_settings.WS_BASE_URL).path.rstrip("/")
+            route = parts.path[len(prefix):] if parts.path.startswith(prefix) else parts.path
+            return route.lstrip("/"), parts.query
+        route, _, query = path.partition("?")
+        return route.lstrip("/"), query
+
+    def _outbox(self, frames: list) -> None:
+        message = wire.decode(frames)
+        if isinstance(message, wire.Send):
+            self.output.append(message.payload if message.binary else message.payload.decode("utf-8"))
+        elif isinstance(message, wire.Accept):
+            self.accepted, self.subprotocol = True, message.subprotocol or None
+        elif isinstance(message, wire.Deny):
+            self.accepted, self.deny_status = False, message.status
+        elif isinstance(message, wire.Close):
+            self.close_code, self.close_reason = message.code, message.reason
+        else:
+            groups.dispatch(message)
+
+    # -- the client's side --------------------------------------------------------
+
+    def connect(self) -> bool:
+        """Run the handshake; True if the handler accepted (else see ``deny_status``)."""
+        groups.register(self)
+        if not self.runner.handshake():
+            groups.unregister(self)
+            return False
+        return True
+
+    def send(self, data: str | bytes) -> None:
+        """Send one message to the handler; it runs before this returns."""
+        if self.accepted is not True:
+            raise AssertionError("connect() first: the handler has not accepted this connection")
+        if self.connection.closed_here:
+            raise AssertionError(f"the handler closed the connection (code {self.close_code}); nothing more is read")
+        self.runner.receive(data)
+        if self.connection.closed_here:
+            # The handler closed (or failed): as in the worker, on_close runs now.
+            self._finish()
+
+    def send_json(self, content) -> None:
+        self.send(json.dumps(content))
+
+    def receive(self):
+        """The next message the handler sent; AssertionError if there is none."""
+        if not self.output:
+            raise AssertionError(f"the handler sent nothing more (closed: {self.close_code})")
+        return self.output.popleft()
+
+    def receive_json(self):
+        message = self.receive()
+        if not isinstance(message, str):
+            raise AssertionError(f"expected a JSON text message, got {type(message).__name__}")
+        return json.loads(message)
+
+    def receive_nothing(self) -> bool:
+        return not self.output
+
+    @property
+    def closed(self) -> bool:
+        return self.connection.closed
+
+    def close(self, code: int = CloseCode.NORMAL) -> None:
+        """The client leaves: the handler's on_close runs (once)."""
+        self.connection.mark_closed(code, "client closed")
+        self._finish()
+
+    def _finish(self) -> None:
+        self.runner.finish()  # on_close if on_open ran; a second call does nothing
+        groups.unregister(self)
+
+    def __enter__(self) -> "HandlerCommunicator":
+        if not self.connect():
+            raise AssertionError(f"the handler refused the connection with HTTP {self.deny_status}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,99 @@
+"""The public testing helpers: HandlerCommunicator (no servers) and LiveWebSocketTestCase."""
+
+import json
+
+from django.contrib.auth.models import User
+from django.test import TestCase
+from websockets.sync.client import connect
+
+from django_ws import reverse_ws
+from django_ws.testing import HandlerCommunicator, LiveWebSocketTestCase
+from tests.project.models import Visit
+
+
+class HandlerCommunicatorTests(TestCase):
+    def test_echo_keeps_text_and_bytes(self):
+        with HandlerCommunicator("echo") as echo:
+            echo.send("hi")
+            echo.send(b"\x00\x01")
+            assert echo.receive() == "hi"
+            assert echo.receive() == b"\x00\x01"
+            assert echo.receive_nothing()
+
+    def test_the_handler_sees_the_test_database_and_its_transaction(self):
+        Visit.objects.create(tag="tx")
+        with HandlerCommunicator(reverse_ws("db", tag="tx")) as db:  # a full URL works too
+            db.send("visit")
+            assert db.receive() == "2"
+        assert Visit.objects.filter(tag="tx").count() == 2  # written inside this test's transaction
+
+    def test_on_open_contract(self):
+        with HandlerCommunicator("open/true") as comm:
+            comm.send("first")
+            comm.send("second")
+            assert [comm.receive(), comm.receive()] == ["open:first", "message:second"]
+
+    def test_user_given_directly_and_login_required(self):
+        alice = User.objects.create_user("alice", password="pw")
+        anonymous = HandlerCommunicator("private")
+        assert anonymous.connect() is False
+        assert anonymous.deny_status == 403
+        with HandlerCommunicator("private", user=alice, query="x=1") as comm:
+            comm.send_json({})
+            reply = comm.receive_json()
+        assert reply["user"] == "alice"
+        assert reply["query"] == {"x": "1"}
+
+    def test_user_through_the_test_clients_session_cookie(self):
+        bob = User.objects.create_user("bob", password="pw")
+        self.client.force_login(bob)
+        with HandlerCommunicator("whoami", cookies=self.client.cookies) as comm:
+            comm.send_json({})
+            assert comm.receive_json()["user"] == "bob"
+
+    def test_groups_work_between_communicators_and_on_close_runs(self):
+        with HandlerCommunicator("observe") as observer:
+            observer.send("hello")
+            assert observer.receive() == "observing"
+            tracked = HandlerCommunicator("tracked/t1")
+            assert tracked.connect()
+            tracked.send("x")
+            assert tracked.receive() == "x"
+            assert json.loads(observer.receive())["event"] == "open"
+            tracked.close()
+            report = json.loads(observer.receive())
+            assert report["event"] == "close" and report["conn"] == tracked.connection_id
+
+    def test_a_failing_handler_closes_with_1011(self):
+        with HandlerCommunicator("fail/t") as comm:
+            comm.send("boom")
+            assert comm.close_code == 1011
+            assert comm.closed
+
+    def test_a_handler_that_closes(self):
+        with HandlerCommunicator("closer") as comm:
+            comm.send("close")
+            assert (comm.close_code, comm.close_reason) == (4000, "bye")
+
+    def test_unknown_route_is_refused_with_404(self):
+        comm = HandlerCommunicator("no/such/route")
+        assert comm.connect() is False
+        assert comm.deny_status == 404
+
+
+class LiveServerTests(LiveWebSocketTestCase):
+    def test_handlers_see_what_the_test_wrote(self):
+        Visit.objects.create(tag="live")
+        with connect(self.ws_url("db/live")) as ws:
+            ws.send("visit")
+            assert ws.recv(timeout=10) == "2"
+        assert Visit.objects.filter(tag="live").count() == 2
+
+    def test_send_to_group_from_the_test_reaches_clients(self):
+        from django_ws import send_to_group
+
+        with connect(self.ws_url("room/live")) as ws:
+            ws.send("{}")
+            assert json.loads(ws.recv(timeout=10))["joined"] == "live"
+            assert send_to_group("room.live", "from the test") == 1
+            assert ws.recv(timeout=10) == "from the test"
