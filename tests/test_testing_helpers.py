@@ -97,3 +97,20 @@ class LiveServerTests(LiveWebSocketTestCase):
             assert json.loads(ws.recv(timeout=10))["joined"] == "live"
             assert send_to_group("room.live", "from the test") == 1
             assert ws.recv(timeout=10) == "from the test"
+
+
+class JsonTypeDispatchTests(TestCase):
+    def test_messages_route_by_type_and_the_rest_reach_on_json(self):
+        with HandlerCommunicator("typed") as comm:
+            comm.send_json({"type": "add", "a": 2, "b": 3})
+            comm.send_json({"type": "on_close"})  # not a declared type: just data
+            comm.send_json([1, 2])
+            assert comm.receive_json() == {"sum": 5}
+            assert comm.receive_json() == {"other": {"type": "on_close"}}
+            assert comm.receive_json() == {"other": [1, 2]}
+            assert not comm.closed
+
+    def test_a_message_that_is_not_json_closes_with_1007(self):
+        with HandlerCommunicator("typed") as comm:
+            comm.send("{not json")
+            assert comm.close_code == 1007

@@ -2,6 +2,6 @@
 
 from .base import WebSocketHandler
 from .codes import CloseCode
-from .json_handler import JsonWebSocketHandler
+from .json_handler import JsonWebSocketHandler, on_type
 
-__all__ = ["CloseCode", "JsonWebSocketHandler", "WebSocketHandler"]
+__all__ = ["CloseCode", "JsonWebSocketHandler", "WebSocketHandler", "on_type"]

@@ -10,19 +10,52 @@ from .base import WebSocketHandler
 from .codes import CloseCode
 
 
+def on_type(type_name: str):
+    """Route JSON messages whose ``"type"`` is ``type_name`` to the decorated method.
+
+    ::
+
+        class Game(JsonWebSocketHandler):
+            @on_type("move")
+            def move(self, content):
+                ...
+
+    Messages with another type, or none, go to ``on_json`` as usual. Only
+    decorated methods are reachable this way, so a client cannot call
+    ``on_close`` or ``send`` by naming them.
+    """
+
+    def mark(method):
+        method._ws_message_type = type_name
+        return method
+
+    return mark
+
+
 class JsonWebSocketHandler(WebSocketHandler):
     """A handler whose messages are JSON documents.
 
     Override ``on_json(content)`` (and ``on_open_json(content)`` if the first
-    message needs its own treatment). ``send_json(content)`` encodes with
-    Django's JSON encoder, so dates, decimals and UUIDs just work. A message
-    that is not JSON closes the connection with 1007 (invalid data); the
-    hooks never see it.
+    message needs its own treatment), or route by a ``"type"`` field with
+    :func:`on_type`. ``send_json(content)`` encodes with Django's JSON
+    encoder, so dates, decimals and UUIDs just work. A message that is not
+    JSON closes the connection with 1007 (invalid data); the hooks never see it.
 
     Subclasses may override ``decode`` and ``encode`` to use another codec.
     """
 
     encoder_class = DjangoJSONEncoder
+    _type_handlers: dict = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        handlers = {}
+        for klass in reversed(cls.__mro__):
+            for name, value in vars(klass).items():
+                message_type = getattr(value, "_ws_message_type", None)
+                if message_type is not None:
+                    handlers[message_type] = name
+        cls._type_handlers = handlers
 
     def decode(self, message: str | bytes):
         return json.loads(message)
@@ -44,7 +77,16 @@ class JsonWebSocketHandler(WebSocketHandler):
     def on_message(self, message):
         content = self._decode_or_close(message)
         if content is not _INVALID:
-            self.on_json(content)
+            self.dispatch_json(content)
+
+    def dispatch_json(self, content) -> None:
+        """Call the :func:`on_type` method for the message's type, else ``on_json``."""
+        if isinstance(content, dict):
+            name = self._type_handlers.get(content.get("type"))
+            if name is not None:
+                getattr(self, name)(content)
+                return
+        self.on_json(content)
 
     def on_open_json(self, content) -> bool | None:
         """The first message, decoded; the return value works as on_open's."""

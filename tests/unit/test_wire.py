@@ -37,7 +37,6 @@ def test_every_message_class_is_covered_by_the_round_trip_cases():
     classes = {cls for cls in vars(wire).values() if isinstance(cls, type) and issubclass(cls, wire.Message)}
     classes.discard(wire.Message)
     assert classes == {type(m) for m in MESSAGES}
-    assert len(classes) == 16
 
 
 @pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
@@ -59,7 +58,7 @@ def test_decode_accepts_memoryview_frames(message):
 def test_each_kind_is_one_distinct_ascii_letter_or_sign():
     kinds = [type(m).KIND for m in MESSAGES]
     assert all(len(kind) == 1 and kind.isascii() for kind in kinds)
-    assert len(set(kinds)) == 16
+    assert len(set(kinds)) == len({type(m) for m in MESSAGES})
 
 
 def test_join_and_leave_share_fields_but_decode_to_their_own_class():

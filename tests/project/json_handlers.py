@@ -1,0 +1,12 @@
+from django_ws import JsonWebSocketHandler, on_type
+
+
+class TypedHandler(JsonWebSocketHandler):
+    """Routes {"type": "add"} to add(); everything else reaches on_json."""
+
+    @on_type("add")
+    def add(self, content):
+        self.send_json({"sum": content["a"] + content["b"]})
+
+    def on_json(self, content):
+        self.send_json({"other": content})
