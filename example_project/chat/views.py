@@ -2,6 +2,7 @@ import json
 
 from django.http import HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
+from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 
 from django_ws import SendError, send_to_group
@@ -16,6 +17,7 @@ def counter(request):
     return render(request, "chat/counter.html")
 
 
+@ensure_csrf_cookie  # so page scripts can POST to announce with the X-CSRFToken header
 def room(request, room):
     return render(request, "chat/room.html", {"room": room})
 

@@ -66,3 +66,6 @@ DEFAULT_WS_HANDLERS = {
 
 # Where reverse_ws() and {% reverse_ws %} point browsers.
 WS_BASE_URL = os.environ.get("WS_BASE_URL", "ws://localhost:8888/socket")
+# Where the websocket server's endpoints are (the announce view sends there).
+WS_PUSH_SOCKET = os.environ.get("WS_PUSH_SOCKET", "ipc:///tmp/ws_push")
+WS_SUB_SOCKET = os.environ.get("WS_SUB_SOCKET", "ipc:///tmp/ws_sub")
