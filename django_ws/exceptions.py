@@ -7,6 +7,7 @@
      |    +-- ConnectionClosed       send() or close() on a connection that has ended
      |    +-- HandshakeDenied        raised by a handler's connect() to refuse a client
      |    +-- SendError              a message for clients could not be handed to an edge
+     |         +-- EdgeUnreachable   (inside a worker) the edge took nothing within the heartbeat timeout
      +-- django.urls.NoReverseMatch  reverse_ws() with an unknown name or bad kwargs
 """
 
@@ -42,3 +43,11 @@ class HandshakeDenied(WebSocketError):
 
 class SendError(WebSocketError):
     """A message for clients could not be handed to the websocket server in time."""
+
+
+class EdgeUnreachable(SendError):
+    """Inside a worker: the edge did not take a message within the heartbeat timeout.
+
+    A handler never sees this: its connection is marked closed (1012) and
+    ``send()`` raises :class:`ConnectionClosed` instead.
+    """

@@ -23,6 +23,7 @@ import uuid
 from django_ws import wire
 from django_ws.conf import ws_settings
 from django_ws.exceptions import SendError
+from django_ws.security import secure_client
 
 __all__ = ["group_members", "group_size", "send_to_connection", "send_to_group"]
 
@@ -107,6 +108,7 @@ class _EdgeClient:
             sock = self.context.socket(zmq.DEALER)
             sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.LINGER, 0)
+            secure_client(sock, endpoint)  # CURVE for tcp:// when WS_CURVE is set
             sock.connect(endpoint)
             self.sockets[endpoint] = sock
         return sock

@@ -198,3 +198,36 @@ def test_sighup_restarts_the_workers_and_the_edge_keeps_serving(make_server, clo
         ws.send("new code")
         assert ws.recv(timeout=10) == "new code"
     assert srv.process.poll() is None, "the edge did not restart"
+
+
+def test_an_edge_that_hangs_past_the_timeout_and_resumes_closes_what_the_worker_ended(make_server, server_db):
+    """No silent gap: the worker ended the connection while the edge was silent; the client must hear of it."""
+    import threading
+
+    edge = make_server(edge_only=True)
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE=SETTINGS, PYTHONPATH=ROOT, DJANGO_WS_TEST_DB=server_db)
+    worker = subprocess.Popen([sys.executable, "-m", "django", "run_wsworker", "--push-socket", edge.push_socket,
+                               "--sub-socket", edge.sub_socket], cwd=ROOT, env=env,
+                              stderr=subprocess.PIPE, text=True)
+    noticed = threading.Event()
+
+    def watch():
+        for line in worker.stderr:
+            if "silent for" in line:
+                noticed.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        edge.wait_for("joined")
+        with connect(edge.url("echo")) as ws:
+            ws.send("before")
+            assert ws.recv(timeout=10) == "before"
+            os.kill(edge.process.pid, signal.SIGSTOP)
+            try:
+                assert noticed.wait(15), "the worker noticed the silent edge"
+            finally:
+                os.kill(edge.process.pid, signal.SIGCONT)
+            assert closed_code(ws) == 1012
+    finally:
+        worker.terminate()
+        assert worker.wait(20) == 0

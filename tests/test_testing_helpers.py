@@ -114,3 +114,12 @@ class JsonTypeDispatchTests(TestCase):
         with HandlerCommunicator("typed") as comm:
             comm.send("{not json")
             assert comm.close_code == 1007
+
+
+class HandshakeMistakesTests(TestCase):
+    def test_send_in_on_connect_is_refused_with_a_clear_error(self):
+        comm = HandlerCommunicator("eager")
+        with self.assertLogs("django_ws.worker", "ERROR") as logs:
+            assert comm.connect() is False
+        assert comm.deny_status == 500
+        assert "the connection opens when on_connect() returns" in "\n".join(logs.output)

@@ -43,7 +43,8 @@ class Room(tornado.websocket.WebSocketHandler):
 
 async def main(port):
     app = tornado.web.Application([(r"/socket/echo", Echo), (r"/socket/room/(\w+)", Room)])
-    app.listen(port, "127.0.0.1")
+    # uvicorn's default backlog: the ceiling should not drop SYNs on a burst of handshakes.
+    app.listen(port, "127.0.0.1", backlog=2048)
     print(f"Ready: tornado on 127.0.0.1:{port}", flush=True)
     await asyncio.Event().wait()
 

@@ -37,7 +37,9 @@ class Edge:
         )
         self._allowed_origins = self._origin_hosts()
         self.application = tornado.web.Application(
-            [(mount.tornado_pattern, EdgeWebSocketHandler, {"edge": self}), *stats_routes(self.bridge)],
+            # The stats routes first: with --websocket-url=/ the websocket
+            # pattern would match them too.
+            [*stats_routes(self.bridge), (mount.tornado_pattern, EdgeWebSocketHandler, {"edge": self})],
             websocket_max_message_size=int(ws_settings.WS_MAX_MESSAGE_SIZE),
             # Keepalive: a client that does not answer a ping within the timeout
             # is closed (Tornado then waits 5 s for its close frame, then drops it).

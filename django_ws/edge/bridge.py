@@ -30,7 +30,7 @@ import uuid
 import zmq
 import zmq.asyncio
 
-from django_ws import wire
+from django_ws import security, wire
 from django_ws.handlers import CloseCode
 
 if typing.TYPE_CHECKING:  # pragma: no cover
@@ -93,16 +93,27 @@ class Bridge:
         self._next_id = 0
         self.connections: dict[str, EdgeWebSocketHandler] = {}
         self.pending: dict[str, asyncio.Future] = {}
+        #: Handshakes under way: a worker's Close may overtake the upgrade.
+        self.upgrading: dict[str, EdgeWebSocketHandler] = {}
         self.workers: dict[bytes, WorkerState] = {}
         self.groups: dict[str, set[str]] = {}
         self.stats = Stats()
         self.on_worker_change: typing.Callable[[str, WorkerState], None] | None = None
         self._tasks: list[asyncio.Task] = []
+        self.authenticator = None
 
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
+        endpoints = (self.push_endpoint, self.sub_endpoint)
+        for endpoint in security.exposed_endpoints(endpoints):
+            logger.warning(
+                "WARNING: %s is reachable from other hosts and WS_CURVE is not set: anyone who can "
+                "connect to it can pose as a worker or send to any client. Set WS_CURVE "
+                "(manage.py ws_keygen), or bind to 127.0.0.1 or an ipc:// endpoint.", endpoint)
         self.context = zmq.asyncio.Context()
+        # Before the binds: a CURVE socket must find the ZAP handler in place.
+        self.authenticator = security.start_authenticator(self.context, endpoints)
         self.events = self._bind(zmq.ROUTER, self.push_endpoint)
         # Unroutable sends raise instead of vanishing: that is how a vanished
         # worker is noticed on the very next frame.
@@ -119,6 +130,7 @@ class Bridge:
         sock.setsockopt(zmq.SNDHWM, self.queue_limit)
         sock.setsockopt(zmq.RCVHWM, self.queue_limit)
         sock.setsockopt(zmq.LINGER, 500)
+        security.secure_server(sock, endpoint)
         if endpoint.startswith("ipc://"):
             _prepare_ipc_path(endpoint[len("ipc://"):])
         old_umask = os.umask(0o077)  # ipc sockets: only the owner may connect
@@ -133,6 +145,8 @@ class Bridge:
             task.cancel()
         for sock in (self.events, self.replies):
             sock.close(linger=500)
+        if self.authenticator is not None:
+            self.authenticator.stop()
         self.context.term()
 
     # -- connections -------------------------------------------------------------
@@ -150,28 +164,42 @@ class Bridge:
         return best
 
     async def handshake(self, conn: EdgeWebSocketHandler, route: str, request: dict):
-        """Ask a worker to take ``conn``; return its Accept or Deny, or None on timeout."""
-        worker = self.pick_worker()
-        if worker is None:
-            return AT_CAPACITY if self.workers else None
-        conn.worker = worker
-        future = asyncio.get_running_loop().create_future()
-        self.pending[conn.conn_id] = future
-        worker.connections.add(conn.conn_id)
-        if not self._to_worker(worker, wire.Connect(conn.conn_id, route, request)):
-            self.pending.pop(conn.conn_id, None)
-            worker.connections.discard(conn.conn_id)
-            return None
+        """Ask a worker to take ``conn``; return its Accept or Deny, or None.
+
+        A worker that vanishes mid-handshake (killed, or leaving on SIGTERM)
+        does not fail the client: the next least-loaded worker is asked.
+        """
+        self.upgrading[conn.conn_id] = conn
+        answer = None
         try:
-            return await asyncio.wait_for(future, self.handshake_timeout)
-        except asyncio.TimeoutError:
-            logger.warning("worker %s did not answer the handshake of %s in %.1fs", worker.worker_id,
-                           conn.conn_id, self.handshake_timeout)
+            for _ in range(3):
+                worker = self.pick_worker()
+                if worker is None:
+                    return AT_CAPACITY if self.workers else None
+                conn.worker = worker
+                future = asyncio.get_running_loop().create_future()
+                self.pending[conn.conn_id] = future
+                worker.connections.add(conn.conn_id)
+                try:
+                    if not self._to_worker(worker, wire.Connect(conn.conn_id, route, request)):
+                        worker.connections.discard(conn.conn_id)
+                        continue
+                    answer = await asyncio.wait_for(future, self.handshake_timeout)
+                except asyncio.TimeoutError:
+                    logger.warning("worker %s did not answer the handshake of %s in %.1fs", worker.worker_id,
+                                   conn.conn_id, self.handshake_timeout)
+                    return None
+                finally:
+                    self.pending.pop(conn.conn_id, None)
+                if answer is not None or worker.identity in self.workers:
+                    return answer
             return None
         finally:
-            self.pending.pop(conn.conn_id, None)
+            if not isinstance(answer, wire.Accept):
+                self.upgrading.pop(conn.conn_id, None)
 
     def opened(self, conn: EdgeWebSocketHandler) -> None:
+        self.upgrading.pop(conn.conn_id, None)
         self.connections[conn.conn_id] = conn
         self.stats.connections_total += 1
 
@@ -187,6 +215,7 @@ class Bridge:
             return
         conn.released = True
         self.connections.pop(conn_id, None)
+        self.upgrading.pop(conn_id, None)
         self.stats.closed_by_code[code] += 1
         for group in conn.groups:
             members = self.groups.get(group)
@@ -248,6 +277,11 @@ class Bridge:
             logger.exception("edge failed to handle %s; dropped it", type(message).__name__)
 
     def _on_worker_event(self, identity: bytes, message: wire.Message) -> None:
+        if isinstance(message, wire.Goodbye):
+            worker = self.workers.get(identity)
+            if worker is not None:
+                self._worker_lost(worker, "it is stopping")
+            return
         if not isinstance(message, wire.Hello):
             logger.warning("edge dropped an unexpected %s on the push endpoint", type(message).__name__)
             return
@@ -291,6 +325,10 @@ class Bridge:
             conn = self.connections.get(message.conn_id)
             if conn is not None:
                 conn.close(message.code, message.reason)
+            elif message.conn_id in self.upgrading:
+                # Closed by the worker right after accepting (it was full, or
+                # on_connect's handler failed at once): close on open.
+                self.upgrading[message.conn_id]._refuse_after_upgrade = (message.code, message.reason)
         elif isinstance(message, wire.Join):
             conn = self.connections.get(message.conn_id)
             if conn is not None:
@@ -353,6 +391,8 @@ class Bridge:
             if conn is not None:
                 conn.worker = None
                 conn.close(CloseCode.SERVICE_RESTART, "worker lost")
+            elif conn_id in self.upgrading:  # accepted, upgrade still under way
+                self.upgrading[conn_id]._refuse_after_upgrade = (CloseCode.SERVICE_RESTART, "worker lost")
         worker.connections.clear()
         if self.on_worker_change:
             self.on_worker_change("lost", worker)

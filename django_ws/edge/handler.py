@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import logging
+import socket
 import typing
 
+import tornado.iostream
 import tornado.web
 import tornado.websocket
 
 from django_ws import wire
+from django_ws.conf import ws_settings
 from django_ws.handlers import CloseCode
 
 from .bridge import AT_CAPACITY
@@ -22,10 +28,11 @@ logger = logging.getLogger("django_ws.edge")
 class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
     """Holds one browser's WebSocket and relays it to the worker that took it.
 
-    The handshake is decided before the upgrade: an unknown route gets 404
-    and a foreign Origin 403 without involving a worker; then a worker runs
-    the handler's ``on_connect`` and answers Accept or Deny, so no frame can
-    reach a handler that has not accepted its connection.
+    The handshake is decided before the upgrade: an unknown route gets 404,
+    a request that is not a valid RFC 6455 handshake 400 or 426, a foreign
+    Origin 403 and a full server 503, all without involving a worker; then a
+    worker runs the handler's ``on_connect`` and answers Accept or Deny, so
+    no frame can reach a handler that has not accepted its connection.
     """
 
     def initialize(self, edge: Edge) -> None:
@@ -37,7 +44,11 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
         self.groups: set[str] = set()
         self.released = False
         self._subprotocol = ""
-        self._refuse_after_upgrade = False
+        self._refuse_after_upgrade: tuple[int, str] | None = None
+        #: (code, reason) of a close this side started, set by _EdgeProtocol.
+        self._close_sent: tuple[int, str] | None = None
+        #: True once the client's close frame arrived, set by _EdgeProtocol.
+        self._close_received = False
 
     # -- handshake ---------------------------------------------------------------
 
@@ -49,11 +60,19 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
             await super().get(route)  # Tornado answers 400 and says why
             return
+        invalid = self._invalid_handshake()
+        if invalid:
+            self._refuse(*invalid)
+            return
         origin = self.request.headers.get("Origin") or self.request.headers.get("Sec-Websocket-Origin")
         if origin and not self.edge.origin_allowed(origin):
             self._refuse(403, "origin not allowed")
             return
-        if self.edge.max_connections and len(self.bridge.connections) >= self.edge.max_connections:
+        # Handshakes still waiting for a worker count too: a burst of them
+        # must not carry the server past its limit.
+        if self.edge.max_connections and (
+            len(self.bridge.connections) + len(self.bridge.pending) >= self.edge.max_connections
+        ):
             self._refuse(503, "too many connections")
             return
         self.route = route
@@ -69,7 +88,7 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
                 # Upgrade, then close with 1013: a browser sees a close code
                 # (an HTTP status never reaches page JavaScript).
                 self.bridge.stats.refused[1013] += 1
-                self._refuse_after_upgrade = True
+                self._refuse_after_upgrade = (CloseCode.TRY_AGAIN_LATER, "all workers at capacity")
                 await super().get(route)
                 return
             if isinstance(answer, wire.Deny):
@@ -82,6 +101,29 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
             # the worker must still learn that this connection is over.
             if self.conn_id not in self.bridge.connections:
                 self.bridge.release(self, CloseCode.ABNORMAL, "handshake not completed")
+
+    def _invalid_handshake(self) -> tuple[int, str] | None:
+        """What is wrong with the request as an RFC 6455 handshake, or None.
+
+        Tornado would refuse these too, but only after a worker had run the
+        handler's on_connect for nothing; here they never leave the edge.
+        """
+        headers = self.request.headers
+        if "upgrade" not in (token.strip().lower() for token in headers.get("Connection", "").split(",")):
+            return 400, 'the "Connection" header must include "Upgrade"'
+        if headers.get("Sec-WebSocket-Version") != "13":
+            self.set_header("Sec-WebSocket-Version", "13")
+            return 426, "only WebSocket version 13 is supported"
+        key = headers.get("Sec-WebSocket-Key", "")
+        try:
+            valid_key = len(base64.b64decode(key, validate=True)) == 16
+        except (binascii.Error, ValueError):
+            valid_key = False
+        if not valid_key:
+            return 400, "Sec-WebSocket-Key is missing or not 16 bytes in base64"
+        if not headers.get("Host"):
+            return 400, "the Host header is missing"
+        return None
 
     def _refuse(self, status: int, reason: str) -> None:
         self.bridge.stats.refused[status] += 1
@@ -113,13 +155,28 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
     def get_compression_options(self):
         return None
 
+    def get_websocket_protocol(self):
+        if self.request.headers.get("Sec-WebSocket-Version") != "13":
+            return None
+        params = tornado.websocket._WebSocketParams(
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            max_message_size=self.max_message_size,
+            compression_options=self.get_compression_options(),
+        )
+        return _EdgeProtocol(self, False, params)
+
     # -- connection ------------------------------------------------------------------
 
     def open(self, *args) -> None:
         self.set_nodelay(True)
         if self._refuse_after_upgrade:
-            self.close(CloseCode.TRY_AGAIN_LATER, "all workers at capacity")
+            self.close(*self._refuse_after_upgrade)
             return
+        # What one client that does not read can make this process hold:
+        # past it, deliver() closes the connection with 1008.
+        limit = int(ws_settings.WS_MAX_BUFFER_SIZE or 0)
+        self.ws_connection.stream.max_write_buffer_size = limit or None
         self.bridge.opened(self)
 
     def on_message(self, message: str | bytes) -> None:
@@ -141,7 +198,147 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
             self.write_message(payload, binary=binary)
         except tornado.websocket.WebSocketClosedError:
             pass
+        except tornado.iostream.StreamBufferFullError:
+            stream = self.ws_connection.stream
+            if stream.writing():
+                self._not_reading()
+                return
+            # One message bigger than the whole limit, for a client that has
+            # read everything else: refusing it would punish a reader.
+            with _unlimited(stream):
+                self.write_message(payload, binary=binary)
+
+    def _not_reading(self) -> None:
+        """The client has let WS_MAX_BUFFER_SIZE bytes pile up: end it with 1008.
+
+        The close frame waits behind what is buffered; Tornado drops the TCP
+        connection if the client has not answered it within a few seconds.
+        The worker hears at once, so its handler's next send raises
+        ConnectionClosed instead of feeding a buffer nobody reads.
+        """
+        logger.warning("connection %s: the client stopped reading (%s bytes waiting); closing it with 1008",
+                       self.conn_id, ws_settings.WS_MAX_BUFFER_SIZE)
+        self.close(CloseCode.POLICY_VIOLATION, "client not reading")
+        self.bridge.release(self, CloseCode.POLICY_VIOLATION, "client not reading")
 
     def on_close(self) -> None:
-        code = self.close_code if self.close_code is not None else CloseCode.NO_STATUS
-        self.bridge.release(self, code, self.close_reason or "")
+        if self._close_sent is not None:  # this side started the close: say why
+            code, reason = self._close_sent
+        elif self.close_code is not None:
+            code, reason = self.close_code, self.close_reason or ""
+        elif self._close_received:
+            code, reason = CloseCode.NO_STATUS, ""
+        else:
+            code, reason = CloseCode.ABNORMAL, "connection dropped without a close frame"
+        self.bridge.release(self, code, reason)
+
+
+class _unlimited:
+    """Lift a stream's write-buffer limit for the writes inside ``with``."""
+
+    def __init__(self, stream: tornado.iostream.IOStream):
+        self.stream = stream
+
+    def __enter__(self) -> None:
+        self.limit, self.stream.max_write_buffer_size = self.stream.max_write_buffer_size, None
+
+    def __exit__(self, *exc) -> None:
+        self.stream.max_write_buffer_size = self.limit
+
+
+class _EdgeProtocol(tornado.websocket.WebSocketProtocol13):
+    """Tornado's RFC 6455 protocol, closing with a code where Tornado has none.
+
+    Tornado drops the TCP connection on a text frame that is not UTF-8, or a
+    close frame whose reason is not; RFC 6455 (8.1) says fail it with 1007,
+    which a browser's CloseEvent then shows. Control frames (close, ping,
+    pong: small, and few since Tornado keeps one pong waiting at most) pass
+    the write-buffer limit, so only data frames from ``deliver`` can hit it
+    and a close frame can always be queued. The code of a close this side
+    starts is kept for ``on_close``, which otherwise only knows the client's.
+
+    This overrides private methods of WebSocketProtocol13 (Tornado 6.x).
+    """
+
+    handler: EdgeWebSocketHandler
+
+    def _handle_message(self, opcode: int, data: bytes):
+        if self.client_terminated or self._frame_compressed:
+            return super()._handle_message(opcode, data)
+        if opcode == 0x1:
+            self._message_bytes_in += len(data)
+            try:
+                decoded = data.decode("utf-8")
+            except UnicodeDecodeError:
+                self._fail(CloseCode.INVALID_DATA, "text frame is not valid UTF-8")
+                return None
+            return self._run_callback(self.handler.on_message, decoded)
+        if opcode == 0x8:
+            try:
+                data[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                self._fail(CloseCode.INVALID_DATA, "close reason is not valid UTF-8")
+                return None
+            self.handler._close_received = True
+        return super()._handle_message(opcode, data)
+
+    def _fail(self, code: int, reason: str) -> None:
+        logger.info("connection %s: %s; closing it with %d", self.handler.conn_id, reason, code)
+        self.close(code, reason)
+        self._abort()
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if not (self.server_terminated or self.client_terminated):
+            if code is None:  # what Tornado puts in the frame
+                code = CloseCode.NORMAL if reason is not None else CloseCode.NO_STATUS
+            self.handler._close_sent = (int(code), reason or "")
+            # Tornado follows these two with _abort() at once, the client possibly still sending.
+            self._linger = code in (CloseCode.INVALID_DATA, CloseCode.MESSAGE_TOO_BIG)
+        super().close(code if code != CloseCode.NO_STATUS else None, reason)
+
+    _linger = False
+    _lingering = False
+
+    def _abort(self) -> None:
+        stream = self.stream
+        if self._lingering and not stream.closed():
+            return  # the end of the receive loop calls this again; _close_lingering closes
+        if not self._linger or stream is None or stream.closed():
+            return super()._abort()
+        # Closing a socket with unread input (the rest of a message too big)
+        # answers with a TCP reset, and a reset may destroy the close frame
+        # before the client reads it: it would see 1006, not 1009. So, as
+        # HTTP servers do, close lingering: finish writing, send FIN, and
+        # read and discard until the client closes too, or 5 seconds pass.
+        self._linger, self._lingering = False, True
+        self.client_terminated = self.server_terminated = True
+        if self._waiting is not None:
+            stream.io_loop.remove_timeout(self._waiting)
+            self._waiting = None
+        if self._ping_coroutine:
+            self._ping_coroutine.cancel()
+            self._ping_coroutine = None
+        asyncio.ensure_future(_close_lingering(stream))
+
+    def _write_frame(self, fin: bool, opcode: int, data: bytes, flags: int = 0):
+        if opcode & 0x8 and self.stream.max_write_buffer_size is not None:
+            with _unlimited(self.stream):
+                return super()._write_frame(fin, opcode, data, flags)
+        return super()._write_frame(fin, opcode, data, flags)
+
+
+async def _close_lingering(stream: tornado.iostream.IOStream, timeout: float = 5.0) -> None:
+    """Write what is buffered, half-close, discard input until EOF or ``timeout``, close."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        await asyncio.wait_for(stream.write(b""), timeout)  # resolves once all before it is written
+        if stream.closed():  # the client went first
+            return
+        stream.socket.shutdown(socket.SHUT_WR)
+        while True:
+            await asyncio.wait_for(stream.read_bytes(65536, partial=True), deadline - loop.time())
+    except (tornado.iostream.StreamClosedError, asyncio.TimeoutError, OSError):  # noqa: UP041 (3.10)
+        pass
+    finally:
+        stream.close()

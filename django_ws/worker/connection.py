@@ -16,7 +16,7 @@ from django.db import close_old_connections, connections, reset_queries
 from django.urls import Resolver404
 
 from django_ws import wire
-from django_ws.exceptions import ConnectionClosed, HandshakeDenied
+from django_ws.exceptions import ConnectionClosed, EdgeUnreachable, HandshakeDenied
 from django_ws.handlers import CloseCode
 from django_ws.handlers.request import WebSocketRequest
 from django_ws.routing import resolve_ws
@@ -47,6 +47,9 @@ class Connection:
         #: True when the worker side closed (the handler, or an error): the
         #: runner then drops what is still queued instead of handling it.
         self.closed_here = False
+        #: Set once the edge has been told Accept: before that (in on_connect)
+        #: there is no client to send to yet.
+        self.accepted = False
         self.args: tuple = ()
         self.kwargs: dict = {}
         self.request: WebSocketRequest | None = None
@@ -65,8 +68,7 @@ class Connection:
         return True
 
     def send(self, data: str | bytes) -> None:
-        if self.close_code is not None:
-            raise ConnectionClosed(self.id, self.close_code, self.close_reason)
+        self._check_open("send()")
         if isinstance(data, str):
             message = wire.Send(self.id, False, data.encode("utf-8"))
         elif isinstance(data, (bytes, bytearray, memoryview)):
@@ -76,12 +78,33 @@ class Connection:
                 f"send() takes str (a text frame) or bytes (a binary frame), not {type(data).__name__}; "
                 "use JsonWebSocketHandler.send_json for other objects"
             )
-        self._outbox(message.encode())
+        self._deliver(message.encode())
+
+    def _check_open(self, what: str) -> None:
+        if self.close_code is not None:
+            raise ConnectionClosed(self.id, self.close_code, self.close_reason)
+        if not self.accepted:
+            raise RuntimeError(
+                f"{what} during the handshake: the connection opens when on_connect() returns; "
+                "do it in on_open() instead"
+            )
+
+    def _deliver(self, frames: list) -> None:
+        """Hand frames to the edge; if it cannot take them, the connection is over (1012)."""
+        try:
+            self._outbox(frames)
+        except EdgeUnreachable as exc:
+            self.mark_closed(CloseCode.SERVICE_RESTART, str(exc))
+            self.closed_here = True
+            raise ConnectionClosed(self.id, CloseCode.SERVICE_RESTART, str(exc)) from None
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         if self.mark_closed(code, reason):
             self.closed_here = True
-            self._outbox(wire.Close(self.id, int(code), reason).encode())
+            try:
+                self._outbox(wire.Close(self.id, int(code), reason).encode())
+            except EdgeUnreachable:
+                pass  # nobody to tell: the edge is gone, and its client with it
 
     def join(self, group: str) -> None:
         self._group_message(wire.Join, group)
@@ -92,9 +115,8 @@ class Connection:
     def _group_message(self, cls, group: str) -> None:
         if not isinstance(group, str) or not group:
             raise ValueError(f"a group name is a non-empty str, not {group!r}")
-        if self.close_code is not None:
-            raise ConnectionClosed(self.id, self.close_code, self.close_reason)
-        self._outbox(cls(self.id, group).encode())
+        self._check_open(f"{cls.__name__.lower()}()")
+        self._deliver(cls(self.id, group).encode())
 
 
 class ConnectionRunner:
@@ -170,14 +192,22 @@ class ConnectionRunner:
             return self._deny(500, "handler error")
         finally:
             self._db_hygiene()
-        conn._outbox(wire.Accept(conn.id, subprotocol).encode())
+        try:
+            conn._outbox(wire.Accept(conn.id, subprotocol).encode())
+        except EdgeUnreachable:
+            conn.mark_closed(CloseCode.SERVICE_RESTART, "edge unreachable")
+            return False
+        conn.accepted = True
         return True
 
     def _deny(self, status: int, reason: str) -> bool:
         conn = self.connection
         conn.mark_closed(CloseCode.POLICY_VIOLATION, reason)
         conn.closed_here = True
-        conn._outbox(wire.Deny(conn.id, int(status), reason[:200]).encode())
+        try:
+            conn._outbox(wire.Deny(conn.id, int(status), reason[:200]).encode())
+        except EdgeUnreachable:
+            pass  # the edge is gone: its client's handshake fails there anyway
         return False
 
     def _serve(self) -> None:

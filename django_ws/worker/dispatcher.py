@@ -50,7 +50,7 @@ class Dispatcher:
 
     def dispatch(self, message: wire.Message, edge_id: str, outbox: typing.Callable[[list], None]) -> None:
         if isinstance(message, wire.Data):
-            self._data(message)
+            self._data(message, outbox)
         elif isinstance(message, wire.Connect):
             self._connect(message, edge_id, outbox)
         elif isinstance(message, wire.Disconnect):
@@ -77,10 +77,17 @@ class Dispatcher:
         entry = self.connections[conn.id] = _Entry(conn, mailbox, edge_id)
         entry.task = self.mode.spawn(runner, name=f"ws:{conn.id}")
 
-    def _data(self, message: wire.Data) -> None:
+    def _data(self, message: wire.Data, outbox) -> None:
         entry = self.connections.get(message.conn_id)
         if entry is None:
-            logger.debug("data for unknown connection %s dropped", message.conn_id)
+            # Its handler has finished (it closed, failed, or we took the edge
+            # for dead). Say so, so the edge cannot keep a client waiting on a
+            # handler that is gone; if the edge is already closing, no harm.
+            logger.debug("data for unknown connection %s: asking the edge to close it", message.conn_id)
+            try:
+                outbox(wire.Close(message.conn_id, CloseCode.SERVICE_RESTART, "no handler for this connection").encode())
+            except Exception:
+                pass
             return
         if entry.mailbox.qsize() >= self.mailbox_limit:
             logger.warning(
@@ -102,12 +109,12 @@ class Dispatcher:
         if entry.task is not None:
             self.mode.interrupt(entry.task)
 
-    def edge_lost(self, edge_id: str) -> int:
-        """End every connection held by an edge that went away; return how many."""
+    def edge_lost(self, edge_id: str) -> list[str]:
+        """End every connection held by an edge that went away; return their ids."""
         lost = [e for e in list(self.connections.values()) if e.edge_id == edge_id]
         for entry in lost:
             self._disconnect(entry.connection.id, CloseCode.GOING_AWAY, "edge lost")
-        return len(lost)
+        return [entry.connection.id for entry in lost]
 
     def shutdown(self, timeout: float) -> int:
         """End every connection, let on_close run, wait up to ``timeout``; return stragglers."""
@@ -128,7 +135,11 @@ class Dispatcher:
         for entry in entries:
             if entry.task is not None:
                 entry.task.join(max(0.0, deadline - time.monotonic()))
-        return len(self.connections)
+        stragglers = list(self.connections.values())
+        for entry in stragglers:
+            if entry.task is not None:
+                self.mode.abandon(entry.task)
+        return len(stragglers)
 
     def finished(self, conn: Connection) -> None:
         """The runner of ``conn`` is done (called from its thread, greenlet or reaper)."""

@@ -19,7 +19,7 @@ def add_worker_arguments(parser, *, edge_option: bool = True) -> None:
     parser.set_defaults(mode="threaded")
     parser.add_argument("--max-processes", type=int, default=None, metavar="N",
                         help="With --multiprocess: most handler processes per worker (default 64); "
-                             "connections past it are refused with 503.")
+                             "connections past it are closed with 1013 (try again later).")
     if edge_option:
         parser.add_argument("--edge", action="append", default=[], metavar="PUSH,SUB",
                             help="Serve the edge at these two endpoints (repeat for several edges); "

@@ -44,6 +44,10 @@ class Mode:
         the I/O loop has already set; only a separate process needs telling.
         """
 
+    def abandon(self, task) -> None:
+        """Shutdown ran out of time for ``task``. Threads and greenlets end with
+        the process; a separate process has to be killed."""
+
     def describe(self) -> str:
         return self.name
 

@@ -140,6 +140,13 @@ class MultiprocessMode(Mode):
         self._child_setup.append(setup)
         self._child_teardown.append(teardown)
 
+    def abandon(self, task: "ChildProcess") -> None:
+        """Shutdown ran out of time: a handler process still running is killed, not orphaned."""
+        try:
+            os.kill(task.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
     def interrupt(self, task: "ChildProcess") -> None:
         try:
             os.kill(task.pid, signal.SIGUSR1)

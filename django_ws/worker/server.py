@@ -21,6 +21,8 @@ import uuid
 
 from django_ws import wire
 from django_ws.conf import ws_settings
+from django_ws.exceptions import EdgeUnreachable
+from django_ws.security import secure_client
 
 from .dispatcher import Dispatcher
 from .modes import Mode
@@ -41,6 +43,7 @@ class EdgeLink:
         self.events.setsockopt(zmq.RCVHWM, worker.queue_limit)
         self.events.setsockopt(zmq.SNDHWM, 10)  # heartbeats only: stale ones may wait
         self.events.setsockopt(zmq.LINGER, 0)
+        secure_client(self.events, push_endpoint)  # CURVE for tcp:// when WS_CURVE is set
         self.events.connect(push_endpoint)
         self.open_replies(worker, ctx)
         self.edge_id: str | None = None
@@ -54,23 +57,24 @@ class EdgeLink:
         # edge is gone or stuck; the handler then gets ConnectionClosed.
         self.replies.setsockopt(zmq.SNDTIMEO, int(worker.heartbeat_timeout * 1000))
         self.replies.setsockopt(zmq.LINGER, 1000)
+        secure_client(self.replies, self.sub_endpoint)
         self.replies.connect(self.sub_endpoint)
         self.lock = worker.mode.lock()
 
     def outbox(self, frames: list) -> None:
-        """Send one message to the edge; safe from any thread or greenlet."""
+        """Send one message to the edge; safe from any thread or greenlet.
+
+        Raises EdgeUnreachable if the worker is stopping or the edge took
+        nothing within the heartbeat timeout (SNDTIMEO): a lost edge must
+        not hang a handler's thread forever.
+        """
         with self.lock:
             if self.replies.closed:
-                from django_ws.exceptions import ConnectionClosed
-
-                raise ConnectionClosed(bytes(frames[2]).decode() if len(frames) > 2 else "?", 1001, "worker stopping")
+                raise EdgeUnreachable("worker stopping")
             try:
                 self.replies.send_multipart(frames, copy=False)
             except self._zmq.Again:
-                from django_ws.exceptions import ConnectionClosed
-
-                conn_id = bytes(frames[2]).decode() if len(frames) > 2 else "?"
-                raise ConnectionClosed(conn_id, 1012, "edge unreachable") from None
+                raise EdgeUnreachable(f"edge at {self.sub_endpoint} took nothing in time") from None
 
     def close(self) -> None:
         self.events.close(linger=0)
@@ -91,6 +95,8 @@ class Worker:
         self.context = mode.zmq.Context()
         self.links = [EdgeLink(self, push, sub) for push, sub in edges]
         self.stopping = False
+        #: edge id -> connections ended when that edge fell silent (see _edge_seen).
+        self.ended_while_away: dict[str, list[str]] = {}
         # Started by run_wsserver: stop when it is gone, even if it died by kill -9.
         parent = os.environ.get("DJANGO_WS_SUPERVISOR_PID")
         self.supervisor_pid = int(parent) if parent and parent.isdigit() else None
@@ -130,10 +136,20 @@ class Worker:
             except Exception:
                 logger.exception("could not tell the edge that %s is closed", conn.id)
     def broadcast(self, message: wire.Message) -> None:
-        """Send one message to every edge this worker serves (group sends)."""
+        """Send one message to every edge this worker serves (group sends).
+
+        An unreachable edge does not stop the others from getting it; the
+        caller then gets SendError naming what failed.
+        """
         frames = message.encode()
+        failed = []
         for link in self.links:
-            link.outbox(frames)
+            try:
+                link.outbox(frames)
+            except EdgeUnreachable as exc:
+                failed.append(str(exc))
+        if failed:
+            raise EdgeUnreachable("; ".join(failed))
 
     def install_signal_handlers(self) -> None:
         def stop(signum, frame):
@@ -141,6 +157,10 @@ class Worker:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        # A worker cannot reload itself: SIGHUP (sent by a terminal or to a
+        # whole process group) must not kill it outright. Restart it with
+        # SIGTERM and your process manager, or SIGHUP to run_wsserver.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     def serve(self) -> None:
         zmq = self.mode.zmq
@@ -211,10 +231,18 @@ class Worker:
     def _edge_seen(self, link: EdgeLink, edge_id: str) -> None:
         if link.edge_id is not None and link.edge_id != edge_id:
             # The edge restarted on the same endpoint: the old one's clients are gone.
-            n = self.dispatcher.edge_lost(link.edge_id)
+            n = len(self.dispatcher.edge_lost(link.edge_id))
             logger.warning("edge %s replaced by %s at %s; ended %d connections", link.edge_id, edge_id, link.push_endpoint, n)
         elif link.edge_id is None:
             logger.info("worker %s: edge %s is up at %s", self.worker_id, edge_id, link.push_endpoint)
+            # The same edge, back from a hang we took for its death: the
+            # connections we ended meanwhile must be closed there too, or
+            # their clients would wait for a handler that is gone.
+            for conn_id in self.ended_while_away.pop(edge_id, ()):
+                try:
+                    link.outbox(wire.Close(conn_id, 1012, "worker ended it while the edge was silent").encode())
+                except EdgeUnreachable:
+                    break
         link.edge_id = edge_id
 
     def _heartbeat(self, now: float) -> None:
@@ -229,14 +257,21 @@ class Worker:
             except zmq.Again:
                 pass  # the edge is not there (yet): nothing to tell it
             if link.edge_id is not None and now - link.last_seen > self.heartbeat_timeout:
-                n = self.dispatcher.edge_lost(link.edge_id)
+                ended = self.dispatcher.edge_lost(link.edge_id)
+                self.ended_while_away[link.edge_id] = ended
                 logger.warning(
-                    "edge %s silent for %.1fs; ended its %d connections", link.edge_id, now - link.last_seen, n
+                    "edge %s silent for %.1fs; ended its %d connections", link.edge_id, now - link.last_seen, len(ended)
                 )
                 link.edge_id = None
 
     def _shutdown(self) -> None:
         timeout = float(ws_settings.WS_SHUTDOWN_TIMEOUT)
+        goodbye = wire.Goodbye(self.worker_id).encode()
+        for link in self.links:  # first of all: no new connections here
+            try:
+                link.events.send_multipart(goodbye, self.mode.zmq.NOBLOCK)
+            except self.mode.zmq.ZMQError:
+                pass
         left = self.dispatcher.shutdown(timeout)
         if left:
             logger.warning("worker %s: %d handlers still running after %.1fs; exiting anyway", self.worker_id, left, timeout)

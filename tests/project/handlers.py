@@ -138,3 +138,90 @@ class InfoHandler(JsonWebSocketHandler):
             "thread": threading.current_thread().name,
             "pid": os.getpid(),
         })
+
+
+# -- request context and defences (tests/test_security.py) ----------------------------
+
+
+class RequestInfoHandler(JsonWebSocketHandler):
+    """Reports what self.request holds."""
+
+    def on_json(self, content):
+        request = self.request
+        self.send_json({
+            "path": request.path,
+            "GET": {key: request.GET.getlist(key) for key in request.GET},
+            "x_custom": request.headers.get("X-Custom"),
+            "meta_x_custom": request.META.get("HTTP_X_CUSTOM"),
+            "cookies": request.COOKIES,
+            "server_name": request.META.get("SERVER_NAME"),
+            "remote_addr": request.META.get("REMOTE_ADDR"),
+            "scheme": request.scheme,
+        })
+
+
+class PermissionHandler(WhoAmIHandler):
+    permission_required = "auth.change_user"
+
+
+class ConnectReportHandler(WebSocketHandler):
+    """Reports on_connect, so a test can tell whether a handshake reached a handler."""
+
+    def on_connect(self):
+        report("connect", tag=self.kwargs["tag"])
+
+    def on_message(self, message):
+        self.send(message)
+
+
+class TokenHandler(WebSocketHandler):
+    """Refuses the handshake with 401 unless ?token=letmein."""
+
+    def on_connect(self):
+        from django_ws import HandshakeDenied
+
+        if self.request.GET.get("token") != "letmein":
+            raise HandshakeDenied(401, "token required")
+
+    def on_message(self, message):
+        self.send(f"welcome:{message}")
+
+
+class SubprotocolHandler(WebSocketHandler):
+    """Picks ?pick= (default "b") from the offered subprotocols."""
+
+    def select_subprotocol(self, subprotocols):
+        wanted = self.request.GET.get("pick", "b")
+        return wanted if wanted in subprotocols or wanted == "not-offered" else None
+
+    def on_message(self, message):
+        self.send(message)
+
+
+class FloodHandler(WebSocketHandler):
+    """On a message N, sends up to N MB in 64 KB text messages as fast as it can."""
+
+    def on_message(self, message):
+        limit = int(message) * 1024 * 1024
+        chunk, sent = "x" * 65536, 0
+        report("flood-start", tag=self.kwargs["tag"])
+        while sent < limit:
+            self.send(chunk)  # raises ConnectionClosed once the edge has closed us
+            sent += len(chunk)
+        report("flood-done", tag=self.kwargs["tag"], sent=sent)
+
+    def on_close(self):
+        report("close", tag=self.kwargs["tag"], conn=self.connection_id)
+
+
+class GatedConnectHandler(WebSocketHandler):
+    """on_connect waits (at most 10 s) until the file ?gate= exists: holds handshakes open."""
+
+    def on_connect(self):
+        gate = self.request.GET["gate"]
+        deadline = time.monotonic() + 10
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def on_message(self, message):
+        self.send(message)

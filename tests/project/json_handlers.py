@@ -10,3 +10,10 @@ class TypedHandler(JsonWebSocketHandler):
 
     def on_json(self, content):
         self.send_json({"other": content})
+
+
+class EagerHandler(JsonWebSocketHandler):
+    """Sends during the handshake, which is a mistake the framework must name."""
+
+    def on_connect(self):
+        self.send("too early")

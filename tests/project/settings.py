@@ -62,3 +62,13 @@ WS_SHUTDOWN_TIMEOUT = float(os.environ.get("DJANGO_WS_SHUTDOWN_TIMEOUT", "10"))
 # Several edges: tests list their sub endpoints here for send_to_group() & co.
 if os.environ.get("DJANGO_WS_EDGES"):
     WS_EDGES = os.environ["DJANGO_WS_EDGES"].split(",")
+
+# tests/test_security.py starts servers with these.
+if os.environ.get("DJANGO_WS_ALLOWED_ORIGINS"):
+    WS_ALLOWED_ORIGINS = os.environ["DJANGO_WS_ALLOWED_ORIGINS"].split(",")
+if os.environ.get("DJANGO_WS_MAX_BUFFER_SIZE"):
+    WS_MAX_BUFFER_SIZE = int(os.environ["DJANGO_WS_MAX_BUFFER_SIZE"])
+if os.environ.get("DJANGO_WS_CURVE"):  # JSON, as `manage.py ws_keygen --json` prints it
+    import json
+
+    WS_CURVE = json.loads(os.environ["DJANGO_WS_CURVE"])

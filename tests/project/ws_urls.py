@@ -16,5 +16,15 @@ urlpatterns = [
     ws_path(r"^db/(?P<tag>[\w-]+)$", handlers.DatabaseHandler, name="db"),
     ws_path(r"^info$", "tests.project.handlers.InfoHandler", {"extra": "yes"}, name="info"),
     ws_path(r"^shop/", include("tests.project.shop_ws_urls", namespace="shop")),
+    ws_path(r"^typed$", "tests.project.json_handlers.TypedHandler", name="typed"),
+    ws_path(r"^eager$", "tests.project.json_handlers.EagerHandler", name="eager"),
     ws_path(r"^rel/", include("tests.project.reliability_ws_urls", namespace="rel")),
+    # tests/test_security.py
+    ws_path(r"^request/(?P<tag>\w+)$", handlers.RequestInfoHandler, name="request"),
+    ws_path(r"^perm$", handlers.PermissionHandler, name="perm"),
+    ws_path(r"^connectlog/(?P<tag>[\w-]+)$", handlers.ConnectReportHandler, name="connectlog"),
+    ws_path(r"^token$", handlers.TokenHandler, name="token"),
+    ws_path(r"^subprotocol$", handlers.SubprotocolHandler, name="subprotocol"),
+    ws_path(r"^flood/(?P<tag>[\w-]+)$", handlers.FloodHandler, name="flood"),
+    ws_path(r"^gated$", handlers.GatedConnectHandler, name="gated"),
 ]

@@ -139,6 +139,10 @@ class Command(BaseCommand):
                 asyncio.ensure_future(supervisor.restart(lambda: len(edge.bridge.workers), timeout))
 
             loop.add_signal_handler(signal.SIGHUP, restart_workers)
+        else:
+            loop.add_signal_handler(
+                signal.SIGHUP, lambda: self._say("SIGHUP: no workers here to restart (--edge-only); ignored.")
+            )
         await stop.wait()
         if announcer:
             announcer.cancel()
