@@ -72,7 +72,7 @@ class EdgeLink:
             if self.replies.closed:
                 raise EdgeUnreachable("worker stopping")
             try:
-                self.replies.send_multipart(frames, copy=False)
+                self.replies.send_multipart(frames)
             except self._zmq.Again:
                 raise EdgeUnreachable(f"edge at {self.sub_endpoint} took nothing in time") from None
 
