@@ -43,7 +43,7 @@ DEFAULT_CLIENT = REPO.parent / "shared" / "tools" / "wsload" / "wsload"
 ROOM = "bench"
 
 sys.path.insert(0, str(REPO))
-from django_ws.testing.server import WebSocketServer, free_port  # noqa: E402
+from django_ws.testing.server import WebSocketServer, free_port
 
 # -- what runs -------------------------------------------------------------------
 
@@ -70,7 +70,7 @@ class Target:
     def __init__(self, name: str, label: str, kind: str, **options):
         self.name, self.label, self.kind, self.options = name, label, kind, options
 
-    def server(self) -> "Server":
+    def server(self) -> Server:
         if self.kind == "djws":
             return DjwsServer(**self.options)
         if self.kind == "channels":
@@ -280,7 +280,7 @@ class _Subprocess:
     """A helper process in its own session, with its output in a temporary file."""
 
     def __init__(self, command: list[str], env: dict | None = None, cwd: Path | None = None):
-        self.log = tempfile.TemporaryFile(mode="w+")
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by stop()/finish()
         self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True)
 
@@ -394,8 +394,8 @@ class ClientRun:
             args += [f"--{key}", str(value)]
         self.command = args
         self.timeout = timeout
-        self.out = tempfile.TemporaryFile(mode="w+")
-        self.err = tempfile.TemporaryFile(mode="w+")
+        self.out = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by stop()/finish()
+        self.err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by stop()/finish()
         self.started = time.monotonic()
         self.process = subprocess.Popen(args, stdout=self.out, stderr=self.err, stdin=subprocess.DEVNULL,
                                         start_new_session=True)
@@ -582,7 +582,7 @@ def _version(dist: str) -> str | None:
 
 def _command_output(command: list[str]) -> str | None:
     try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=10).stdout.strip() or None
+        return subprocess.run(command, check=False, capture_output=True, text=True, timeout=10).stdout.strip() or None
     except (OSError, subprocess.TimeoutExpired):
         return None
 

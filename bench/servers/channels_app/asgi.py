@@ -4,14 +4,14 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "channels_app.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.asgi import get_asgi_application
 
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.urls import re_path  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter
+from django.urls import re_path
 
-from . import consumers  # noqa: E402
+from . import consumers
 
 application = ProtocolTypeRouter({
     "http": django_asgi_app,

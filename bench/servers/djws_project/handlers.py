@@ -7,13 +7,13 @@ connection on that URL, the sender included.
 
 Joining at connect time needs a detour. The benchmark's receivers never send
 a frame, so ``on_open`` (which runs on a connection's first message) never
-runs for them; and a ``join()`` from ``on_connect`` reaches the edge before
-the edge has registered the connection (``on_connect`` runs before the
-upgrade completes), so the edge drops it. ``on_connect`` therefore still
-joins (for an edge that keeps such joins) and also hands the connection to
-``_Joiner``, one background thread (a greenlet under ``--gevent``, which
-patches ``threading``) that joins again shortly after the upgrade. A join is
-idempotent, so repeating it is harmless; docs/benchmarks.rst explains why.
+runs for them, and ``on_connect`` runs before the upgrade, when ``join()``
+cannot work yet (it raises, or on older versions the edge dropped the join
+silently). So ``on_connect`` hands the connection to ``_Joiner``, one
+background thread (a greenlet under ``--gevent``, which patches
+``threading``) that joins it shortly after the upgrade, a few times over: a
+join is idempotent, and the edge only keeps one that arrives after it has
+registered the connection. docs/benchmarks.rst explains why.
 """
 
 from __future__ import annotations
@@ -41,12 +41,12 @@ class EchoHandler(WebSocketHandler):
 class BroadcastHandler(WebSocketHandler):
     def on_connect(self):
         self.group = f"room.{self.kwargs['room']}"
-        self.join(self.group)
         _joiner.schedule(self)
 
     def on_open(self, message):
-        self.join(self.group)  # a client that speaks first is in the group at once
-        return None  # ...and its first frame is broadcast by on_message as well
+        # A client that speaks first is in the group at once; returning None,
+        # its first frame is broadcast by on_message as well.
+        self.join(self.group)
 
     def on_message(self, message):
         send_to_group(self.group, message)
@@ -81,8 +81,8 @@ class _Joiner:
             try:
                 if not handler.closed:
                     handler.join(handler.group)
-            except ConnectionClosed:
-                pass
+            except (ConnectionClosed, RuntimeError):
+                pass  # closed meanwhile, or still in its handshake: a later attempt joins it
 
 
 _joiner = _Joiner()
