@@ -45,6 +45,8 @@ DEFAULTS = {
     # Bytes the edge buffers for one client that does not read; past it the
     # connection is closed with 1008.
     "WS_MAX_BUFFER_SIZE": 4 * 1024 * 1024,
+    # The edge's TCP accept queue (the kernel caps it at net.core.somaxconn).
+    "WS_LISTEN_BACKLOG": 4096,
     # ZeroMQ CURVE for tcp:// endpoints: None, or a dict of Z85 keys
     # {"server_public", "server_secret", "client_public", "client_secret"}
     # (manage.py ws_keygen prints one).

@@ -72,7 +72,10 @@ class Edge:
 
     def start(self, address: str, port: int) -> None:
         self.bridge.start()
-        self.server = self.application.listen(port, address, xheaders=True)
+        # A deep accept queue: thousands of browsers reconnecting at once
+        # (a restart) must not have their SYNs dropped and retried a second later.
+        self.server = self.application.listen(port, address, xheaders=True,
+                                              backlog=int(ws_settings.WS_LISTEN_BACKLOG))
 
     async def shutdown(self, timeout: float) -> None:
         """Stop accepting, close every client with 1001, tell the workers."""

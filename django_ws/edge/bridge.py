@@ -296,6 +296,11 @@ class Bridge:
             worker.update(message)
 
     def _on_reply(self, identity: bytes, message: wire.Message) -> None:
+        worker = self.workers.get(identity)
+        if worker is not None:
+            # Any reply is a sign of life: under a burst the worker's own Hello
+            # may come late, and it must not be taken for dead meanwhile.
+            worker.last_seen = time.monotonic()
         if isinstance(message, wire.Send):
             conn = self.connections.get(message.conn_id)
             if conn is not None:

@@ -45,13 +45,17 @@ class EdgeLink:
         self.events.setsockopt(zmq.LINGER, 0)
         secure_client(self.events, push_endpoint)  # CURVE for tcp:// when WS_CURVE is set
         self.events.connect(push_endpoint)
-        self.open_replies(worker, ctx)
+        self.open_replies(worker, ctx, identity=worker.worker_id)
         self.edge_id: str | None = None
         self.last_seen = 0.0
 
-    def open_replies(self, worker: "Worker", ctx) -> None:
+    def open_replies(self, worker: "Worker", ctx, identity: str | None = None) -> None:
         zmq = self._zmq
         self.replies = ctx.socket(zmq.DEALER)
+        if identity:
+            # The edge counts replies under this id as signs of life, so a
+            # worker busy enough to send its Hello late is not taken for dead.
+            self.replies.setsockopt(zmq.ROUTING_ID, identity.encode())
         self.replies.setsockopt(zmq.SNDHWM, worker.queue_limit)
         # A send that cannot be queued within the heartbeat timeout means the
         # edge is gone or stuck; the handler then gets ConnectionClosed.
