@@ -161,3 +161,13 @@ def test_1000_members_receive_100_messages_each_none_lost(make_server):
     lost = sum(messages - len(r) for r in received)
     assert lost == 0
     assert all(r == expected for r in received), "every member got every message, in order"
+
+
+def test_on_connect_can_greet_and_join_before_the_client_says_anything(threaded_server):
+    srv = threaded_server
+    with override_settings(WS_EDGES=[srv.sub_socket]):
+        with connect(srv.url("eager")) as ws:
+            assert ws.recv(timeout=10) == "welcome"  # written right after the upgrade
+            assert group_size("eager") == 1  # a member although it never sent a message
+            assert send_to_group("eager", "to the silent member") == 1
+            assert ws.recv(timeout=10) == "to the silent member"

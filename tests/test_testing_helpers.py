@@ -116,10 +116,9 @@ class JsonTypeDispatchTests(TestCase):
             assert comm.close_code == 1007
 
 
-class HandshakeMistakesTests(TestCase):
-    def test_send_in_on_connect_is_refused_with_a_clear_error(self):
-        comm = HandlerCommunicator("eager")
-        with self.assertLogs("django_ws.worker", "ERROR") as logs:
-            assert comm.connect() is False
-        assert comm.deny_status == 500
-        assert "the connection opens when on_connect() returns" in "\n".join(logs.output)
+class OnConnectTests(TestCase):
+    def test_send_and_join_in_on_connect_reach_the_client_first(self):
+        with HandlerCommunicator("eager") as comm:
+            assert comm.receive() == "welcome"
+            comm.send_json({"n": 1})
+            assert comm.receive_json() == {"n": 1}

@@ -202,6 +202,10 @@ class Bridge:
         self.upgrading.pop(conn.conn_id, None)
         self.connections[conn.conn_id] = conn
         self.stats.connections_total += 1
+        for binary, payload in conn.early_sends:
+            self.stats.frames_out += 1
+            conn.deliver(binary, payload)
+        conn.early_sends.clear()
 
     def forward(self, conn: EdgeWebSocketHandler, binary: bool, payload: bytes) -> bool:
         """Pass one client message to the connection's worker; False if it cannot take it."""
@@ -306,6 +310,9 @@ class Bridge:
             if conn is not None:
                 self.stats.frames_out += 1
                 conn.deliver(message.binary, message.payload)
+            elif message.conn_id in self.upgrading:
+                # Sent from on_connect: the client gets it first thing after the upgrade.
+                self.upgrading[message.conn_id].early_sends.append((message.binary, message.payload))
             else:
                 logger.debug("send to gone connection %s dropped", message.conn_id)
         elif isinstance(message, wire.GroupSend):
@@ -335,12 +342,12 @@ class Bridge:
                 # on_connect's handler failed at once): close on open.
                 self.upgrading[message.conn_id]._refuse_after_upgrade = (message.code, message.reason)
         elif isinstance(message, wire.Join):
-            conn = self.connections.get(message.conn_id)
+            conn = self.connections.get(message.conn_id) or self.upgrading.get(message.conn_id)
             if conn is not None:
                 self.groups.setdefault(message.group, set()).add(message.conn_id)
                 conn.groups.add(message.group)
         elif isinstance(message, wire.Leave):
-            conn = self.connections.get(message.conn_id)
+            conn = self.connections.get(message.conn_id) or self.upgrading.get(message.conn_id)
             members = self.groups.get(message.group)
             if conn is not None and members is not None:
                 members.discard(message.conn_id)

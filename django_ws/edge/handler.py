@@ -42,6 +42,8 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
         self.route: str | None = None
         self.worker = None
         self.groups: set[str] = set()
+        #: What the handler sent from on_connect, written right after the upgrade.
+        self.early_sends: list[tuple[bool, bytes]] = []
         self.released = False
         self._subprotocol = ""
         self._refuse_after_upgrade: tuple[int, str] | None = None

@@ -47,8 +47,7 @@ class Connection:
         #: True when the worker side closed (the handler, or an error): the
         #: runner then drops what is still queued instead of handling it.
         self.closed_here = False
-        #: Set once the edge has been told Accept: before that (in on_connect)
-        #: there is no client to send to yet.
+        #: Set once the edge has been told Accept.
         self.accepted = False
         self.args: tuple = ()
         self.kwargs: dict = {}
@@ -81,13 +80,10 @@ class Connection:
         self._deliver(message.encode())
 
     def _check_open(self, what: str) -> None:
+        # Allowed from on_connect too: the edge keeps what comes before the
+        # upgrade (a welcome message, a join) and applies it on open.
         if self.close_code is not None:
             raise ConnectionClosed(self.id, self.close_code, self.close_reason)
-        if not self.accepted:
-            raise RuntimeError(
-                f"{what} during the handshake: the connection opens when on_connect() returns; "
-                "do it in on_open() instead"
-            )
 
     def _deliver(self, frames: list) -> None:
         """Hand frames to the edge; if it cannot take them, the connection is over (1012)."""

@@ -13,7 +13,11 @@ class TypedHandler(JsonWebSocketHandler):
 
 
 class EagerHandler(JsonWebSocketHandler):
-    """Sends during the handshake, which is a mistake the framework must name."""
+    """Greets and joins its group from on_connect, before any client message."""
 
     def on_connect(self):
-        self.send("too early")
+        self.send("welcome")
+        self.join("eager")
+
+    def on_json(self, content):
+        self.send_json(content)
