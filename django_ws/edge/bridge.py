@@ -267,7 +267,7 @@ class Bridge:
                 await asyncio.sleep(0)  # a long burst: let the loop serve clients too
 
     def _handle_safely(self, handle, frames: list) -> None:
-        if len(frames) < 3:
+        if len(frames) < 2:
             logger.warning("edge dropped a message of %d frames", len(frames))
             return
         try:

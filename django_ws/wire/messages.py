@@ -1,20 +1,33 @@
 """Message classes of the edge <-> worker protocol and their byte codec.
 
-Each message is ``[VERSION, KIND, field, field, ...]``. Field types map to
-bytes in one obvious way each (see ``_CODECS``): ``str`` is UTF-8, ``int`` is
-ASCII decimal, ``bool`` is ``b"1"``/``b"0"``, ``bytes`` passes untouched and
-``dict`` is JSON. Nothing is pickled or evaluated: a peer can at worst send a
-message that fails to decode, which raises :class:`ProtocolError`.
+A message is one or two ZeroMQ frames::
+
+    [header]            or    [header, payload]
+
+    header = VERSION KIND (length field)*      length: 4 bytes, big-endian
+
+``VERSION`` is 4 bytes, ``KIND`` one ASCII letter; then each field but the
+payload, in order, as a 4-byte length and that many bytes. Field types map
+to bytes in one obvious way each (see ``_CODECS``): ``str`` is UTF-8,
+``int`` is ASCII decimal, ``bool`` is ``b"1"``/``b"0"``, ``dict`` is JSON.
+The payload of Data, Send, GroupSend and SendTo travels alone in the second
+frame, untouched. Two frames, not one per field: pyzmq handles every frame
+separately in Python, and a frame per field made each hop several times
+dearer. Nothing is pickled or evaluated: a peer can at worst send a message
+that fails to decode, which raises :class:`ProtocolError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import struct
 import typing
 from typing import ClassVar
 
 VERSION = b"DWS1"
+_LENGTH = struct.Struct("!I")
+_HEAD = len(VERSION) + 1  # version and kind
 
 
 class ProtocolError(ValueError):
@@ -63,32 +76,42 @@ class Message:
     """Base of every protocol message.
 
     Subclasses are frozen dataclasses registered with :func:`_message`, which
-    records their one-letter ``KIND`` and precomputes the codec of each field
-    so encoding and decoding stay a flat loop on the hot path.
+    records their one-letter ``KIND``, which field (if any) is the payload,
+    and the codec of each other field, so encoding and decoding stay a flat
+    loop on the hot path.
     """
 
     KIND: ClassVar[bytes]
     _encoders: ClassVar[tuple]
     _decoders: ClassVar[tuple]
-    _names: ClassVar[tuple[str, ...]]
+    _names: ClassVar[tuple[str, ...]]  # header fields, in order
+    _payload_index: ClassVar[int | None]  # where "payload" sits among all fields
 
     def encode(self) -> list[bytes]:
-        """Return the multipart frames of this message."""
-        frames = [VERSION, self.KIND]
+        """Return the frames of this message: [header] or [header, payload]."""
+        pack = _LENGTH.pack
+        parts = [VERSION, self.KIND]
         for name, encode in zip(self._names, self._encoders):
-            frames.append(encode(getattr(self, name)))
-        return frames
+            raw = encode(getattr(self, name))
+            parts.append(pack(len(raw)))
+            parts.append(raw)
+        header = b"".join(parts)
+        if self._payload_index is None:
+            return [header]
+        return [header, self.payload]
 
 
 def _message(kind: bytes):
     def register(cls):
         cls = dataclasses.dataclass(frozen=True, slots=True)(cls)
         hints = typing.get_type_hints(cls)
-        fields = dataclasses.fields(cls)
+        fields = [f.name for f in dataclasses.fields(cls)]
         cls.KIND = kind
-        cls._names = tuple(f.name for f in fields)
-        cls._encoders = tuple(_CODECS[hints[f.name]][0] for f in fields)
-        cls._decoders = tuple(_CODECS[hints[f.name]][1] for f in fields)
+        cls._payload_index = fields.index("payload") if "payload" in fields else None
+        names = tuple(name for name in fields if name != "payload")
+        cls._names = names
+        cls._encoders = tuple(_CODECS[hints[name]][0] for name in names)
+        cls._decoders = tuple(_CODECS[hints[name]][1] for name in names)
         if kind in _REGISTRY:
             raise RuntimeError(f"message kind {kind!r} registered twice")
         _REGISTRY[kind] = cls
@@ -101,24 +124,43 @@ def decode(frames: typing.Sequence[bytes]) -> Message:
     """Decode one multipart message, or raise :class:`ProtocolError`.
 
     ``frames`` may hold ``bytes`` or anything with a ``bytes`` buffer (such as
-    zmq.Frame); they are only read.
+    zmq.Frame or memoryview); they are only read.
     """
-    if len(frames) < 2:
-        raise ProtocolError(f"expected at least 2 frames, got {len(frames)}")
-    version = bytes(frames[0])
+    if not frames:
+        raise ProtocolError("expected 1 or 2 frames, got none")
+    header = bytes(frames[0])
+    if len(header) < _HEAD:
+        raise ProtocolError(f"header of {len(header)} bytes is too short")
+    version = header[: len(VERSION)]
     if version != VERSION:
-        raise ProtocolError(f"unsupported protocol version {version[:16]!r}, expected {VERSION!r}")
-    kind = bytes(frames[1])
+        raise ProtocolError(f"unsupported protocol version {version!r}, expected {VERSION!r}")
+    kind = header[len(VERSION):_HEAD]
     cls = _REGISTRY.get(kind)
     if cls is None:
-        raise ProtocolError(f"unknown message kind {kind[:16]!r}")
-    body = frames[2:]
-    if len(body) != len(cls._names):
-        raise ProtocolError(f"{cls.__name__} takes {len(cls._names)} fields, got {len(body)}")
+        raise ProtocolError(f"unknown message kind {kind!r}")
+    expected = 1 if cls._payload_index is None else 2
+    if len(frames) != expected:
+        raise ProtocolError(f"{cls.__name__} takes {expected} frames, got {len(frames)}")
+    values = []
+    pos, end = _HEAD, len(header)
     try:
-        values = [dec(bytes(raw)) for dec, raw in zip(cls._decoders, body)]
+        for decoder in cls._decoders:
+            if pos + 4 > end:
+                raise ProtocolError(f"{cls.__name__} takes {len(cls._decoders)} header fields, got {len(values)}")
+            (size,) = _LENGTH.unpack_from(header, pos)
+            pos += 4
+            if pos + size > end:
+                raise ProtocolError(f"bad {cls.__name__}: field {len(values) + 1} runs past the header")
+            values.append(decoder(header[pos:pos + size]))
+            pos += size
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        if isinstance(exc, ProtocolError):
+            raise
         raise ProtocolError(f"bad {cls.__name__}: {type(exc).__name__}: {str(exc)[:100]}") from None
+    if pos != end:
+        raise ProtocolError(f"bad {cls.__name__}: {end - pos} bytes after the last field")
+    if cls._payload_index is not None:
+        values.insert(cls._payload_index, bytes(frames[1]))
     return cls(*values)
 
 

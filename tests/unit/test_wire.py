@@ -43,7 +43,7 @@ def test_every_message_class_is_covered_by_the_round_trip_cases():
 def test_encode_then_decode_round_trips(message):
     frames = message.encode()
     assert all(type(frame) is bytes for frame in frames)
-    assert frames[:2] == [wire.VERSION, type(message).KIND]
+    assert frames[0][:5] == wire.VERSION + type(message).KIND
     decoded = wire.decode(frames)
     assert type(decoded) is type(message)
     assert decoded == message
@@ -69,31 +69,44 @@ def test_join_and_leave_share_fields_but_decode_to_their_own_class():
 # -- exact frames ----------------------------------------------------------------
 
 
+def header(kind: bytes, *fields: bytes, version: bytes = b"DWS1") -> bytes:
+    """A header frame built by hand: version, kind, then each field as 4-byte length + bytes."""
+    return version + kind + b"".join(len(f).to_bytes(4, "big") + f for f in fields)
+
+
 def test_data_frames_exactly():
-    assert wire.Data("e.1", "chat/x", False, b"hi").encode() == [b"DWS1", b"D", b"e.1", b"chat/x", b"0", b"hi"]
+    assert wire.Data("e.1", "chat/x", False, b"hi").encode() == [
+        b"DWS1D" + b"\x00\x00\x00\x03e.1" + b"\x00\x00\x00\x06chat/x" + b"\x00\x00\x00\x010",
+        b"hi",
+    ]
 
 
 def test_binary_send_frames_exactly():
-    assert wire.Send("e.1", True, b"\x00\x01").encode() == [b"DWS1", b"S", b"e.1", b"1", b"\x00\x01"]
+    assert wire.Send("e.1", True, b"\x00\x01").encode() == [header(b"S", b"e.1", b"1"), b"\x00\x01"]
+
+
+def test_payload_is_the_second_frame_wherever_it_sits_among_the_fields():
+    assert wire.GroupSend("g", "e.2", False, b"hi", "ref").encode() == [header(b"G", b"g", b"e.2", b"0", b"ref"), b"hi"]
+    assert wire.SendTo("e.1", True, b"\xff", "").encode() == [header(b"T", b"e.1", b"1", b""), b"\xff"]
 
 
 def test_close_frames_exactly_with_int_as_ascii_decimal_and_str_as_utf8():
-    assert wire.Close("e.1", 1011, "café").encode() == [b"DWS1", b"Q", b"e.1", b"1011", "café".encode("utf-8")]
+    assert wire.Close("e.1", 1011, "café").encode() == [header(b"Q", b"e.1", b"1011", "café".encode("utf-8"))]
 
 
 def test_connect_frames_exactly_with_compact_json():
     frames = wire.Connect("e.1", "echo", {"path": "/socket/echo", "n": 1}).encode()
-    assert frames == [b"DWS1", b"C", b"e.1", b"echo", b'{"path":"/socket/echo","n":1}']
+    assert frames == [header(b"C", b"e.1", b"echo", b'{"path":"/socket/echo","n":1}')]
 
 
 def test_hello_and_ack_frames_exactly():
-    assert wire.Hello("w", 0, 5).encode() == [b"DWS1", b"H", b"w", b"0", b"5"]
-    assert wire.Ack("r", "edge", 2).encode() == [b"DWS1", b"K", b"r", b"edge", b"2"]
+    assert wire.Hello("w", 0, 5).encode() == [header(b"H", b"w", b"0", b"5")]
+    assert wire.Ack("r", "edge", 2).encode() == [header(b"K", b"r", b"edge", b"2")]
 
 
 def test_decode_literal_frames():
-    assert wire.decode([b"DWS1", b"X", b"e.1", b"chat/x", b"1000", b""]) == wire.Disconnect("e.1", "chat/x", 1000, "")
-    assert wire.decode([b"DWS1", b"N", b"e.9", b"403", b"no"]) == wire.Deny("e.9", 403, "no")
+    assert wire.decode([header(b"X", b"e.1", b"chat/x", b"1000", b"")]) == wire.Disconnect("e.1", "chat/x", 1000, "")
+    assert wire.decode([header(b"N", b"e.9", b"403", b"no")]) == wire.Deny("e.9", 403, "no")
 
 
 # -- payloads ----------------------------------------------------------------------
@@ -102,7 +115,7 @@ def test_decode_literal_frames():
 @pytest.mark.parametrize("payload", [b"", b"\x00", NON_UTF8, b"plain text", bytes(range(256)), b"x" * 100_000])
 def test_payload_bytes_pass_through_untouched(payload):
     frames = wire.Data("e.1", "r", True, payload).encode()
-    assert frames[-1] == payload
+    assert len(frames) == 2 and frames[1] is payload  # not even copied
     assert wire.decode(frames).payload == payload
     assert type(wire.decode(frames).payload) is bytes
 
@@ -124,43 +137,49 @@ def test_protocol_error_is_a_value_error():
     assert issubclass(wire.ProtocolError, ValueError)
 
 
+def H(kind, *fields, **kw):
+    return [header(kind, *fields, **kw)]
+
+
 @pytest.mark.parametrize(
     "frames",
     [
         pytest.param([], id="no-frames"),
         pytest.param([b"DWS1"], id="version-only"),
-        pytest.param([b"DWS2", b"P", b"edge"], id="wrong-version"),
-        pytest.param([b"dws1", b"P", b"edge"], id="version-case"),
-        pytest.param([b"", b"P", b"edge"], id="empty-version"),
-        pytest.param([b"DWS1", b"Z", b"edge"], id="unknown-kind"),
-        pytest.param([b"DWS1", b"", b"edge"], id="empty-kind"),
-        pytest.param([b"DWS1", b"PP", b"edge"], id="two-letter-kind"),
-        pytest.param([b"DWS1", b"P"], id="too-few-fields"),
-        pytest.param([b"DWS1", b"D", b"e.1", b"r", b"0"], id="data-missing-payload"),
-        pytest.param([b"DWS1", b"P", b"edge", b"extra"], id="too-many-fields"),
-        pytest.param([b"DWS1", b"D", b"e.1", b"r", b"0", b"hi", b"more"], id="data-extra-field"),
-        pytest.param([b"DWS1", b"H", b"w", b" 12", b"0"], id="int-leading-space"),
-        pytest.param([b"DWS1", b"H", b"w", b"12 ", b"0"], id="int-trailing-space"),
-        pytest.param([b"DWS1", b"H", b"w", b"1_0", b"0"], id="int-underscore"),
-        pytest.param([b"DWS1", b"H", b"w", b"abc", b"0"], id="int-letters"),
-        pytest.param([b"DWS1", b"H", b"w", b"+3", b"0"], id="int-plus-sign"),
-        pytest.param([b"DWS1", b"H", b"w", b"", b"0"], id="int-empty"),
-        pytest.param([b"DWS1", b"H", b"w", b"-", b"0"], id="int-bare-minus"),
-        pytest.param([b"DWS1", b"H", b"w", b"1.5", b"0"], id="int-float"),
-        pytest.param([b"DWS1", b"H", b"w", "١٢".encode(), b"0"], id="int-non-ascii-digits"),
-        pytest.param([b"DWS1", b"D", b"e.1", b"r", b"2", b"hi"], id="bool-2"),
-        pytest.param([b"DWS1", b"D", b"e.1", b"r", b"true", b"hi"], id="bool-word"),
-        pytest.param([b"DWS1", b"D", b"e.1", b"r", b"", b"hi"], id="bool-empty"),
-        pytest.param([b"DWS1", b"P", b"\xff\xfe"], id="str-invalid-utf8"),
-        pytest.param([b"DWS1", b"Q", b"e.1", b"1000", b"caf\xe9"], id="str-latin1"),
-        pytest.param([b"DWS1", b"C", b"e.1", b"r", b"[1, 2]"], id="dict-json-array"),
-        pytest.param([b"DWS1", b"C", b"e.1", b"r", b'"text"'], id="dict-json-string"),
-        pytest.param([b"DWS1", b"C", b"e.1", b"r", b"null"], id="dict-json-null"),
-        pytest.param([b"DWS1", b"C", b"e.1", b"r", b"3"], id="dict-json-number"),
-        pytest.param([b"DWS1", b"C", b"e.1", b"r", b"{not json"], id="dict-not-json"),
-        pytest.param([b"DWS1", b"C", b"e.1", b"r", b""], id="dict-empty"),
-        pytest.param([b"DWS1", b"C", b"e.1", b"r", b"\xff{}"], id="dict-invalid-utf8"),
-        pytest.param([b"DWS1", b"M", b"ref", b"edge", b"[]"], id="members-json-array"),
+        pytest.param([b"DWS"], id="short-header"),
+        pytest.param(H(b"P", b"edge", version=b"DWS2"), id="wrong-version"),
+        pytest.param(H(b"P", b"edge", version=b"dws1"), id="version-case"),
+        pytest.param(H(b"Z", b"edge"), id="unknown-kind"),
+        pytest.param(H(b"P"), id="too-few-fields"),
+        pytest.param(H(b"D", b"e.1", b"r", b"0"), id="data-missing-payload-frame"),
+        pytest.param(H(b"P", b"edge") + [b"extra"], id="extra-frame"),
+        pytest.param(H(b"P", b"edge", b"extra"), id="too-many-fields"),
+        pytest.param([header(b"P", b"edge")[:-1]], id="field-runs-past-header"),
+        pytest.param([header(b"P", b"edge") + b"\x00\x00"], id="trailing-bytes"),
+        pytest.param([b"DWS1P\x00\x00"], id="truncated-length"),
+        pytest.param(H(b"D", b"e.1", b"r", b"0", b"hi"), id="payload-in-header"),
+        pytest.param(H(b"H", b"w", b" 12", b"0"), id="int-leading-space"),
+        pytest.param(H(b"H", b"w", b"12 ", b"0"), id="int-trailing-space"),
+        pytest.param(H(b"H", b"w", b"1_0", b"0"), id="int-underscore"),
+        pytest.param(H(b"H", b"w", b"abc", b"0"), id="int-letters"),
+        pytest.param(H(b"H", b"w", b"+3", b"0"), id="int-plus-sign"),
+        pytest.param(H(b"H", b"w", b"", b"0"), id="int-empty"),
+        pytest.param(H(b"H", b"w", b"-", b"0"), id="int-bare-minus"),
+        pytest.param(H(b"H", b"w", b"1.5", b"0"), id="int-float"),
+        pytest.param(H(b"H", b"w", "١٢".encode(), b"0"), id="int-non-ascii-digits"),
+        pytest.param(H(b"D", b"e.1", b"r", b"2") + [b"hi"], id="bool-2"),
+        pytest.param(H(b"D", b"e.1", b"r", b"true") + [b"hi"], id="bool-word"),
+        pytest.param(H(b"D", b"e.1", b"r", b"") + [b"hi"], id="bool-empty"),
+        pytest.param(H(b"P", b"\xff\xfe"), id="str-invalid-utf8"),
+        pytest.param(H(b"Q", b"e.1", b"1000", b"caf\xe9"), id="str-latin1"),
+        pytest.param(H(b"C", b"e.1", b"r", b"[1, 2]"), id="dict-json-array"),
+        pytest.param(H(b"C", b"e.1", b"r", b'"text"'), id="dict-json-string"),
+        pytest.param(H(b"C", b"e.1", b"r", b"null"), id="dict-json-null"),
+        pytest.param(H(b"C", b"e.1", b"r", b"3"), id="dict-json-number"),
+        pytest.param(H(b"C", b"e.1", b"r", b"{not json"), id="dict-not-json"),
+        pytest.param(H(b"C", b"e.1", b"r", b""), id="dict-empty"),
+        pytest.param(H(b"C", b"e.1", b"r", b"\xff{}"), id="dict-invalid-utf8"),
+        pytest.param(H(b"M", b"ref", b"edge", b"[]"), id="members-json-array"),
     ],
 )
 def test_malformed_frames_raise_protocol_error(frames):
@@ -170,15 +189,20 @@ def test_malformed_frames_raise_protocol_error(frames):
 
 def test_wrong_version_error_names_the_versions():
     with pytest.raises(wire.ProtocolError, match="DWS2.*DWS1"):
-        wire.decode([b"DWS2", b"P", b"edge"])
+        wire.decode(H(b"P", b"edge", version=b"DWS2"))
+
+
+def test_frame_count_error_names_the_message_class():
+    with pytest.raises(wire.ProtocolError, match="Data takes 2 frames, got 1"):
+        wire.decode(H(b"D", b"e.1", b"r", b"0"))
 
 
 def test_field_count_error_names_the_message_class():
-    with pytest.raises(wire.ProtocolError, match="Data takes 4 fields, got 3"):
-        wire.decode([b"DWS1", b"D", b"e.1", b"r", b"0"])
+    with pytest.raises(wire.ProtocolError, match="Hello takes 3 header fields, got 2"):
+        wire.decode(H(b"H", b"w", b"0"))
 
 
 def test_deeply_nested_json_in_a_dict_field_raises_protocol_error():
     nested = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     with pytest.raises(wire.ProtocolError):
-        wire.decode([b"DWS1", b"C", b"e.1", b"r", nested])
+        wire.decode(H(b"C", b"e.1", b"r", nested))
