@@ -6,12 +6,10 @@ list of ``bytes`` (one ZeroMQ multipart message) and decodes back, so the whole
 format is tested on bytes alone. docs/protocol.rst describes the same thing
 for people writing another edge or worker.
 
-Every message starts with two frames::
-
-    [VERSION, KIND, ...fields]
-
-``VERSION`` lets a mixed deployment fail loudly instead of misreading frames;
-``KIND`` is one ASCII letter. Payload frames are passed through untouched.
+A message is one or two frames: a header (``VERSION``, a one-letter
+``KIND``, then each field length-prefixed) and, for the messages that carry
+a WebSocket payload, that payload alone in a second frame, untouched.
+``VERSION`` lets a mixed deployment fail loudly instead of misreading frames.
 """
 
 from .messages import (
