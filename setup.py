@@ -20,6 +20,7 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-django>=4.8",
+            "pytest-timeout>=2.2",
             "websockets>=13",
             "gevent>=23.9",
             "psycopg[binary]>=3.1",
