@@ -218,7 +218,7 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
         The worker hears at once, so its handler's next send raises
         ConnectionClosed instead of feeding a buffer nobody reads.
         """
-        logger.warning("connection %s: the client stopped reading (%s bytes waiting); closing it with 1008",
+        logger.warning("connection %s: the client stopped reading (over %s bytes wait for it); closing it with 1008",
                        self.conn_id, ws_settings.WS_MAX_BUFFER_SIZE)
         self.close(CloseCode.POLICY_VIOLATION, "client not reading")
         self.bridge.release(self, CloseCode.POLICY_VIOLATION, "client not reading")
