@@ -45,6 +45,10 @@ DEFAULTS = {
     # Bytes the edge buffers for one client that does not read; past it the
     # connection is closed with 1008.
     "WS_MAX_BUFFER_SIZE": 4 * 1024 * 1024,
+    # Believe X-Forwarded-For / X-Real-IP and X-Forwarded-Proto / X-Scheme for the
+    # client's address and scheme. Only behind a proxy that sets them: otherwise
+    # any client could claim any address.
+    "WS_TRUST_PROXY_HEADERS": False,
     # The edge's TCP accept queue (the kernel caps it at net.core.somaxconn).
     "WS_LISTEN_BACKLOG": 4096,
     # ZeroMQ CURVE for tcp:// endpoints: None, or a dict of Z85 keys

@@ -231,6 +231,16 @@ def test_path_query_headers_and_cookies_reach_self_request(server):
     assert info["scheme"] == "http"
 
 
+def test_proxy_headers_are_believed_only_when_the_setting_says_so(make_server):
+    spoof = {"X-Forwarded-For": "6.6.6.6", "X-Scheme": "https"}
+    for trusted, expected in ((False, ("127.0.0.1", "http")), (True, ("6.6.6.6", "https"))):
+        srv = make_server(env={"DJANGO_WS_TRUST_PROXY_HEADERS": "1"} if trusted else {})
+        with connect(srv.url("request/proxy"), additional_headers=spoof) as ws:
+            ws.send("{}")
+            info = json.loads(ws.recv(timeout=10))
+        assert (info["remote_addr"], info["scheme"]) == expected, f"WS_TRUST_PROXY_HEADERS={trusted}"
+
+
 def test_on_connect_refuses_with_the_status_of_handshake_denied(server):
     assert refused_status(server.url("token")) == 401
     assert refused_status(server.url("token") + "?token=wrong") == 401

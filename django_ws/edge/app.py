@@ -74,7 +74,8 @@ class Edge:
         self.bridge.start()
         # A deep accept queue: thousands of browsers reconnecting at once
         # (a restart) must not have their SYNs dropped and retried a second later.
-        self.server = self.application.listen(port, address, xheaders=True,
+        xheaders = bool(ws_settings.WS_TRUST_PROXY_HEADERS)
+        self.server = self.application.listen(port, address, xheaders=xheaders,
                                               backlog=int(ws_settings.WS_LISTEN_BACKLOG))
 
     async def shutdown(self, timeout: float) -> None:

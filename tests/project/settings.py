@@ -72,3 +72,6 @@ if os.environ.get("DJANGO_WS_CURVE"):  # JSON, as `manage.py ws_keygen --json` p
     import json
 
     WS_CURVE = json.loads(os.environ["DJANGO_WS_CURVE"])
+
+# Behind a proxy: tests of X-Forwarded-For turn this on for their own server.
+WS_TRUST_PROXY_HEADERS = bool(os.environ.get("DJANGO_WS_TRUST_PROXY_HEADERS"))
