@@ -112,3 +112,27 @@ def observer(server):
     obs = Observer(server)
     yield obs
     obs.close()
+
+
+CHROMIUM = os.environ.get("DJANGO_WS_TEST_CHROMIUM", "/usr/bin/chromium")
+#: As root, with no network: no sandbox, and none of Chromium's background calls home.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture
+def chromium():
+    """Debian's headless Chromium driven by Playwright (never a browser Playwright downloads)."""
+    require(os.access(CHROMIUM, os.X_OK), f"no Chromium at {CHROMIUM} (set DJANGO_WS_TEST_CHROMIUM)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "playwright is not installed (pip install playwright; never `playwright install`)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -26,14 +26,9 @@ import pytest
 
 from django_ws.testing import WebSocketServer
 from django_ws.testing.server import free_port
-from tests.conftest import ROOT, require
+from tests.conftest import ROOT
 
 EXAMPLE = os.path.join(ROOT, "example_project")
-CHROMIUM = os.environ.get("DJANGO_WS_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 #: Playwright's timeout for every wait on the page. The client reconnects with
 #: backoff (base 500 ms, doubling, jitter), so a restart takes it a few seconds.
 TIMEOUT_MS = 20_000
@@ -62,21 +57,6 @@ from example_project.settings import *  # noqa: F401,F403
 WS_PUSH_SOCKET = os.environ["BROWSER_TEST_PUSH_SOCKET"]
 WS_SUB_SOCKET = os.environ["BROWSER_TEST_SUB_SOCKET"]
 """
-
-
-@pytest.fixture
-def chromium():
-    require(os.access(CHROMIUM, os.X_OK), f"no Chromium at {CHROMIUM} (set DJANGO_WS_TEST_CHROMIUM)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "playwright is not installed (pip install playwright; never `playwright install`)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 class Example:

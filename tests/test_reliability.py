@@ -14,7 +14,7 @@ from websockets.sync.client import connect
 
 from tests import procinfo
 from tests.conftest import ROOT, SETTINGS
-from tests.test_modes import stats, wait_until
+from tests.test_modes import wait_until
 
 
 @pytest.fixture

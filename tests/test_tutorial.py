@@ -45,7 +45,7 @@ from websockets.sync.client import connect
 
 from django_ws.testing import WebSocketServer
 from django_ws.testing.server import free_port
-from tests.conftest import ROOT, require
+from tests.conftest import ROOT
 
 TUTORIAL = Path(ROOT) / "docs" / "tutorial.rst"
 #: Commands that run until stopped: the fixtures start them.
@@ -300,23 +300,6 @@ def test_the_page_has_the_reverse_ws_url_and_the_client_script(http_server):
     assert script.endswith("django_ws/django-ws.js")
     with urllib.request.urlopen(url + script, timeout=10) as response:
         assert "DjangoWebSocket" in response.read().decode()
-
-
-@pytest.fixture
-def chromium():
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
-
-    require(os.access(CHROMIUM, os.X_OK), f"no Chromium at {CHROMIUM} (set DJANGO_WS_TEST_CHROMIUM)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "playwright is not installed (pip install playwright; never `playwright install`)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.mark.browser

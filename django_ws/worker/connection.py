@@ -207,7 +207,7 @@ class ConnectionRunner:
         return False
 
     def _serve(self) -> None:
-        conn, handler = self.connection, self.handler
+        conn = self.connection
         get = self.mailbox.get
         # Messages that arrived before the client left are still handled, in
         # order (their sends raise ConnectionClosed); after a close by this

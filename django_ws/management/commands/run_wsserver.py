@@ -6,7 +6,6 @@ import asyncio
 import errno
 import re
 import signal
-import sys
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
