@@ -36,11 +36,14 @@ if os.environ.get("DJANGO_WS_TEST_POSTGRES"):  # set per server by tests/test_da
         }
     }
 else:
+    # One file per test run (two runs at once must not share it); the servers
+    # the tests start get theirs through DJANGO_WS_TEST_DB.
+    _db = os.environ.get("DJANGO_WS_TEST_DB") or os.path.join(tempfile.gettempdir(), f"django-ws-tests-{os.getpid()}.sqlite3")
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.environ.get("DJANGO_WS_TEST_DB", os.path.join(tempfile.gettempdir(), "django-ws-tests.sqlite3")),
-            "TEST": {"NAME": os.environ.get("DJANGO_WS_TEST_DB", os.path.join(tempfile.gettempdir(), "django-ws-tests.sqlite3"))},
+            "NAME": _db,
+            "TEST": {"NAME": _db},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
