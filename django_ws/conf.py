@@ -49,6 +49,9 @@ DEFAULTS = {
     # client's address and scheme. Only behind a proxy that sets them: otherwise
     # any client could claim any address.
     "WS_TRUST_PROXY_HEADERS": False,
+    # Seconds a client may take to send its handshake's headers (slow-header
+    # attacks hold a socket open otherwise; Tornado's own default is an hour).
+    "WS_HEADER_TIMEOUT": 10.0,
     # The edge's TCP accept queue (the kernel caps it at net.core.somaxconn).
     "WS_LISTEN_BACKLOG": 4096,
     # ZeroMQ CURVE for tcp:// endpoints: None, or a dict of Z85 keys

@@ -5,6 +5,7 @@ docs/security.rst is the threat model these tests hold the server to.
 
 import base64
 import json
+import time
 import os
 import re
 import socket
@@ -229,6 +230,22 @@ def test_path_query_headers_and_cookies_reach_self_request(server):
     assert info["server_name"] == "127.0.0.1"
     assert info["remote_addr"] == "127.0.0.1"
     assert info["scheme"] == "http"
+
+
+def test_a_client_that_sends_its_headers_too_slowly_is_dropped(make_server):
+    import socket
+
+    srv = make_server(env={"DJANGO_WS_HEADER_TIMEOUT": "1"})
+    slow = socket.create_connection(("127.0.0.1", srv.port))
+    slow.settimeout(30)
+    slow.sendall(f"GET {srv.prefix}/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode())  # and never the rest
+    started = time.monotonic()
+    assert slow.recv(1024) == b"", "the edge closed the half-sent handshake"
+    assert time.monotonic() - started < 15, "dropped after WS_HEADER_TIMEOUT, not Tornado's hour"
+    slow.close()
+    with connect(srv.url("echo")) as ws:  # and serves everyone else meanwhile
+        ws.send("fine")
+        assert ws.recv(timeout=10) == "fine"
 
 
 def test_proxy_headers_are_believed_only_when_the_setting_says_so(make_server):

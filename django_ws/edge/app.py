@@ -76,7 +76,8 @@ class Edge:
         # (a restart) must not have their SYNs dropped and retried a second later.
         xheaders = bool(ws_settings.WS_TRUST_PROXY_HEADERS)
         self.server = self.application.listen(port, address, xheaders=xheaders,
-                                              backlog=int(ws_settings.WS_LISTEN_BACKLOG))
+                                              backlog=int(ws_settings.WS_LISTEN_BACKLOG),
+                                              idle_connection_timeout=float(ws_settings.WS_HEADER_TIMEOUT))
 
     async def shutdown(self, timeout: float) -> None:
         """Stop accepting, close every client with 1001, tell the workers."""
