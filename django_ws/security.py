@@ -101,16 +101,19 @@ def _z85_key(name: str, key, hint: str) -> bytes:
     return raw
 
 
+def _keys_for(endpoint: str):
+    """The CURVE keys that secure ``endpoint``: WS_CURVE for a tcp:// endpoint, else None."""
+    return curve_keys() if endpoint.startswith("tcp://") else None
+
+
 def uses_curve(endpoint: str) -> bool:
     """Whether ``endpoint`` is (to be) secured: a tcp:// endpoint while WS_CURVE is set."""
-    return endpoint.startswith("tcp://") and curve_keys() is not None
+    return _keys_for(endpoint) is not None
 
 
 def secure_server(sock: zmq.Socket, endpoint: str) -> bool:
     """Make one of the edge's sockets a CURVE server if ``endpoint`` needs it; before bind()."""
-    if not endpoint.startswith("tcp://"):
-        return False
-    keys = curve_keys()
+    keys = _keys_for(endpoint)
     if keys is None:
         return False
     keys.need("server_secret")
@@ -124,9 +127,7 @@ def secure_server(sock: zmq.Socket, endpoint: str) -> bool:
 
 def secure_client(sock: zmq.Socket, endpoint: str) -> bool:
     """Make a worker's or sender's socket a CURVE client if ``endpoint`` needs it; before connect()."""
-    if not endpoint.startswith("tcp://"):
-        return False
-    keys = curve_keys()
+    keys = _keys_for(endpoint)
     if keys is None:
         return False
     keys.need("client_secret")

@@ -72,7 +72,9 @@ class WebSocketServer:
 
     @property
     def prefix(self) -> str:
-        return self.websocket_url.split("(", 1)[0].rstrip("/")
+        from django_ws.routing import Mount  # the edge's own parsing of --websocket-url
+
+        return Mount(self.websocket_url).prefix
 
     def url(self, route: str = "") -> str:
         return f"ws://127.0.0.1:{self.port}{self.prefix}/{route}"

@@ -47,8 +47,6 @@ class Connection:
         #: True when the worker side closed (the handler, or an error): the
         #: runner then drops what is still queued instead of handling it.
         self.closed_here = False
-        #: Set once the edge has been told Accept.
-        self.accepted = False
         self.args: tuple = ()
         self.kwargs: dict = {}
         self.request: WebSocketRequest | None = None
@@ -193,7 +191,6 @@ class ConnectionRunner:
         except EdgeUnreachable:
             conn.mark_closed(CloseCode.SERVICE_RESTART, "edge unreachable")
             return False
-        conn.accepted = True
         return True
 
     def _deny(self, status: int, reason: str) -> bool:

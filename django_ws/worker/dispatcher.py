@@ -72,7 +72,7 @@ class Dispatcher:
             outbox(wire.Close(conn.id, CloseCode.TRY_AGAIN_LATER, "worker at capacity").encode())
             return
         mailbox = self.mode.mailbox()
-        runner = ConnectionRunner(conn, mailbox, self._finished)
+        runner = ConnectionRunner(conn, mailbox, self.finished)
         # Registered before the runner starts, so its Data can never overtake it.
         entry = self.connections[conn.id] = _Entry(conn, mailbox, edge_id)
         entry.task = self.mode.spawn(runner, name=f"ws:{conn.id}")
@@ -143,7 +143,4 @@ class Dispatcher:
 
     def finished(self, conn: Connection) -> None:
         """The runner of ``conn`` is done (called from its thread, greenlet or reaper)."""
-        self._finished(conn)
-
-    def _finished(self, conn: Connection) -> None:
         self.connections.pop(conn.id, None)
