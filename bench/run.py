@@ -440,7 +440,16 @@ class ClientRun:
 # -- scenarios ------------------------------------------------------------------------
 
 
+def role_cpu(server: Server) -> dict[str, float]:
+    """CPU seconds so far by role (edge, worker, uvicorn, ...), summed over its processes."""
+    by_role: dict[str, float] = {}
+    for pid, role in server.roles().items():
+        by_role[role] = by_role.get(role, 0.0) + cpu_seconds(pid)
+    return by_role
+
+
 def run_echo(server: Server, target: Target, client: str, params: dict, profile_dir: Path | None) -> dict:
+    roles0 = role_cpu(server)
     cpu0, t0 = tree_cpu(server), time.monotonic()
     run = ClientRun(client, "echo", server.url(target.routes()["echo"]), params,
                     timeout=params["seconds"] + params["warmup"] + 60)
@@ -453,6 +462,11 @@ def run_echo(server: Server, target: Target, client: str, params: dict, profile_
     result = run.finish()
     result["server_cpu_s"] = round(tree_cpu(server) - cpu0, 2)
     result["server_wall_s"] = round(time.monotonic() - t0, 2)
+    if result.get("round_trips"):
+        # Where the server's CPU goes, per round trip (warm-up included, so a slight overestimate).
+        result["cpu_us_per_round_trip"] = {
+            role: round((seconds - roles0.get(role, 0.0)) * 1e6 / result["round_trips"], 1)
+            for role, seconds in role_cpu(server).items()}
     if profiles:
         result["profile"] = [finish_profile(p) for p in profiles]
     return result
@@ -671,7 +685,9 @@ COLUMNS = {
 #: Extra columns without ratios.
 NOTES = {
     "echo": [("srv CPU", lambda r: f"{r['server_cpu_s'] / r['server_wall_s']:.0%}" if r.get("server_wall_s") else "-"),
-             ("cli CPU", lambda r: f"{r['client_cpu_s'] / r['client_wall_s']:.0%}" if r.get("client_wall_s") else "-")],
+             ("cli CPU", lambda r: f"{r['client_cpu_s'] / r['client_wall_s']:.0%}" if r.get("client_wall_s") else "-"),
+             ("CPU us/rt", lambda r: " + ".join(f"{role} {us:.0f}" for role, us in
+                                                  r.get("cpu_us_per_round_trip", {}).items()) or "-")],
     "broadcast": [("lost", lambda r: f"{r.get('lost', 0):,}"),
                   ("sent", lambda r: f"{r.get('sent', '-')}/{r.get('messages', '-')}")],
     "hold": [("opened", lambda r: f"{r.get('opened', 0)}/{r.get('conns', '-')}"),

@@ -31,6 +31,8 @@ DEFAULTS = {
     "WS_ALLOWED_ORIGINS": None,
     # Seconds a graceful shutdown waits for handlers before it kills them.
     "WS_SHUTDOWN_TIMEOUT": 5.0,
+    # Threaded mode: seconds a pool thread with nothing to do waits before it ends.
+    "WS_THREAD_IDLE_TIMEOUT": 30.0,
     # ZeroMQ high-water mark (messages) on each edge<->worker socket.
     "WS_QUEUE_LIMIT": 10000,
     # Sub endpoints of every edge, for send_to_group() & co. outside workers.

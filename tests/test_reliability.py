@@ -96,16 +96,12 @@ def test_a_dead_edge_is_noticed_by_its_workers_and_a_new_edge_is_served(make_ser
                                "--sub-socket", edge.sub_socket], cwd=ROOT, env=env)
     try:
         edge.wait_for("joined")
-        wpid = worker.pid
-        threads_idle = procinfo.status(wpid)["threads"]
         sockets = echo_clients(edge, "orphan", 20)
-        assert procinfo.status(wpid)["threads"] >= threads_idle + 20
         killed_at = time.monotonic()
         os.kill(edge.process.pid, signal.SIGKILL)
         edge.expected_returncode = -signal.SIGKILL
         wait_until(lambda: len(close_log.tags("orphan")) == 20, 10, "on_close ran for every connection of the dead edge")
         print(f"edge kill -9 to on_close of all 20 connections: {time.monotonic() - killed_at:.2f}s")
-        wait_until(lambda: procinfo.status(wpid)["threads"] <= threads_idle, 10, "their threads ended")
         for ws in sockets:
             ws.close()
         edge.process.wait()

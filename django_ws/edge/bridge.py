@@ -101,6 +101,9 @@ class Bridge:
         self.on_worker_change: typing.Callable[[str, WorkerState], None] | None = None
         self._tasks: list[asyncio.Task] = []
         self.authenticator = None
+        #: worker identity -> client frames waiting for the end of this loop turn.
+        self._batches: dict[bytes, _Batch] = {}
+        self._flush_scheduled = False
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -111,6 +114,8 @@ class Bridge:
                 "WARNING: %s is reachable from other hosts and WS_CURVE is not set: anyone who can "
                 "connect to it can pose as a worker or send to any client. Set WS_CURVE "
                 "(manage.py ws_keygen), or bind to 127.0.0.1 or an ipc:// endpoint.", endpoint)
+        # An asyncio context for the ZAP handler; the two sockets themselves
+        # are plain ones that _Pump reads from the loop (see there why).
         self.context = zmq.asyncio.Context()
         # Before the binds: a CURVE socket must find the ZAP handler in place.
         self.authenticator = security.start_authenticator(self.context, endpoints)
@@ -119,14 +124,14 @@ class Bridge:
         # worker is noticed on the very next frame.
         self.events.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.replies = self._bind(zmq.ROUTER, self.sub_endpoint)
-        self._tasks = [
-            asyncio.ensure_future(self._receive(self.events, self._on_worker_event)),
-            asyncio.ensure_future(self._receive(self.replies, self._on_reply)),
-            asyncio.ensure_future(self._heartbeat()),
-        ]
+        # The running loop, or the one set for this thread (LiveWebSocketServer starts us outside it).
+        loop = self._loop = asyncio.get_event_loop()
+        self._events_pump = _Pump(loop, self.events, lambda frames: self._handle_safely(self._on_worker_event, frames))
+        self._replies_pump = _Pump(loop, self.replies, lambda frames: self._handle_safely(self._on_reply, frames))
+        self._tasks = [asyncio.ensure_future(self._heartbeat())]
 
     def _bind(self, kind: int, endpoint: str):
-        sock = self.context.socket(kind)
+        sock = zmq.Socket(self.context, kind)
         sock.setsockopt(zmq.SNDHWM, self.queue_limit)
         sock.setsockopt(zmq.RCVHWM, self.queue_limit)
         sock.setsockopt(zmq.LINGER, 500)
@@ -143,6 +148,8 @@ class Bridge:
     def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        self._events_pump.stop()
+        self._replies_pump.stop()
         for sock in (self.events, self.replies):
             sock.close(linger=500)
         if self.authenticator is not None:
@@ -208,9 +215,59 @@ class Bridge:
         conn.early_sends.clear()
 
     def forward(self, conn: EdgeWebSocketHandler, binary: bool, payload: bytes) -> bool:
-        """Pass one client message to the connection's worker; False if it cannot take it."""
+        """Pass one client message to the connection's worker; False if it has none.
+
+        The message joins the worker's batch, sent when this turn of the loop
+        ends (see _flush): every client frame that one turn read goes to a
+        worker in one ZeroMQ message. A worker that cannot take the batch
+        gets each of its connections closed with 1013 there.
+        """
+        worker = conn.worker
+        if worker is None:
+            return False
         self.stats.frames_in += 1
-        return self._to_worker(conn.worker, wire.Data(conn.conn_id, conn.route, binary, payload))
+        headers = conn.data_headers
+        if headers is None:
+            # The Data header of a connection never changes but for the
+            # binary flag: encode it once, not once per frame.
+            text, bin_ = (wire.Data(conn.conn_id, conn.route, flag, b"").encode()[0] for flag in (False, True))
+            headers = conn.data_headers = (text, bin_)
+        batch = self._batches.get(worker.identity)
+        if batch is None:
+            batch = self._batches[worker.identity] = _Batch(worker)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._loop.call_soon(self._flush)
+        batch.frames += (headers[binary], payload)
+        batch.connections.append(conn)
+        if len(batch.connections) >= _BATCH_LIMIT:
+            self._send_batch(self._batches.pop(worker.identity))
+        return True
+
+    def _flush(self) -> None:
+        """End of a loop turn: send each worker its batch of client frames."""
+        self._flush_scheduled = False
+        batches, self._batches = self._batches, {}
+        for batch in batches.values():
+            self._send_batch(batch)
+
+    def _send_batch(self, batch: "_Batch") -> None:
+        worker = batch.worker
+        if worker.identity not in self.workers:
+            return  # lost meanwhile: _worker_lost has closed its connections
+        try:
+            self.events.send_multipart([worker.identity, *batch.frames], flags=zmq.DONTWAIT, copy=False)
+        except zmq.Again:
+            logger.warning("worker %s is %d messages behind; closing the %d connections that sent it more",
+                           worker.worker_id, self.queue_limit, len(batch.connections))
+            for conn in batch.connections:
+                conn.close(CloseCode.TRY_AGAIN_LATER, "worker unavailable")
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            self._worker_lost(worker, "its socket disconnected")
+        finally:
+            self._events_pump.wake()
 
     def release(self, conn: EdgeWebSocketHandler, code: int, reason: str) -> None:
         """The client connection has ended: tell its worker, forget its groups. Idempotent."""
@@ -236,8 +293,14 @@ class Bridge:
     # -- sending to workers --------------------------------------------------------
 
     def _to_worker(self, worker: WorkerState, message: wire.Message, quiet: bool = False) -> bool:
+        batch = self._batches.pop(worker.identity, None)
+        if batch is not None:  # what the clients sent first goes first
+            self._send_batch(batch)
+            if worker.identity not in self.workers:
+                return False
         try:
             self.events.send_multipart([worker.identity, *message.encode()], flags=zmq.DONTWAIT)
+            self._events_pump.wake()
             return True
         except zmq.Again:
             if not quiet:
@@ -252,33 +315,19 @@ class Bridge:
 
     # -- receiving -------------------------------------------------------------------
 
-    async def _receive(self, sock, handle) -> None:
-        """Read ``sock`` forever, handling every waiting message before awaiting again."""
-        shadow = zmq.Socket.shadow(sock.underlying)
-        while True:
-            self._handle_safely(handle, await sock.recv_multipart())
-            for _ in range(1000):
-                try:
-                    frames = shadow.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                self._handle_safely(handle, frames)
-            else:
-                await asyncio.sleep(0)  # a long burst: let the loop serve clients too
-
     def _handle_safely(self, handle, frames: list) -> None:
         if len(frames) < 2:
             logger.warning("edge dropped a message of %d frames", len(frames))
             return
+        identity = frames[0]
         try:
-            message = wire.decode(frames[1:])
+            for message in wire.iter_decode(frames[1:]):
+                try:
+                    handle(identity, message)
+                except Exception:
+                    logger.exception("edge failed to handle %s; dropped it", type(message).__name__)
         except wire.ProtocolError as exc:
             logger.warning("edge dropped a malformed message: %s", exc)
-            return
-        try:
-            handle(frames[0], message)
-        except Exception:
-            logger.exception("edge failed to handle %s; dropped it", type(message).__name__)
 
     def _on_worker_event(self, identity: bytes, message: wire.Message) -> None:
         if isinstance(message, wire.Goodbye):
@@ -377,6 +426,8 @@ class Bridge:
             self.replies.send_multipart([identity, *message.encode()], flags=zmq.DONTWAIT)
         except zmq.ZMQError as exc:
             logger.warning("could not answer a sender (%s): %s", type(message).__name__, exc)
+        finally:
+            self._replies_pump.wake()
 
     # -- heartbeats --------------------------------------------------------------------
 
@@ -408,6 +459,71 @@ class Bridge:
         worker.connections.clear()
         if self.on_worker_change:
             self.on_worker_change("lost", worker)
+
+
+#: A batch this long is sent at once instead of at the end of the loop turn.
+_BATCH_LIMIT = 256
+
+
+class _Batch:
+    """Client frames for one worker, gathered during one turn of the loop."""
+
+    __slots__ = ("worker", "frames", "connections")
+
+    def __init__(self, worker: WorkerState):
+        self.worker = worker
+        self.frames: list[bytes] = []
+        self.connections: list[EdgeWebSocketHandler] = []
+
+
+class _Pump:
+    """Reads a ZeroMQ socket from the asyncio loop, with no future per message.
+
+    zmq.asyncio wraps every send and receive in a future, which costs more
+    than the send itself on the hot path, and it reports a non-blocking
+    send's failure only through that future (so a full queue went unnoticed).
+    Here the socket is a plain one: sends are direct calls that raise, and
+    this pump drains what arrives.
+
+    ZeroMQ's FD is edge-triggered, and any operation on the socket, a send
+    included, may consume its signal while messages wait. So the owner calls
+    ``wake()`` after each send on the socket: the pump then drains it once
+    more at the next turn of the loop, whether or not the FD fires again.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: zmq.Socket, handle: typing.Callable[[list], None],
+                 limit: int = 1000):
+        self.loop, self.sock, self.handle, self.limit = loop, sock, handle, limit
+        self._fd = sock.FD
+        self._scheduled = False
+        loop.add_reader(self._fd, self._drain)
+        self._scheduled = True  # messages may have arrived before the reader was added
+        loop.call_soon(self._drain)
+
+    def wake(self) -> None:
+        """Called after a send: drain at the next turn if messages wait (checking is cheap)."""
+        if not self._scheduled and not self.sock.closed and self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self._scheduled = True
+            self.loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        recv, handle = self.sock.recv_multipart, self.handle
+        for _ in range(self.limit):
+            try:
+                frames = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError:
+                if self.sock.closed:
+                    return
+                raise
+            handle(frames)
+        self._scheduled = True  # a long burst: let the loop serve clients, then go on
+        self.loop.call_soon(self._drain)
+
+    def stop(self) -> None:
+        self.loop.remove_reader(self._fd)
 
 
 class EndpointInUse(RuntimeError):

@@ -35,6 +35,9 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
     no frame can reach a handler that has not accepted its connection.
     """
 
+    #: The two Data headers (text, binary) of this connection, set by the bridge on first use.
+    data_headers: tuple[bytes, bytes] | None = None
+
     def initialize(self, edge: Edge) -> None:
         self.edge = edge
         self.bridge = edge.bridge

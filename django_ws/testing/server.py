@@ -123,7 +123,8 @@ class WebSocketServer:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._eof:
                     output = "\n".join(self.lines[-40:])
-                    raise AssertionError(f"run_wsserver did not print {text!r} within {timeout}s; it printed:\n{output}")
+                    why = "exited" if self._eof else f"did not print it within {timeout}s"
+                    raise AssertionError(f"run_wsserver {why} before printing {text!r}; it printed:\n{output}")
                 self._changed.wait(min(left, 0.5))
 
     @property

@@ -34,6 +34,8 @@ from .messages import (
     Send,
     SendTo,
     decode,
+    encode_batch,
+    iter_decode,
 )
 
 __all__ = [
@@ -58,4 +60,6 @@ __all__ = [
     "Send",
     "SendTo",
     "decode",
+    "encode_batch",
+    "iter_decode",
 ]

@@ -4,6 +4,9 @@ A message is one or two ZeroMQ frames::
 
     [header]            or    [header, payload]
 
+and one ZeroMQ message may carry several messages back to back (a batch,
+see :func:`encode_batch`): each header's kind says whether a payload follows.
+
     header = VERSION KIND (length field)*      length: 4 bytes, big-endian
 
 ``VERSION`` is 4 bytes, ``KIND`` one ASCII letter; then each field but the
@@ -128,7 +131,44 @@ def decode(frames: typing.Sequence[bytes]) -> Message:
     """
     if not frames:
         raise ProtocolError("expected 1 or 2 frames, got none")
-    header = bytes(frames[0])
+    message, end = _decode_at(frames, 0)
+    if end != len(frames):
+        raise ProtocolError(f"{type(message).__name__} takes {end} frames, got {len(frames)}")
+    return message
+
+
+def encode_batch(messages: typing.Iterable[Message]) -> list[bytes]:
+    """The frames of several messages back to back: one ZeroMQ message for all.
+
+    A busy peer sends what one turn of its loop produced as one batch: one
+    send, one receive and one wake-up on the other side instead of one per
+    message. Order is kept; :func:`iter_decode` splits them again.
+    """
+    frames: list[bytes] = []
+    for message in messages:
+        frames += message.encode()
+    return frames
+
+
+def iter_decode(frames: typing.Sequence[bytes]) -> typing.Iterator[Message]:
+    """Yield the messages of a batch (one message is a batch of one), in order.
+
+    Each header's kind says whether a payload frame follows, so the batch
+    needs no count of its own. A malformed message raises
+    :class:`ProtocolError` when reached: those before it have been yielded,
+    those after it are lost with it, since their boundaries are unknown.
+    """
+    if not frames:
+        raise ProtocolError("expected 1 or 2 frames, got none")
+    pos, count = 0, len(frames)
+    while pos < count:
+        message, pos = _decode_at(frames, pos)
+        yield message
+
+
+def _decode_at(frames: typing.Sequence[bytes], start: int) -> tuple[Message, int]:
+    """Decode the message whose header is ``frames[start]``; return it and the index after it."""
+    header = bytes(frames[start])
     if len(header) < _HEAD:
         raise ProtocolError(f"header of {len(header)} bytes is too short")
     version = header[: len(VERSION)]
@@ -138,9 +178,9 @@ def decode(frames: typing.Sequence[bytes]) -> Message:
     cls = _REGISTRY.get(kind)
     if cls is None:
         raise ProtocolError(f"unknown message kind {kind!r}")
-    expected = 1 if cls._payload_index is None else 2
-    if len(frames) != expected:
-        raise ProtocolError(f"{cls.__name__} takes {expected} frames, got {len(frames)}")
+    has_payload = cls._payload_index is not None
+    if has_payload and start + 1 >= len(frames):
+        raise ProtocolError(f"{cls.__name__} takes 2 frames, got 1")
     values = []
     pos, end = _HEAD, len(header)
     try:
@@ -159,9 +199,10 @@ def decode(frames: typing.Sequence[bytes]) -> Message:
         raise ProtocolError(f"bad {cls.__name__}: {type(exc).__name__}: {str(exc)[:100]}") from None
     if pos != end:
         raise ProtocolError(f"bad {cls.__name__}: {end - pos} bytes after the last field")
-    if cls._payload_index is not None:
-        values.insert(cls._payload_index, bytes(frames[1]))
-    return cls(*values)
+    if has_payload:
+        values.insert(cls._payload_index, bytes(frames[start + 1]))
+        return cls(*values), start + 2
+    return cls(*values), start + 1
 
 
 # -- edge -> worker ------------------------------------------------------------

@@ -1,9 +1,11 @@
 """One connection as the worker sees it, and the loop that drives its handler.
 
 ``Connection`` is what a handler's ``self.send()``/``self.close()`` talk to;
-``ConnectionRunner.run`` is the body of the connection's thread, greenlet or
-process. Neither knows which of those it runs in: they get a mailbox to read
-and an outbox callable to write, from the mode (see modes.py).
+``ConnectionRunner`` drives the handler in steps (handshake, handle one
+message, finish), which ``run`` strings together as the body of a greenlet or
+process and threaded mode calls from its pool. Neither knows which of those
+it runs in: they get a mailbox and an outbox callable from the mode (see
+modes.py).
 """
 
 from __future__ import annotations
@@ -135,10 +137,17 @@ class ConnectionRunner:
     manage_db_connections = True
 
     def run(self) -> None:
-        """The whole life of the connection: handshake, messages, on_close."""
+        """The whole life of the connection as one call: handshake, messages, on_close.
+
+        For a mode that gives each connection its own greenlet or process.
+        Threaded mode calls the same steps (handshake, handle, finish) from
+        pool threads instead; see pool.py.
+        """
         try:
             if self.handshake():
-                self._serve()
+                get = self.mailbox.get
+                while self.handle(get()):
+                    pass
         finally:
             self.finish()
 
@@ -203,18 +212,19 @@ class ConnectionRunner:
             pass  # the edge is gone: its client's handshake fails there anyway
         return False
 
-    def _serve(self) -> None:
+    def handle(self, event) -> bool:
+        """Handle one event from the mailbox; False when this connection is done here.
+
+        Messages that arrived before the client left are still handled, in
+        order (their sends raise ConnectionClosed); after a close by this
+        side, whatever is still queued is dropped.
+        """
         conn = self.connection
-        get = self.mailbox.get
-        # Messages that arrived before the client left are still handled, in
-        # order (their sends raise ConnectionClosed); after a close by this
-        # side, whatever is still queued is dropped.
-        while not conn.closed_here:
-            event = get()
-            if event is STOP or conn.closed_here:
-                return
-            if isinstance(event, wire.Data):
-                self.receive(event.payload if event.binary else event.payload.decode("utf-8"))
+        if event is STOP or conn.closed_here:
+            return False
+        if isinstance(event, wire.Data):
+            self.receive(event.payload if event.binary else event.payload.decode("utf-8"))
+        return not conn.closed_here
 
     def receive(self, message: str | bytes) -> None:
         """Hand one client message to the handler, keeping the on_open contract."""

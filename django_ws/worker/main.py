@@ -11,7 +11,7 @@ def add_worker_arguments(parser, *, edge_option: bool = True) -> None:
     """The options that choose how handlers run (the original README's flags)."""
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument("--threaded", dest="mode", action="store_const", const="threaded",
-                       help="Run each connection's handler in its own thread (default).")
+                       help="Run handlers on a pool of threads, each connection's messages in order (default).")
     modes.add_argument("--gevent", dest="mode", action="store_const", const="gevent",
                        help="Run each connection's handler in its own greenlet.")
     modes.add_argument("--multiprocess", dest="mode", action="store_const", const="multiprocess",

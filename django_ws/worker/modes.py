@@ -34,7 +34,9 @@ class Mode:
         raise NotImplementedError
 
     def spawn(self, runner, name: str):
-        """Start ``runner.run()`` concurrently; return something with ``join(timeout)``."""
+        """Start serving ``runner`` (its handshake, then its mailbox) concurrently;
+        return something with ``join(timeout)``. Greenlets and processes call
+        ``runner.run()``; threaded mode drives the same steps from a pool."""
         raise NotImplementedError
 
     def interrupt(self, task) -> None:
@@ -53,25 +55,37 @@ class Mode:
 
 
 class ThreadedMode(Mode):
-    """One OS thread per connection (the default).
+    """Handlers run on a pool of OS threads (the default).
 
-    The thread ends when its connection ends, so an idle worker holds only
-    its I/O thread. Handlers may block (sleep, slow queries) without holding
-    up other connections; the GIL is released while they wait.
+    A connection's messages run one at a time and in order, on whichever
+    pool thread is free (see pool.py); an idle connection holds no thread.
+    Handlers may block (sleep, slow queries) without holding up other
+    connections: the pool grows while every thread is busy, and the GIL is
+    released while they wait.
     """
 
     name = "threaded"
 
+    def __init__(self, idle_timeout: float | None = None):
+        from django_ws.conf import ws_settings
+
+        from .pool import ThreadPool
+
+        if idle_timeout is None:
+            idle_timeout = float(ws_settings.WS_THREAD_IDLE_TIMEOUT)
+        self.pool = ThreadPool(idle_timeout)
+        self._finished = threading.Condition()
+
     def mailbox(self):
-        return queue.SimpleQueue()
+        from .pool import SerialMailbox
+
+        return SerialMailbox(self.pool, self._finished)
 
     def lock(self):
         return threading.Lock()
 
     def spawn(self, runner, name):
-        thread = threading.Thread(target=runner.run, name=name, daemon=True)
-        thread.start()
-        return thread
+        return runner.mailbox.start(runner)
 
 
 class GeventMode(Mode):

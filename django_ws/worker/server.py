@@ -6,7 +6,7 @@ A worker connects to every edge it serves with two DEALER sockets:
   worker by its routing id; Connect, Data, Disconnect and Ping arrive here and
   Hello heartbeats go back. Only the I/O loop touches this socket.
 * ``replies`` to the edge's sub endpoint. Accept, Deny, Send, Close, Join and
-  Leave go out here from any connection's thread or greenlet, one at a time
+  Leave go out here from any pool thread or greenlet, one at a time
   under a lock, because ZeroMQ sockets are not thread-safe. One socket per
   edge per worker, never one per connection.
 """
@@ -215,22 +215,24 @@ class Worker:
                 return
             link.last_seen = time.monotonic()
             try:
-                message = wire.decode(frames)
+                for message in wire.iter_decode(frames):  # the edge batches client frames
+                    self._dispatch(link, message)
             except wire.ProtocolError as exc:
                 logger.warning("worker dropped a malformed message from %s: %s", link.push_endpoint, exc)
-                continue
-            if isinstance(message, wire.Ping):
-                self._edge_seen(link, message.edge_id)
-                continue
-            if link.edge_id is None:
-                # Events before the edge's first Ping: it introduced itself
-                # through them, which is as good.
-                link.edge_id = getattr(message, "conn_id", "").rpartition(".")[0] or None
-            try:
-                self.dispatcher.dispatch(message, link.edge_id or "", link.outbox)
-            except Exception:
-                # A bug here must cost one message, not the worker and all its connections.
-                logger.exception("worker failed to dispatch %s; dropped it", type(message).__name__)
+
+    def _dispatch(self, link: EdgeLink, message: wire.Message) -> None:
+        if isinstance(message, wire.Ping):
+            self._edge_seen(link, message.edge_id)
+            return
+        if link.edge_id is None:
+            # Events before the edge's first Ping: it introduced itself
+            # through them, which is as good.
+            link.edge_id = getattr(message, "conn_id", "").rpartition(".")[0] or None
+        try:
+            self.dispatcher.dispatch(message, link.edge_id or "", link.outbox)
+        except Exception:
+            # A bug here must cost one message, not the worker and all its connections.
+            logger.exception("worker failed to dispatch %s; dropped it", type(message).__name__)
 
     def _edge_seen(self, link: EdgeLink, edge_id: str) -> None:
         if link.edge_id is not None and link.edge_id != edge_id:

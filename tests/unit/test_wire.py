@@ -206,3 +206,49 @@ def test_deeply_nested_json_in_a_dict_field_raises_protocol_error():
     nested = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     with pytest.raises(wire.ProtocolError):
         wire.decode(H(b"C", b"e.1", b"r", nested))
+
+
+# -- batches: several messages in one ZeroMQ message ----------------------------
+
+
+def test_a_batch_of_every_message_decodes_to_the_same_messages_in_order():
+    frames = wire.encode_batch(MESSAGES)
+    assert len(frames) == sum(len(m.encode()) for m in MESSAGES)
+    assert list(wire.iter_decode(frames)) == MESSAGES
+
+
+def test_a_batch_is_the_messages_frames_back_to_back():
+    first, second = wire.Data("e.1", "r", False, b"a"), wire.Close("e.2", 1000, "")
+    assert wire.encode_batch([first, second]) == first.encode() + second.encode()
+
+
+def test_one_message_is_a_batch_of_one():
+    message = wire.Send("e.1", False, b"x")
+    assert list(wire.iter_decode(message.encode())) == [message]
+
+
+def test_a_payload_that_looks_like_a_header_stays_a_payload():
+    inner = wire.Hello("w", 0, 0).encode()[0]
+    batch = [wire.Send("e.1", True, inner), wire.Ping("edge")]
+    assert list(wire.iter_decode(wire.encode_batch(batch))) == batch
+
+
+def test_a_malformed_message_in_a_batch_raises_after_the_good_ones_before_it():
+    good = wire.Data("e.1", "r", False, b"kept")
+    frames = good.encode() + [b"DWS1D\x00\x00"] + wire.Ping("lost").encode()
+    decoded = []
+    with pytest.raises(wire.ProtocolError):
+        for message in wire.iter_decode(frames):
+            decoded.append(message)
+    assert decoded == [good]
+
+
+def test_a_batch_cut_before_its_last_payload_raises():
+    frames = wire.encode_batch([wire.Ping("p"), wire.Data("e.1", "r", False, b"x")])[:-1]
+    with pytest.raises(wire.ProtocolError, match="Data takes 2 frames, got 1"):
+        list(wire.iter_decode(frames))
+
+
+def test_an_empty_batch_raises():
+    with pytest.raises(wire.ProtocolError):
+        list(wire.iter_decode([]))

@@ -1,0 +1,205 @@
+"""Threaded mode's engine: connections served in order by a shared, elastic pool.
+
+A thread per connection is the simple model, and it costs twice: an idle
+connection holds a whole OS thread (its stack pages, its thread state), and
+every message wakes one particular sleeping thread, a futex and a GIL
+handoff each way. Here a connection's mailbox is a ``SerialMailbox``: what is
+put in it runs on whichever pool thread is free, one message at a time and in
+order, so a handler still never sees two of its messages at once. Under load
+the busy threads go from one connection's message to the next without
+sleeping; an idle connection holds no thread at all.
+
+Handlers may still block (sleep, slow queries, a loop in on_open): the pool
+starts another thread whenever every thread is busy, so one handler that
+blocks never holds up another connection. Threads left idle for
+``idle_timeout`` seconds end.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+
+from .connection import ConnectionRunner
+
+logger = logging.getLogger("django_ws.worker")
+
+
+class _Parked:
+    """An idle pool thread: it sleeps on ``wake`` until a submit hands it ``task``."""
+
+    __slots__ = ("wake", "task")
+
+    def __init__(self):
+        self.wake = threading.Lock()
+        self.wake.acquire()
+        self.task = None
+
+
+class ThreadPool:
+    """Runs callables on threads that the pool adds when work waits and ends when idle.
+
+    A submit hands its task straight to an idle thread if there is one.
+    Otherwise the task waits in a queue for the first busy thread to finish,
+    which is what keeps the pool small and the threads awake under load. If
+    the oldest waiting task has waited ``starvation_delay`` seconds (every
+    thread is busy, perhaps blocked in a handler), a watcher starts one more
+    thread, at most one per delay: a handler that blocks costs the others at
+    most that delay, never a stall. Threads idle for ``idle_timeout`` end.
+    """
+
+    def __init__(self, idle_timeout: float = 30.0, starvation_delay: float = 0.02, name: str = "ws-pool"):
+        self.idle_timeout = idle_timeout
+        self.starvation_delay = starvation_delay
+        self.name = name
+        self._lock = threading.Lock()
+        self._tasks: collections.deque = collections.deque()  # (enqueued at, task)
+        self._parked: list[_Parked] = []
+        self._started = 0
+        self.threads = 0  # alive now, not counting the watcher
+        self._watcher = threading.Condition(self._lock)
+        threading.Thread(target=self._watch_loop, name=f"{name}-watcher", daemon=True).start()
+
+    def submit(self, fn) -> None:
+        with self._lock:
+            if self._parked:
+                parked = self._parked.pop()  # the most recently idle: its stack is warm
+                parked.task = fn
+                parked.wake.release()
+                return
+            self._tasks.append((time.monotonic(), fn))
+            if self.threads == 0:
+                self._start_thread()
+            if len(self._tasks) == 1:
+                self._watcher.notify()  # time the wait of this, now the oldest task
+
+    def _start_thread(self) -> None:
+        # Called with _lock held.
+        self._started += 1
+        self.threads += 1
+        threading.Thread(target=self._work, name=f"{self.name}-{self._started}", daemon=True).start()
+
+    def _work(self) -> None:
+        parked = _Parked()
+        fn = None
+        while True:
+            if fn is not None:
+                try:
+                    fn()
+                except Exception:  # the runner contains handler errors: this is a bug of ours
+                    logger.exception("a task of the worker's thread pool failed")
+                fn = None
+            with self._lock:
+                if self._tasks:
+                    fn = self._tasks.popleft()[1]
+                    continue
+                self._parked.append(parked)
+            if not parked.wake.acquire(timeout=self.idle_timeout):
+                with self._lock:
+                    if parked in self._parked:  # nobody handed us anything: leave
+                        self._parked.remove(parked)
+                        self.threads -= 1
+                        return
+                parked.wake.acquire()  # a task was handed over just as we timed out
+            fn, parked.task = parked.task, None
+
+    def _watch_loop(self) -> None:
+        with self._lock:
+            while True:
+                if not self._tasks:
+                    self._watcher.wait()
+                    continue
+                waited = time.monotonic() - self._tasks[0][0]
+                if waited < self.starvation_delay:
+                    self._watcher.wait(self.starvation_delay - waited)
+                    continue
+                self._start_thread()  # every thread is busy: one more, then look again later
+                self._watcher.wait(self.starvation_delay)
+
+
+class SerialMailbox:
+    """A connection's mailbox in threaded mode; also the handle ``spawn`` returns.
+
+    ``put`` appends and, if the connection is not being served, hands it to
+    the pool; whichever pool thread takes it handles messages until the
+    mailbox is empty. So at most one thread serves a connection at any time,
+    and its messages are handled in the order they were put.
+    """
+
+    __slots__ = ("_pool", "_queue", "_lock", "_scheduled", "_runner", "_done", "_done_cond")
+
+    def __init__(self, pool: ThreadPool, done_cond: threading.Condition):
+        self._pool = pool
+        self._queue: collections.deque = collections.deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self._runner: ConnectionRunner | None = None
+        self._done = False
+        self._done_cond = done_cond  # shared by the mode: join() without a lock per connection
+
+    def qsize(self) -> int:
+        return len(self._queue)
+
+    def start(self, runner: ConnectionRunner) -> "SerialMailbox":
+        """Run the handshake on a pool thread; messages put meanwhile wait for it."""
+        self._runner = runner
+        with self._lock:
+            self._scheduled = True
+        self._pool.submit(self._handshake)
+        return self
+
+    def put(self, event) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._queue.append(event)
+            if self._scheduled:
+                return  # the thread serving it will get there
+            self._scheduled = True
+        self._pool.submit(self._serve)
+
+    def _handshake(self) -> None:
+        try:
+            accepted = self._runner.handshake()
+        except BaseException:
+            self._finish()
+            raise
+        if accepted:
+            self._serve()
+        else:
+            self._finish()
+
+    def _serve(self) -> None:
+        handle, popleft, lock = self._runner.handle, self._queue.popleft, self._lock
+        while True:
+            with lock:
+                if not self._queue:
+                    self._scheduled = False
+                    return
+                event = popleft()
+            try:
+                going_on = handle(event)
+            except BaseException:
+                self._finish()
+                raise
+            if not going_on:
+                self._finish()
+                return
+
+    def _finish(self) -> None:
+        with self._lock:
+            self._done = True
+            self._queue.clear()
+        try:
+            self._runner.finish()
+        finally:
+            with self._done_cond:
+                self._runner = None
+                self._done_cond.notify_all()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the connection's runner has finished (on_close included)."""
+        with self._done_cond:
+            return self._done_cond.wait_for(lambda: self._done and self._runner is None, timeout)

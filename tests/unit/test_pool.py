@@ -1,0 +1,144 @@
+"""Threaded mode's pool: order per connection, one message at a time, blocking handlers."""
+
+import threading
+import time
+
+from django_ws.worker.connection import STOP
+from django_ws.worker.pool import SerialMailbox, ThreadPool
+
+
+class FakeRunner:
+    """Records what the pool calls, from which thread, and whether two calls overlapped."""
+
+    def __init__(self, accept=True, on_handle=None):
+        self.accept = accept
+        self.on_handle = on_handle
+        self.handled = []
+        self.threads = set()
+        self.busy = False
+        self.overlapped = False
+        self.finished = threading.Event()
+
+    def _enter(self):
+        if self.busy:
+            self.overlapped = True
+        self.busy = True
+        self.threads.add(threading.current_thread().name)
+
+    def handshake(self):
+        self._enter()
+        self.busy = False
+        return self.accept
+
+    def handle(self, event):
+        self._enter()
+        try:
+            if event is STOP:
+                return False
+            if self.on_handle:
+                self.on_handle(event)
+            self.handled.append(event)
+            return True
+        finally:
+            self.busy = False
+
+    def finish(self):
+        self.finished.set()
+
+
+def start(pool, runner):
+    mailbox = SerialMailbox(pool, threading.Condition())
+    mailbox.start(runner)
+    return mailbox
+
+
+def test_messages_of_one_connection_run_in_order_and_never_at_once():
+    pool = ThreadPool()
+    runners = [FakeRunner(on_handle=lambda e: time.sleep(0) if e % 7 else None) for _ in range(20)]
+    mailboxes = [start(pool, r) for r in runners]
+    for n in range(500):
+        for mailbox in mailboxes:
+            mailbox.put(n)
+    for mailbox in mailboxes:
+        mailbox.put(STOP)
+    for runner, mailbox in zip(runners, mailboxes):
+        assert mailbox.join(10)
+        assert runner.handled == list(range(500))
+        assert not runner.overlapped
+
+
+def test_a_refused_handshake_finishes_without_handling_anything():
+    pool = ThreadPool()
+    runner = FakeRunner(accept=False)
+    mailbox = start(pool, runner)
+    assert mailbox.join(10)
+    mailbox.put("too late")  # after the end: dropped, nothing runs
+    assert runner.handled == []
+
+
+def test_a_blocked_handler_does_not_hold_up_other_connections():
+    pool = ThreadPool(starvation_delay=0.01)
+    release = threading.Event()
+    blocker = FakeRunner(on_handle=lambda e: release.wait(30))
+    blocked = start(pool, blocker)
+    blocked.put("block")
+    others = [FakeRunner() for _ in range(5)]
+    boxes = [start(pool, r) for r in others]
+    for box in boxes:
+        box.put("hello")
+        box.put(STOP)
+    try:
+        for box in boxes:
+            assert box.join(10), "served although a handler blocks a pool thread"
+    finally:
+        release.set()
+    blocked.put(STOP)
+    assert blocked.join(10)
+    assert blocker.handled == ["block"]
+
+
+def test_many_handlers_blocked_at_once_each_get_a_thread():
+    pool = ThreadPool(starvation_delay=0.005)
+    n = 30
+    arrived = threading.Barrier(n + 1, timeout=30)
+    runners = [FakeRunner(on_handle=lambda e: arrived.wait()) for _ in range(n)]
+    boxes = [start(pool, r) for r in runners]
+    for box in boxes:
+        box.put("wait for all")
+    arrived.wait()  # all 30 inside a handler at the same moment
+    assert pool.threads >= n
+    for box in boxes:
+        box.put(STOP)
+        assert box.join(10)
+
+
+def test_idle_threads_end_after_the_idle_timeout():
+    pool = ThreadPool(idle_timeout=0.2)
+    runner = FakeRunner()
+    box = start(pool, runner)
+    box.put(STOP)
+    assert box.join(10)
+    deadline = time.monotonic() + 10
+    while pool.threads and time.monotonic() < deadline:
+        time.sleep(0.05)  # no event to wait on: the thread's own timeout ends it
+    assert pool.threads == 0
+    # ...and the pool still works afterwards.
+    again = FakeRunner()
+    box = start(pool, again)
+    box.put("x")
+    box.put(STOP)
+    assert box.join(10) and again.handled == ["x"]
+
+
+def test_under_a_steady_stream_the_pool_stays_small():
+    pool = ThreadPool()
+    runners = [FakeRunner() for _ in range(50)]
+    boxes = [start(pool, r) for r in runners]
+    for n in range(200):
+        for box in boxes:
+            box.put(n)
+    for box in boxes:
+        box.put(STOP)
+        assert box.join(10)
+    # Short tasks are picked up by busy threads, not one new thread each.
+    assert pool._started <= 10, pool._started
