@@ -16,6 +16,7 @@ setup(
     install_requires=["Django>=4.2,<6.0", "tornado>=6.3", "pyzmq>=25"],
     extras_require={
         "gevent": ["gevent>=23.9"],
+        "uvloop": ["uvloop>=0.19"],
         "postgres": ["psycopg[binary]>=3.1"],
         "test": [
             "pytest>=8",
@@ -25,8 +26,9 @@ setup(
             "gevent>=23.9",
             "psycopg[binary]>=3.1",
             "playwright>=1.40",
+            "uvloop>=0.19",
         ],
-        "bench": ["channels>=4", "uvicorn[standard]>=0.29", "daphne>=4"],
+        "bench": ["channels>=4", "uvicorn[standard]>=0.29", "daphne>=4", "uvloop>=0.19"],
     },
     classifiers=[
         "Framework :: Django",

@@ -56,6 +56,8 @@ DEFAULTS = {
     "WS_HEADER_TIMEOUT": 10.0,
     # The edge's TCP accept queue (the kernel caps it at net.core.somaxconn).
     "WS_LISTEN_BACKLOG": 4096,
+    # The edge's event loop: "auto" (uvloop if installed), "asyncio" or "uvloop".
+    "WS_EVENT_LOOP": "auto",
     # ZeroMQ CURVE for tcp:// endpoints: None, or a dict of Z85 keys
     # {"server_public", "server_secret", "client_public", "client_secret"}
     # (manage.py ws_keygen prints one).

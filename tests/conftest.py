@@ -26,7 +26,7 @@ def server_db():
 
 
 def start_server(server_db, **kwargs) -> WebSocketServer:
-    env = kwargs.pop("env", {})
+    env = dict(kwargs.pop("env", {}))
     env.setdefault("DJANGO_WS_TEST_DB", server_db)
     return WebSocketServer(settings=SETTINGS, cwd=ROOT, env=env, **kwargs).start()
 
@@ -53,6 +53,8 @@ SERVER_CONFIGS = {
     "gevent": {"mode": "gevent"},
     "multiprocess": {"mode": "multiprocess", "extra_args": ("--max-processes=150",)},
     "threaded-3-workers": {"mode": "threaded", "workers": 3},
+    # The other configurations run the edge on uvloop (WS_EVENT_LOOP "auto", installed with [test]).
+    "threaded-asyncio-loop": {"mode": "threaded", "env": {"DJANGO_WS_EVENT_LOOP": "asyncio"}},
 }
 
 

@@ -160,3 +160,19 @@ def test_many_connections_many_messages_nothing_lost_duplicated_or_reordered(ser
     results = asyncio.run(main())
     for i, received in enumerate(results):
         assert received == [f"{i}:{n}" for n in range(messages)], f"connection {i} got {received[:5]}..."
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_edge_runs_on_the_event_loop_ws_event_loop_names(make_server, loop):
+    srv = make_server(env={"DJANGO_WS_EVENT_LOOP": loop})
+    assert srv.wait_for("WebSocket server at").endswith(f", {loop})")
+    with connect(srv.url("echo")) as ws:
+        ws.send(f"on {loop}")
+        assert ws.recv(timeout=10) == f"on {loop}"
+
+
+def test_an_unknown_event_loop_stops_run_wsserver_with_a_clear_error(make_server):
+    with pytest.raises(AssertionError) as failed:
+        make_server(env={"DJANGO_WS_EVENT_LOOP": "trio"})
+    assert "exited" in str(failed.value)
+    assert "WS_EVENT_LOOP is 'trio'; choose one of 'auto', 'asyncio', 'uvloop'" in str(failed.value)

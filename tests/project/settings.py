@@ -80,3 +80,4 @@ if os.environ.get("DJANGO_WS_CURVE"):  # JSON, as `manage.py ws_keygen --json` p
 WS_TRUST_PROXY_HEADERS = bool(os.environ.get("DJANGO_WS_TRUST_PROXY_HEADERS"))
 WS_HEADER_TIMEOUT = float(os.environ.get("DJANGO_WS_HEADER_TIMEOUT", "10"))
 WS_THREAD_IDLE_TIMEOUT = float(os.environ.get("DJANGO_WS_THREAD_IDLE_TIMEOUT", "30"))
+WS_EVENT_LOOP = os.environ.get("DJANGO_WS_EVENT_LOOP", "auto")

@@ -8,10 +8,12 @@ import re
 import signal
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 import django_ws
 from django_ws.conf import ws_settings
+from django_ws.edge.loop import loop_runner
 from django_ws.worker.main import add_worker_arguments, mode_options
 
 naiveip_re = re.compile(r"""^(?:(?P<addr>(?P<ipv4>\d{1,3}(?:\.\d{1,3}){3})|(?P<ipv6>\[[a-fA-F0-9:]+\])|(?P<fqdn>[a-zA-Z0-9\-.]+)):)?(?P<port>\d+)$""")
@@ -64,7 +66,11 @@ class Command(BaseCommand):
         sub = options["sub_socket"] or ws_settings.WS_SUB_SOCKET
         edge = Edge(mount, push, sub, max_connections=options["max_connections"])
         try:
-            asyncio.run(self._serve(edge, addr, port, push, sub, options, extra))
+            run, self.loop_name = loop_runner(ws_settings.WS_EVENT_LOOP)
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
+        try:
+            run(self._serve(edge, addr, port, push, sub, options, extra))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise CommandError(f"Error: port {port} on {addr} is already in use.") from None
@@ -111,7 +117,7 @@ class Command(BaseCommand):
         host = f"[{addr}]" if ":" in addr else addr
         self._say(
             f"django-ws {django_ws.__version__}, using settings {settings.SETTINGS_MODULE!r}\n"
-            f"WebSocket server at ws://{host}:{port}{edge.mount.prefix}/ (edge {edge.bridge.edge_id})\n"
+            f"WebSocket server at ws://{host}:{port}{edge.mount.prefix}/ (edge {edge.bridge.edge_id}, {self.loop_name})\n"
             f"Routes: {len(root.urlpatterns) - legacy} from {root.source}, "
             f"{len(ws_settings.DEFAULT_WS_HANDLERS)} namespaces from DEFAULT_WS_HANDLERS\n"
             f"Workers: {wanted} x {options['mode']}; push {push}, sub {sub}\n"
