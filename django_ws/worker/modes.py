@@ -8,7 +8,6 @@ difference between ``--threaded``, ``--gevent`` and ``--multiprocess``.
 
 from __future__ import annotations
 
-import queue
 import threading
 
 
@@ -54,17 +53,15 @@ class Mode:
         return self.name
 
 
-class ThreadedMode(Mode):
-    """Handlers run on a pool of OS threads (the default).
+class PooledMode(Mode):
+    """Connections served from a pool (see pool.py); an idle one holds no thread or greenlet.
 
     A connection's messages run one at a time and in order, on whichever
-    pool thread is free (see pool.py); an idle connection holds no thread.
-    Handlers may block (sleep, slow queries) without holding up other
-    connections: the pool grows while every thread is busy, and the GIL is
-    released while they wait.
+    pool thread (or greenlet) is free.
     """
 
-    name = "threaded"
+    #: How long work may wait for a busy pool before another thread joins it.
+    starvation_delay = 0.02
 
     def __init__(self, idle_timeout: float | None = None):
         from django_ws.conf import ws_settings
@@ -73,7 +70,7 @@ class ThreadedMode(Mode):
 
         if idle_timeout is None:
             idle_timeout = float(ws_settings.WS_THREAD_IDLE_TIMEOUT)
-        self.pool = ThreadPool(idle_timeout)
+        self.pool = ThreadPool(idle_timeout, self.starvation_delay, name=f"ws-{self.name}")
         self._finished = threading.Condition()
 
     def mailbox(self):
@@ -81,24 +78,45 @@ class ThreadedMode(Mode):
 
         return SerialMailbox(self.pool, self._finished)
 
-    def lock(self):
-        return threading.Lock()
-
     def spawn(self, runner, name):
         return runner.mailbox.start(runner)
 
 
-class GeventMode(Mode):
-    """One greenlet per connection; the process was monkey-patched at start.
+class ThreadedMode(PooledMode):
+    """Handlers run on a pool of OS threads (the default).
+
+    Handlers may block (sleep, slow queries) without holding up other
+    connections: the pool grows while every thread is busy, and the GIL is
+    released while they wait.
+    """
+
+    name = "threaded"
+
+    def lock(self):
+        return threading.Lock()
+
+
+class GeventMode(PooledMode):
+    """Handlers run on greenlets; the process was monkey-patched at start.
 
     Patching happens in ``python -m django_ws.worker`` before Django or any
     database driver is imported (see worker/__main__.py), so blocking calls
     in handlers (sleep, sockets, most database drivers) yield to the other
-    greenlets. Drivers written in C that do their own I/O, such as psycopg2,
-    need a green wait callback (psycogreen) or they block every greenlet.
+    greenlets, and the pool's "threads" are greenlets. Drivers written in C
+    that do their own I/O, such as psycopg2, need a green wait callback
+    (psycogreen) or they block every greenlet.
     """
 
     name = "gevent"
+    starvation_delay = 0.0  # a new greenlet at once: they are cheap
+
+    def __init__(self, idle_timeout: float | None = None):
+        from gevent import monkey
+
+        if not monkey.is_module_patched("threading"):
+            raise RuntimeError("--gevent needs a monkey-patched process: start the worker with "
+                               "'python -m django_ws.worker --gevent' or 'manage.py run_wsworker --gevent'")
+        super().__init__(idle_timeout)
 
     @property
     def zmq(self):
@@ -106,22 +124,10 @@ class GeventMode(Mode):
 
         return zmq.green
 
-    def mailbox(self):
-        import gevent.queue
-
-        return gevent.queue.SimpleQueue()
-
     def lock(self):
         import gevent.lock
 
         return gevent.lock.Semaphore()
-
-    def spawn(self, runner, name):
-        import gevent
-
-        greenlet = gevent.spawn(runner.run)
-        greenlet.name = name
-        return greenlet
 
 
 MODES = {"threaded": ThreadedMode, "gevent": GeventMode}

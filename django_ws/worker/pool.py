@@ -1,4 +1,4 @@
-"""Threaded mode's engine: connections served in order by a shared, elastic pool.
+"""Threaded and gevent modes' engine: connections served in order by a shared, elastic pool.
 
 A thread per connection is the simple model, and it costs twice: an idle
 connection holds a whole OS thread (its stack pages, its thread state), and
@@ -10,9 +10,14 @@ the busy threads go from one connection's message to the next without
 sleeping; an idle connection holds no thread at all.
 
 Handlers may still block (sleep, slow queries, a loop in on_open): the pool
-starts another thread whenever every thread is busy, so one handler that
-blocks never holds up another connection. Threads left idle for
-``idle_timeout`` seconds end.
+starts another thread when work has waited because every thread is busy, so
+one handler that blocks never holds up another connection for long. Threads
+left idle for ``idle_timeout`` seconds end.
+
+``--gevent`` uses the same pool: in its monkey-patched process ``threading``
+makes greenlets, so there an idle connection holds no greenlet either, and
+with ``starvation_delay=0`` a task that finds no idle greenlet gets a new
+one at once, since greenlets cost little and never contend for the GIL.
 """
 
 from __future__ import annotations
@@ -70,9 +75,9 @@ class ThreadPool:
                 parked.wake.release()
                 return
             self._tasks.append((time.monotonic(), fn))
-            if self.threads == 0:
-                self._start_thread()
-            if len(self._tasks) == 1:
+            if self.threads == 0 or not self.starvation_delay:
+                self._start_thread()  # (greenlets are cheap: no waiting for a busy one)
+            elif len(self._tasks) == 1:
                 self._watcher.notify()  # time the wait of this, now the oldest task
 
     def _start_thread(self) -> None:
@@ -108,7 +113,7 @@ class ThreadPool:
     def _watch_loop(self) -> None:
         with self._lock:
             while True:
-                if not self._tasks:
+                if not self._tasks or not self.starvation_delay:
                     self._watcher.wait()
                     continue
                 waited = time.monotonic() - self._tasks[0][0]
