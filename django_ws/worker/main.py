@@ -13,7 +13,7 @@ def add_worker_arguments(parser, *, edge_option: bool = True) -> None:
     modes.add_argument("--threaded", dest="mode", action="store_const", const="threaded",
                        help="Run handlers on a pool of threads, each connection's messages in order (default).")
     modes.add_argument("--gevent", dest="mode", action="store_const", const="gevent",
-                       help="Run each connection's handler in its own greenlet.")
+                       help="Run handlers on greenlets (gevent, monkey-patched), each connection's messages in order.")
     modes.add_argument("--multiprocess", dest="mode", action="store_const", const="multiprocess",
                        help="Run each connection's handler in its own process.")
     parser.set_defaults(mode="threaded")
