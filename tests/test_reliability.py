@@ -227,3 +227,29 @@ def test_an_edge_that_hangs_past_the_timeout_and_resumes_closes_what_the_worker_
     finally:
         worker.terminate()
         assert worker.wait(20) == 0
+
+
+def test_a_full_worker_queue_closes_the_connection_that_sent_more_with_1013_and_nothing_else(make_server):
+    """Past WS_QUEUE_LIMIT messages waiting for a worker the edge neither blocks nor drops
+    a frame silently: the connection whose frames did not fit is closed with 1013."""
+    srv = make_server(env={"DJANGO_WS_QUEUE_LIMIT": "4", "DJANGO_WS_HEARTBEAT_TIMEOUT": "30"})
+    (worker,) = srv.worker_pids
+    bystander = connect(srv.url("echo"))
+    bystander.send("before")
+    assert bystander.recv(timeout=10) == "before"
+    flooder = connect(srv.url("echo"))
+    os.kill(worker, signal.SIGSTOP)  # its queue fills: kernel buffers, then 4 messages a side
+    try:
+        big = "x" * (256 * 1024)
+        with pytest.raises(ConnectionClosed) as closed:
+            for _ in range(400):  # 100 MB: far more than the queue and the socket buffers hold
+                flooder.send(big)
+            flooder.recv(timeout=10)
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013, closed.value
+    # The worker and the other connection never noticed.
+    bystander.send("after")
+    assert bystander.recv(timeout=10) == "after"
+    bystander.close()
+    assert srv.worker_pids == [worker]
