@@ -35,12 +35,17 @@ logger = logging.getLogger("django_ws.worker")
 class _Parked:
     """An idle pool thread: it sleeps on ``wake`` until a submit hands it ``task``."""
 
-    __slots__ = ("wake", "task")
+    __slots__ = ("wake", "task", "since")
 
     def __init__(self):
         self.wake = threading.Lock()
         self.wake.acquire()
         self.task = None
+        self.since = 0.0
+
+
+#: Handed to a parked thread that has been idle too long: it ends.
+_EXIT = object()
 
 
 class ThreadPool:
@@ -52,7 +57,11 @@ class ThreadPool:
     the oldest waiting task has waited ``starvation_delay`` seconds (every
     thread is busy, perhaps blocked in a handler), a watcher starts one more
     thread, at most one per delay: a handler that blocks costs the others at
-    most that delay, never a stall. Threads idle for ``idle_timeout`` end.
+    most that delay, never a stall. With ``starvation_delay=0`` a task that
+    finds no idle thread starts one at once.
+
+    Idle threads park without a timeout (a timed wait per task is dear under
+    gevent); the watcher ends those idle for ``idle_timeout``.
     """
 
     def __init__(self, idle_timeout: float = 30.0, starvation_delay: float = 0.02, name: str = "ws-pool"):
@@ -61,7 +70,7 @@ class ThreadPool:
         self.name = name
         self._lock = threading.Lock()
         self._tasks: collections.deque = collections.deque()  # (enqueued at, task)
-        self._parked: list[_Parked] = []
+        self._parked: list[_Parked] = []  # the longest idle first
         self._started = 0
         self.threads = 0  # alive now, not counting the watcher
         self._watcher = threading.Condition(self._lock)
@@ -76,9 +85,11 @@ class ThreadPool:
                 return
             self._tasks.append((time.monotonic(), fn))
             if self.threads == 0 or not self.starvation_delay:
-                self._start_thread()  # (greenlets are cheap: no waiting for a busy one)
-            elif len(self._tasks) == 1:
-                self._watcher.notify()  # time the wait of this, now the oldest task
+                self._start_thread()
+            if len(self._tasks) == 1 and self.starvation_delay:
+                # The watcher times the wait of this, now the oldest task. (Even
+                # if a thread was just started: a blocking task may take it first.)
+                self._watcher.notify()
 
     def _start_thread(self) -> None:
         # Called with _lock held.
@@ -95,26 +106,23 @@ class ThreadPool:
                     fn()
                 except Exception:  # the runner contains handler errors: this is a bug of ours
                     logger.exception("a task of the worker's thread pool failed")
-                fn = None
             with self._lock:
                 if self._tasks:
                     fn = self._tasks.popleft()[1]
                     continue
+                parked.since = time.monotonic()
                 self._parked.append(parked)
-            if not parked.wake.acquire(timeout=self.idle_timeout):
-                with self._lock:
-                    if parked in self._parked:  # nobody handed us anything: leave
-                        self._parked.remove(parked)
-                        self.threads -= 1
-                        return
-                parked.wake.acquire()  # a task was handed over just as we timed out
+            parked.wake.acquire()
             fn, parked.task = parked.task, None
+            if fn is _EXIT:
+                return
 
     def _watch_loop(self) -> None:
         with self._lock:
             while True:
+                self._end_idle_threads()
                 if not self._tasks or not self.starvation_delay:
-                    self._watcher.wait()
+                    self._watcher.wait(self.idle_timeout)
                     continue
                 waited = time.monotonic() - self._tasks[0][0]
                 if waited < self.starvation_delay:
@@ -122,6 +130,15 @@ class ThreadPool:
                     continue
                 self._start_thread()  # every thread is busy: one more, then look again later
                 self._watcher.wait(self.starvation_delay)
+
+    def _end_idle_threads(self) -> None:
+        # Called with _lock held. The longest idle are at the front of _parked.
+        limit = time.monotonic() - self.idle_timeout
+        while self._parked and self._parked[0].since <= limit:
+            parked = self._parked.pop(0)
+            parked.task = _EXIT
+            self.threads -= 1
+            parked.wake.release()
 
 
 class SerialMailbox:
