@@ -24,7 +24,8 @@ def resources(pids):
 def test_soak_1000_connections_with_a_worker_killed(make_server):
     from websockets.asyncio.client import connect
 
-    srv = make_server(workers=3)
+    # Pool threads idle for WS_THREAD_IDLE_TIMEOUT end: 1 s here, so the thread counts come back.
+    srv = make_server(workers=3, env={"DJANGO_WS_THREAD_IDLE_TIMEOUT": "1"})
     edge_pid = srv.process.pid
     victim = srv.worker_pids[0]
     survivors = srv.worker_pids[1:]

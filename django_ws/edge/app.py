@@ -15,7 +15,7 @@ from django_ws.handlers import CloseCode
 from django_ws.routing import Mount
 
 from .bridge import Bridge
-from .handler import EdgeWebSocketHandler
+from .handler import EdgeWebSocketHandler, Keepalive
 from .stats import stats_routes
 
 logger = logging.getLogger("django_ws.edge")
@@ -36,6 +36,10 @@ class Edge:
             queue_limit=int(ws_settings.WS_QUEUE_LIMIT),
         )
         self._allowed_origins = self._origin_hosts()
+        #: Pings every open client (WS_PING_INTERVAL) from one timer.
+        self.keepalive = Keepalive()
+        #: Tornado's per-connection protocol parameters, the same for all: made by the first handshake.
+        self.websocket_params = None
         self.application = tornado.web.Application(
             # The stats routes first: with --websocket-url=/ the websocket
             # pattern would match them too.

@@ -6,9 +6,12 @@ import asyncio
 import base64
 import binascii
 import logging
+import math
 import socket
+import sys
 import typing
 
+import tornado.httputil
 import tornado.iostream
 import tornado.web
 import tornado.websocket
@@ -38,15 +41,21 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
     #: The two Data headers (text, binary) of this connection, set by the bridge on first use.
     data_headers: tuple[bytes, bytes] | None = None
 
+    # An edge holds thousands of these, mostly idle: per connection memory is
+    # what limits it. Our own state lives in slots (no dict entry each), and
+    # once the connection is open _shed_handshake() drops what Tornado kept
+    # for the HTTP exchange (see there).
+    __slots__ = ("_close_received", "_close_sent", "_early_sends", "_groups", "_refuse_after_upgrade",
+                 "_subprotocol", "bridge", "conn_id", "edge", "released", "route", "worker")
+
     def initialize(self, edge: Edge) -> None:
         self.edge = edge
         self.bridge = edge.bridge
         self.conn_id: str | None = None
         self.route: str | None = None
         self.worker = None
-        self.groups: set[str] = set()
-        #: What the handler sent from on_connect, written right after the upgrade.
-        self.early_sends: list[tuple[bool, bytes]] = []
+        self._groups: set[str] | None = None
+        self._early_sends: list[tuple[bool, bytes]] | None = None
         self.released = False
         self._subprotocol = ""
         self._refuse_after_upgrade: tuple[int, str] | None = None
@@ -54,6 +63,23 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
         self._close_sent: tuple[int, str] | None = None
         #: True once the client's close frame arrived, set by _EdgeProtocol.
         self._close_received = False
+
+    @property
+    def groups(self) -> set[str]:
+        """The groups this connection is in (the bridge keeps the reverse index).
+
+        Made on first use: most connections never join one.
+        """
+        if self._groups is None:
+            self._groups = set()
+        return self._groups
+
+    @property
+    def early_sends(self) -> list[tuple[bool, bytes]]:
+        """What the handler sent from on_connect, written right after the upgrade."""
+        if self._early_sends is None:
+            self._early_sends = []
+        return self._early_sends
 
     # -- handshake ---------------------------------------------------------------
 
@@ -163,13 +189,55 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
     def get_websocket_protocol(self):
         if self.request.headers.get("Sec-WebSocket-Version") != "13":
             return None
-        params = tornado.websocket._WebSocketParams(
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            max_message_size=self.max_message_size,
-            compression_options=self.get_compression_options(),
-        )
+        # The same for every connection of this edge: made once, not per connection.
+        params = self.edge.websocket_params
+        if params is None:
+            params = self.edge.websocket_params = tornado.websocket._WebSocketParams(
+                ping_interval=self.ping_interval,
+                ping_timeout=self.ping_timeout,
+                max_message_size=self.max_message_size,
+                compression_options=self.get_compression_options(),
+            )
         return _EdgeProtocol(self, False, params)
+
+    # -- after the upgrade ---------------------------------------------------------
+
+    # What every open connection has once _shed_handshake() has run: class
+    # attributes, so its __dict__ does not carry them. (Until then, the
+    # instance attributes RequestHandler and WebSocketHandler set hide these.)
+    _status_code = 101
+    _headers_written = True
+    _finished = True
+    _auto_finish = True
+    _prepared_future = None
+    close_code = None
+    close_reason = None
+    _on_close_called = False
+
+    def _shed_handshake(self) -> None:
+        """Drop what served the HTTP exchange, once the upgrade has succeeded.
+
+        RequestHandler keeps the request (headers, HTTP1Connection, body and
+        argument dicts), the response headers and buffers, the UI namespaces
+        and the handshake's arguments; an open connection needs none of them,
+        yet they would stay as long as it does. What Tornado reads from here
+        on (ws_connection, the close fields, the status, log_exception's
+        request summary) stays, in a dict rebuilt to its size. The response
+        methods that _detach_stream() disabled still refuse to run (finish()
+        and write() see ``_finished``), with another message.
+        """
+        state = self.__dict__
+        kept = {name: state[name] for name in _KEPT_WHEN_OPEN if name in state}
+        cls = type(self)
+        for name in _DEFAULT_WHEN_OPEN:
+            if name in state and state[name] != getattr(cls, name):
+                kept[name] = state[name]
+        request = state.get("request")
+        if request is not None:
+            kept["request"] = _OpenRequest(request)
+        self.__dict__ = kept
+        self._subprotocol = ""
+        self._early_sends = None  # bridge.opened() has written them (or the connection closes on open)
 
     # -- connection ------------------------------------------------------------------
 
@@ -236,6 +304,31 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
         else:
             code, reason = CloseCode.ABNORMAL, "connection dropped without a close frame"
         self.bridge.release(self, code, reason)
+
+
+#: What an open connection still reads from its __dict__ (see _shed_handshake).
+_KEPT_WHEN_OPEN = ("application", "ws_connection", "data_headers")
+#: Kept too when they differ from the class attribute an open connection would read.
+_DEFAULT_WHEN_OPEN = ("_status_code", "_headers_written", "_finished", "_auto_finish", "_prepared_future",
+                      "close_code", "close_reason", "_on_close_called")
+
+
+class _OpenRequest:
+    """What an open connection keeps of its HTTPServerRequest.
+
+    Tornado reads a handler's request after the upgrade only to log a failing
+    callback (RequestHandler.log_exception: method, URI and client address).
+    """
+
+    __slots__ = ("method", "remote_ip", "uri")
+
+    def __init__(self, request: tornado.httputil.HTTPServerRequest):
+        self.method = sys.intern(request.method)  # "GET", one string for every connection
+        self.uri = request.uri
+        self.remote_ip = request.remote_ip
+
+    def __repr__(self) -> str:
+        return f"HTTPServerRequest(method={self.method!r}, uri={self.uri!r}, remote_ip={self.remote_ip!r})"
 
 
 class _unlimited:
@@ -325,6 +418,26 @@ class _EdgeProtocol(tornado.websocket.WebSocketProtocol13):
             self._ping_coroutine = None
         asyncio.ensure_future(_close_lingering(stream))
 
+    async def _receive_frame_loop(self) -> None:
+        """Start reading frames in a task of their own, and return at once.
+
+        Tornado calls this at the end of a handshake that succeeded (the 101
+        is written, ``open()`` has run), so the handler sheds its HTTP state
+        here. Tornado awaits it there: the whole chain that served the HTTP
+        request (RequestHandler._execute, get(), accept_connection(), each a
+        suspended coroutine, and their task) would stay alive for as long as
+        the connection is open. Run apart, the frame loop is all that stays;
+        like Tornado's task for _execute, its task is held by the read it
+        waits on (the stream's future, the stream by the I/O loop).
+        """
+        self.handler._shed_handshake()
+        asyncio.ensure_future(super()._receive_frame_loop())
+
+    def start_pinging(self) -> None:
+        """Keepalive from the edge's one timer (see Keepalive), not a task per connection."""
+        if self._ping_coroutine is None and self.ping_interval > 0:
+            self._ping_coroutine = self.handler.edge.keepalive.watch(self)
+
     def _write_frame(self, fin: bool, opcode: int, data: bytes, flags: int = 0):
         if opcode & 0x8 and self.stream.max_write_buffer_size is not None:
             with _unlimited(self.stream):
@@ -347,3 +460,108 @@ async def _close_lingering(stream: tornado.iostream.IOStream, timeout: float = 5
         pass
     finally:
         stream.close()
+
+
+class Keepalive:
+    """Pings the open connections of one edge, all from one timer.
+
+    Tornado gives each connection a task that sleeps, pings, sleeps again and
+    checks for the pong: a task, a coroutine, a future and a timer handle,
+    about a kilobyte per idle connection. This keeps Tornado's schedule (the
+    first ping ``ping_interval`` after the upgrade, then one every
+    ``ping_interval``; no pong within ``ping_timeout`` closes the connection
+    with "ping timed out") with one small record per connection, kept in
+    buckets of ``resolution`` seconds that one timer serves: a ping or a
+    check may come up to that much later than Tornado's would.
+
+    Every connection of an edge has the same interval and timeout (the
+    application's settings); the first connection's are used.
+    """
+
+    def __init__(self):
+        self.interval = self.timeout = self.resolution = 0.0
+        self._buckets: dict[int, set[_Pinged]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_bucket: int | None = None
+
+    def watch(self, protocol: _EdgeProtocol) -> _Pinged:
+        """Start pinging ``protocol``; the record's ``cancel()`` stops it."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self.interval, self.timeout = protocol.ping_interval, protocol.ping_timeout
+            self.resolution = min(1.0, self.interval / 4, (self.timeout or self.interval) / 4)
+        record = _Pinged(self, protocol)
+        self._put(record, self._loop.time() + self.interval)
+        return record
+
+    def __len__(self) -> int:
+        return sum(len(bucket) for bucket in self._buckets.values())
+
+    def _put(self, record: _Pinged, when: float) -> None:
+        key = record.bucket = math.ceil(when / self.resolution)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = set()
+        bucket.add(record)
+        if self._timer_bucket is None or key < self._timer_bucket:
+            self._arm(key)
+
+    def _remove(self, record: _Pinged) -> None:
+        bucket = self._buckets.get(record.bucket)
+        if bucket is not None:
+            bucket.discard(record)
+            if not bucket:
+                del self._buckets[record.bucket]
+
+    def _arm(self, key: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_bucket = key
+        self._timer = self._loop.call_at(key * self.resolution, self._run)
+
+    def _run(self) -> None:
+        self._timer = self._timer_bucket = None
+        now = self._loop.time()
+        for key in sorted(k for k in self._buckets if k * self.resolution <= now):
+            for record in self._buckets.pop(key, ()):
+                if record.protocol is not None:
+                    self._due(record, now)
+        if self._buckets:
+            first = min(self._buckets)
+            if self._timer_bucket is None or first < self._timer_bucket:
+                self._arm(first)
+
+    def _due(self, record: _Pinged, now: float) -> None:
+        protocol = record.protocol
+        if record.ping_time is not None:  # a ping is out: was it answered in time?
+            if self.timeout > 0 and not protocol._received_pong:
+                protocol.close(reason="ping timed out")  # cancels the record
+                return
+            next_ping, record.ping_time = record.ping_time + self.interval, None
+            if next_ping > now:
+                self._put(record, next_ping)
+                return
+        protocol._received_pong = False
+        record.ping_time = now
+        try:
+            protocol.write_ping(b"")
+        except tornado.iostream.StreamClosedError:
+            return  # the connection is ending: its frame loop sees to it
+        self._put(record, now + self.timeout)
+
+
+class _Pinged:
+    """One connection that Keepalive pings; Tornado calls ``cancel()`` when it closes."""
+
+    __slots__ = ("bucket", "keepalive", "ping_time", "protocol")
+
+    def __init__(self, keepalive: Keepalive, protocol: _EdgeProtocol):
+        self.keepalive, self.protocol = keepalive, protocol
+        self.bucket = 0
+        self.ping_time: float | None = None  # when the ping now awaiting its pong was sent
+
+    def cancel(self) -> None:
+        if self.protocol is not None:
+            self.protocol = None
+            self.keepalive._remove(self)

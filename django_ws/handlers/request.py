@@ -6,6 +6,7 @@ from importlib import import_module
 
 from django.conf import settings
 from django.http import HttpRequest, QueryDict
+from django.utils.datastructures import MultiValueDict
 from django.utils.functional import SimpleLazyObject
 
 
@@ -17,14 +18,44 @@ class WebSocketRequest(HttpRequest):
     through SESSION_ENGINE from the session cookie and ``user`` through
     django.contrib.auth, both lazily: a handler that never looks pays
     nothing, and AnonymousUser stands for a client that is not logged in.
+
+    Every connection has one of these for as long as it is open, and most
+    handlers never look at it after ``on_connect``, if at all. So it keeps
+    only the handshake as the edge sent it (which the worker holds anyway)
+    and builds each of ``META``, ``GET``, ``POST``, ``FILES``, ``COOKIES``,
+    ``session`` and ``user`` on first access, then keeps it as a plain
+    attribute: one assigned (``request.user = ...``) is used as is, even
+    before the first access; one deleted is built again when next read.
     """
 
+    # What HttpRequest.__init__ sets per instance; class attributes cost no
+    # memory per connection, and an assignment still makes an instance one.
+    method = "GET"
+    resolver_match = None
+    content_type = None
+    content_params = None
+
     def __init__(self, meta: dict):
-        super().__init__()
-        self.method = "GET"
+        # No HttpRequest.__init__(): what it builds is built here on first use.
+        self._ws_meta = meta
         self.path = self.path_info = meta.get("path", "/")
+
+    def __getattr__(self, name: str):
+        # Called only for an attribute that is not set yet (see _LAZY).
+        build = _LAZY.get(name)
+        if build is None or (name in _NEEDS_APP and not _installed(_NEEDS_APP[name])):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        value = build(self)
+        self.__dict__[name] = value
+        return value
+
+    def _get_scheme(self) -> str:
+        # HttpRequest.scheme consults SECURE_PROXY_SSL_HEADER first, then this.
+        return self.META["wsgi.url_scheme"]
+
+    def _build_meta(self) -> dict:
+        meta = self._ws_meta
         query = meta.get("query", "")
-        self.GET = QueryDict(query, encoding="utf-8")
         environ = {
             "REQUEST_METHOD": "GET",
             "PATH_INFO": self.path,
@@ -34,26 +65,21 @@ class WebSocketRequest(HttpRequest):
             "SERVER_PORT": str(meta.get("server_port", "")),
             "wsgi.url_scheme": "https" if meta.get("secure") else "http",
         }
-        for name, value in meta.get("headers", []):
-            if "_" in name:
-                # As Django's runserver and nginx do: X_Forwarded_For must not
-                # pass for X-Forwarded-For once both become HTTP_X_FORWARDED_FOR.
-                continue
-            key = name.upper().replace("-", "_")
-            if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-                key = "HTTP_" + key
+        for key, value in _header_items(meta):
             # Repeated headers are joined as a WSGI server would join them.
             environ[key] = f"{environ[key]},{value}" if key in environ else value
-        self.META = environ
-        self.COOKIES = _parse_cookies(environ.get("HTTP_COOKIE", ""))
-        if _installed("django.contrib.sessions"):
-            self.session = SimpleLazyObject(self._load_session)
-        if _installed("django.contrib.auth"):
-            self.user = SimpleLazyObject(self._load_user)
+        return environ
 
-    def _get_scheme(self) -> str:
-        # HttpRequest.scheme consults SECURE_PROXY_SSL_HEADER first, then this.
-        return self.META["wsgi.url_scheme"]
+    def _build_get(self) -> QueryDict:
+        return QueryDict(self._ws_meta.get("query", ""), encoding=self._encoding or "utf-8")
+
+    def _build_cookies(self) -> dict:
+        # From the Cookie header(s) as META would show them, without building META.
+        header = None
+        for key, value in _header_items(self._ws_meta):
+            if key == "HTTP_COOKIE":
+                header = value if header is None else f"{header},{value}"
+        return _parse_cookies(header or "")
 
     def _load_session(self):
         engine = import_module(settings.SESSION_ENGINE)
@@ -63,6 +89,34 @@ class WebSocketRequest(HttpRequest):
         from django.contrib.auth import get_user
 
         return get_user(self)
+
+
+#: The attributes WebSocketRequest builds on first access, and how.
+_LAZY = {
+    "META": WebSocketRequest._build_meta,
+    "GET": WebSocketRequest._build_get,
+    "POST": lambda request: QueryDict(mutable=True),
+    "FILES": lambda request: MultiValueDict(),
+    "COOKIES": WebSocketRequest._build_cookies,
+    "session": lambda request: SimpleLazyObject(request._load_session),
+    "user": lambda request: SimpleLazyObject(request._load_user),
+}
+
+#: session and user exist only with their apps installed, as with Django's middleware.
+_NEEDS_APP = {"session": "django.contrib.sessions", "user": "django.contrib.auth"}
+
+
+def _header_items(meta: dict):
+    """The handshake's headers as (META key, value), in order, repeats repeated."""
+    for name, value in meta.get("headers", ()):
+        if "_" in name:
+            # As Django's runserver and nginx do: X_Forwarded_For must not
+            # pass for X-Forwarded-For once both become HTTP_X_FORWARDED_FOR.
+            continue
+        key = name.upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        yield key, value
 
 
 def _parse_cookies(header: str) -> dict:
