@@ -129,6 +129,26 @@ def test_a_looping_handler_stops_when_its_client_leaves(server, observer):
     observer.wait(timeout=2.0, event="close", tag="visitor")
 
 
+def test_handlers_that_never_return_do_not_hold_up_each_other_or_anyone_else(server):
+    """30 hooks that loop forever at once (in threaded mode the pool grows a thread
+    for each; gevent a greenlet; multiprocess a process): all of them progress,
+    and a plain echo on the same worker still answers."""
+    loops = [connect(server.url(f"loop/busy{i}")) for i in range(30)]
+    try:
+        for ws in loops:
+            ws.send("start")
+        for ws in loops:
+            assert [ws.recv(timeout=10) for _ in range(3)] == ["0", "1", "2"]
+        with connect(server.url("echo")) as ws:
+            ws.send("still served")
+            assert ws.recv(timeout=10) == "still served"
+        for ws in loops:  # and they are still going
+            ws.recv(timeout=10)
+    finally:
+        for ws in loops:
+            ws.close()
+
+
 def test_handshake_of_a_non_websocket_request_is_400_and_reaches_no_worker(server):
     import urllib.error
     import urllib.request

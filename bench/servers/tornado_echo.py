@@ -52,4 +52,9 @@ async def main(port):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8899)
-    asyncio.run(main(parser.parse_args().port))
+    try:  # the same loop as the django-ws edge with WS_EVENT_LOOP = "auto"
+        import uvloop
+    except ImportError:
+        asyncio.run(main(parser.parse_args().port))
+    else:
+        uvloop.run(main(parser.parse_args().port))

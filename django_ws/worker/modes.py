@@ -61,7 +61,7 @@ class PooledMode(Mode):
     """
 
     #: How long work may wait for a busy pool before another thread joins it.
-    starvation_delay = 0.02
+    starvation_delay = 0.005
 
     def __init__(self, idle_timeout: float | None = None):
         from django_ws.conf import ws_settings

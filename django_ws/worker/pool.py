@@ -64,7 +64,7 @@ class ThreadPool:
     gevent); the watcher ends those idle for ``idle_timeout``.
     """
 
-    def __init__(self, idle_timeout: float = 30.0, starvation_delay: float = 0.02, name: str = "ws-pool"):
+    def __init__(self, idle_timeout: float = 30.0, starvation_delay: float = 0.005, name: str = "ws-pool"):
         self.idle_timeout = idle_timeout
         self.starvation_delay = starvation_delay
         self.name = name
@@ -142,7 +142,7 @@ class ThreadPool:
 
 
 class SerialMailbox:
-    """A connection's mailbox in threaded mode; also the handle ``spawn`` returns.
+    """A connection's mailbox in threaded and gevent modes; also the handle ``spawn`` returns.
 
     ``put`` appends and, if the connection is not being served, hands it to
     the pool; whichever pool thread takes it handles messages until the
