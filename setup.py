@@ -13,7 +13,7 @@ setup(
     package_data={"django_ws": ["static/django_ws/*.js"]},
     include_package_data=True,
     python_requires=">=3.10",
-    install_requires=["Django>=4.2,<6.0", "tornado>=6.3,<7", "pyzmq>=25"],
+    install_requires=["Django>=4.2,<6.0", "tornado>=6.5,<7", "pyzmq>=25"],
     extras_require={
         "gevent": ["gevent>=23.9"],
         "uvloop": ["uvloop>=0.19"],

@@ -86,6 +86,9 @@ def test_multiprocess_cap_refuses_new_connections_with_1013(make_server):
         with pytest.raises(ConnectionClosed) as closed:
             extra.recv(timeout=10)
     assert closed.value.rcvd.code == 1013
+    # The edge counts it under the code the client got (not 1006, "handshake not completed").
+    wait_until(lambda: stats(srv)["closed_by_code"].get("1013") == 1, 10, "the edge counted the 1013")
+    assert "1006" not in stats(srv)["closed_by_code"]
     # The worker's reported load lags by a heartbeat: see it count both
     # first, so that the drop below is the slot being freed.
     wait_until(lambda: stats(srv)["workers"][0]["load"] == 2, 10, "the worker reports both processes")

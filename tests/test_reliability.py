@@ -14,7 +14,7 @@ from websockets.sync.client import connect
 
 from tests import procinfo
 from tests.conftest import ROOT, SETTINGS
-from tests.test_modes import wait_until
+from tests.test_modes import stats, wait_until
 
 
 @pytest.fixture
@@ -265,5 +265,8 @@ def test_a_full_worker_queue_closes_the_connection_that_sent_more_with_1013(make
         raise AssertionError("the worker never worked through its queue")
     bystander.send("after")
     assert bystander.recv(timeout=10) == "after"
+    # The flooder's Disconnect, refused by the full queue, was sent again later:
+    # the worker ended it (on_close ran) and holds the bystander only.
+    wait_until(lambda: stats(srv)["workers"][0]["load"] == 1, 10, "the worker holds the bystander only")
     bystander.close()
     assert srv.worker_pids == [worker]

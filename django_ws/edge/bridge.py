@@ -45,12 +45,15 @@ AT_CAPACITY = "at capacity"
 class WorkerState:
     """What the edge knows of one worker: liveness, capacity, its connections."""
 
-    __slots__ = ("identity", "worker_id", "capacity", "load", "last_seen", "connections")
+    __slots__ = ("identity", "worker_id", "capacity", "load", "last_seen", "connections", "backlog")
 
     def __init__(self, identity: bytes, hello: wire.Hello):
         self.identity = identity
         self.worker_id = hello.worker_id
         self.connections: set[str] = set()
+        #: Disconnects its full queue refused: retried each heartbeat, so the
+        #: worker still runs on_close for connections the edge closed meanwhile.
+        self.backlog: list[wire.Disconnect] = []
         self.update(hello)
 
     def update(self, hello: wire.Hello) -> None:
@@ -253,7 +256,7 @@ class Bridge:
 
     def _send_batch(self, batch: "_Batch") -> None:
         worker = batch.worker
-        if worker.identity not in self.workers:
+        if self.workers.get(worker.identity) is not worker:
             return  # lost meanwhile: _worker_lost has closed its connections
         try:
             self.events.send_multipart([worker.identity, *batch.frames], flags=zmq.DONTWAIT, copy=False)
@@ -288,7 +291,9 @@ class Bridge:
         worker = conn.worker
         if worker is not None and worker.identity in self.workers:
             worker.connections.discard(conn_id)
-            self._to_worker(worker, wire.Disconnect(conn_id, conn.route or "", code, reason), quiet=True)
+            disconnect = wire.Disconnect(conn_id, conn.route or "", code, reason)
+            if not self._to_worker(worker, disconnect, quiet=True) and self.workers.get(worker.identity) is worker:
+                worker.backlog.append(disconnect)
 
     # -- sending to workers --------------------------------------------------------
 
@@ -300,7 +305,6 @@ class Bridge:
                 return False
         try:
             self.events.send_multipart([worker.identity, *message.encode()], flags=zmq.DONTWAIT)
-            self._events_pump.wake()
             return True
         except zmq.Again:
             if not quiet:
@@ -312,6 +316,8 @@ class Bridge:
                 self._worker_lost(worker, "its socket disconnected")
                 return False
             raise
+        finally:
+            self._events_pump.wake()  # a send, failed or not, may have taken the FD's signal
 
     # -- receiving -------------------------------------------------------------------
 
@@ -437,8 +443,10 @@ class Bridge:
             for worker in list(self.workers.values()):
                 if now - worker.last_seen > self.heartbeat_timeout:
                     self._worker_lost(worker, f"silent for {now - worker.last_seen:.1f}s")
-                else:
-                    self._to_worker(worker, wire.Ping(self.edge_id), quiet=True)
+                    continue
+                self._to_worker(worker, wire.Ping(self.edge_id), quiet=True)
+                while worker.backlog and self._to_worker(worker, worker.backlog[0], quiet=True):
+                    worker.backlog.pop(0)
             await asyncio.sleep(self.heartbeat_interval)
 
     def _worker_lost(self, worker: WorkerState, why: str) -> None:
@@ -462,7 +470,7 @@ class Bridge:
 
 
 #: A batch this long is sent at once instead of at the end of the loop turn.
-_BATCH_LIMIT = 256
+_BATCH_LIMIT = 64
 
 
 class _Batch:

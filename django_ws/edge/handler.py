@@ -129,8 +129,10 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
             await super().get(route)
         finally:
             # After a refusal, or an upgrade that failed on Tornado's checks,
-            # the worker must still learn that this connection is over.
-            if self.conn_id not in self.bridge.connections:
+            # the worker must still learn that this connection is over. (One
+            # upgraded only to be closed, with 1013 or 1012, is released by
+            # on_close with that code: the frame loop outlives this method.)
+            if self.conn_id not in self.bridge.connections and self._close_sent is None:
                 self.bridge.release(self, CloseCode.ABNORMAL, "handshake not completed")
 
     def _invalid_handshake(self) -> tuple[int, str] | None:
@@ -253,8 +255,8 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
         self.bridge.opened(self)
 
     def on_message(self, message: str | bytes) -> None:
-        if self._refuse_after_upgrade:
-            return
+        if self._refuse_after_upgrade or self._close_sent is not None:
+            return  # this side is closing: the handler must not see a gap, then more
         if isinstance(message, bytes):
             ok = self.bridge.forward(self, True, message)
         else:
@@ -546,7 +548,11 @@ class Keepalive:
         for key in sorted(k for k in self._buckets if k * self.resolution <= now):
             for record in self._buckets.pop(key, ()):
                 if record.protocol is not None:
-                    self._due(record, now)
+                    try:
+                        self._due(record, now)
+                    except Exception:  # one connection's failure must not unschedule the others
+                        logger.exception("keepalive failed for a connection; closing it")
+                        record.protocol._abort()
         if self._buckets:
             first = min(self._buckets)
             if self._timer_bucket is None or first < self._timer_bucket:

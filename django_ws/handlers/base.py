@@ -15,8 +15,9 @@ class WebSocketHandler:
 
     Override the ``on_*`` hooks; they are no-ops here, so there is never a
     ``super()`` to remember. The worker calls them one at a time, in the
-    order the client's messages arrived, in the connection's own thread,
-    greenlet or process, so ``self`` is the place for per-connection state.
+    order the client's messages arrived, never two at once (on a pool thread
+    or greenlet, or in the connection's own process), so ``self`` is the
+    place for per-connection state.
 
     The original contract is kept: the first message goes to ``on_open``;
     if that returns None the same message then goes to ``on_message`` too,

@@ -28,7 +28,7 @@ import struct
 import typing
 from typing import ClassVar
 
-VERSION = b"DWS1"
+VERSION = b"DWS2"
 _LENGTH = struct.Struct("!I")
 _HEAD = len(VERSION) + 1  # version and kind
 

@@ -45,6 +45,9 @@ class Mode:
         the I/O loop has already set; only a separate process needs telling.
         """
 
+    def close(self) -> None:
+        """The worker is stopping: let go of what the mode itself runs."""
+
     def abandon(self, task) -> None:
         """Shutdown ran out of time for ``task``. Threads and greenlets end with
         the process; a separate process has to be killed."""
@@ -80,6 +83,9 @@ class PooledMode(Mode):
 
     def spawn(self, runner, name):
         return runner.mailbox.start(runner)
+
+    def close(self) -> None:
+        self.pool.stop()
 
 
 class ThreadedMode(PooledMode):

@@ -56,17 +56,19 @@ class ThreadPool:
     which is what keeps the pool small and the threads awake under load. If
     the oldest waiting task has waited ``starvation_delay`` seconds (every
     thread is busy, perhaps blocked in a handler), a watcher starts one more
-    thread, at most one per delay: a handler that blocks costs the others at
-    most that delay, never a stall. With ``starvation_delay=0`` a task that
-    finds no idle thread starts one at once.
+    thread, at most one per delay: with N handlers blocked at once the last
+    task waits about N delays, never a stall. With ``starvation_delay=0`` a
+    task that finds no idle thread starts one at once.
 
     Idle threads park without a timeout (a timed wait per task is dear under
-    gevent); the watcher ends those idle for ``idle_timeout``.
+    gevent); the watcher ends those idle for ``idle_timeout`` (0 or None:
+    never). ``stop()`` ends the watcher and the idle threads.
     """
 
     def __init__(self, idle_timeout: float = 30.0, starvation_delay: float = 0.005, name: str = "ws-pool"):
-        self.idle_timeout = idle_timeout
+        self.idle_timeout = idle_timeout or None
         self.starvation_delay = starvation_delay
+        self._stopping = False
         self.name = name
         self._lock = threading.Lock()
         self._tasks: collections.deque = collections.deque()  # (enqueued at, task)
@@ -95,50 +97,83 @@ class ThreadPool:
         # Called with _lock held.
         self._started += 1
         self.threads += 1
-        threading.Thread(target=self._work, name=f"{self.name}-{self._started}", daemon=True).start()
+        try:
+            threading.Thread(target=self._work, name=f"{self.name}-{self._started}", daemon=True).start()
+        except BaseException:  # at the system's thread limit: the queued work waits for a busy thread
+            self.threads -= 1
+            raise
 
     def _work(self) -> None:
         parked = _Parked()
         fn = None
-        while True:
-            if fn is not None:
-                try:
-                    fn()
-                except Exception:  # the runner contains handler errors: this is a bug of ours
-                    logger.exception("a task of the worker's thread pool failed")
+        try:
+            while True:
+                if fn is not None:
+                    try:
+                        fn()
+                    except Exception:  # the runner contains handler errors: this is a bug of ours
+                        logger.exception("a task of the worker's thread pool failed")
+                with self._lock:
+                    if self._tasks:
+                        fn = self._tasks.popleft()[1]
+                        continue
+                    if self._stopping:
+                        self.threads -= 1
+                        return
+                    parked.since = time.monotonic()
+                    self._parked.append(parked)
+                parked.wake.acquire()
+                fn, parked.task = parked.task, None
+                if fn is _EXIT:
+                    return
+        except BaseException:  # gevent.Timeout, SystemExit... out of a handler: this thread is gone
             with self._lock:
-                if self._tasks:
-                    fn = self._tasks.popleft()[1]
-                    continue
-                parked.since = time.monotonic()
-                self._parked.append(parked)
-            parked.wake.acquire()
-            fn, parked.task = parked.task, None
-            if fn is _EXIT:
-                return
+                self.threads -= 1
+            raise
 
     def _watch_loop(self) -> None:
         with self._lock:
-            while True:
-                self._end_idle_threads()
-                if not self._tasks or not self.starvation_delay:
-                    self._watcher.wait(self.idle_timeout)
-                    continue
-                waited = time.monotonic() - self._tasks[0][0]
-                if waited < self.starvation_delay:
-                    self._watcher.wait(self.starvation_delay - waited)
-                    continue
-                self._start_thread()  # every thread is busy: one more, then look again later
-                self._watcher.wait(self.starvation_delay)
+            while not self._stopping:
+                try:
+                    self._watch_once()
+                except Exception:  # e.g. no thread could be started: try again later
+                    logger.exception("the worker's thread pool could not add a thread")
+                    self._watcher.wait(1.0)
+            for parked in self._parked:
+                parked.task = _EXIT
+                self.threads -= 1
+                parked.wake.release()
+            self._parked.clear()
+
+    def _watch_once(self) -> None:
+        # Called with _lock held.
+        self._end_idle_threads()
+        if not self._tasks or not self.starvation_delay:
+            self._watcher.wait(self.idle_timeout)
+            return
+        waited = time.monotonic() - self._tasks[0][0]
+        if waited < self.starvation_delay:
+            self._watcher.wait(self.starvation_delay - waited)
+            return
+        self._start_thread()  # every thread is busy: one more, then look again later
+        self._watcher.wait(self.starvation_delay)
 
     def _end_idle_threads(self) -> None:
         # Called with _lock held. The longest idle are at the front of _parked.
+        if self.idle_timeout is None:
+            return
         limit = time.monotonic() - self.idle_timeout
         while self._parked and self._parked[0].since <= limit:
             parked = self._parked.pop(0)
             parked.task = _EXIT
             self.threads -= 1
             parked.wake.release()
+
+    def stop(self) -> None:
+        """End the watcher and the idle threads; busy ones end when their task returns."""
+        with self._lock:
+            self._stopping = True
+            self._watcher.notify()
 
 
 class SerialMailbox:

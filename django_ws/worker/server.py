@@ -283,5 +283,6 @@ class Worker:
             logger.warning("worker %s: %d handlers still running after %.1fs; exiting anyway", self.worker_id, left, timeout)
         for link in self.links:
             link.close()
+        self.mode.close()
         self.context.term()
         logger.info("worker %s stopped", self.worker_id)

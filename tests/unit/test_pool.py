@@ -112,15 +112,24 @@ def test_many_handlers_blocked_at_once_each_get_a_thread():
         assert box.join(10)
 
 
+def pool_threads(name):
+    return [t for t in threading.enumerate() if t.name.startswith(f"{name}-") and t.is_alive()]
+
+
+def wait_for_threads(name, predicate):
+    deadline = time.monotonic() + 10
+    while not predicate(pool_threads(name)):
+        assert time.monotonic() < deadline, [t.name for t in pool_threads(name)]
+        time.sleep(0.02)  # no event to wait on: the threads' own timeouts end them
+
+
 def test_idle_threads_end_after_the_idle_timeout():
-    pool = ThreadPool(idle_timeout=0.2)
+    pool = ThreadPool(idle_timeout=0.2, name="ws-idle-test")
     runner = FakeRunner()
     box = start(pool, runner)
     box.put(STOP)
     assert box.join(10)
-    deadline = time.monotonic() + 10
-    while pool.threads and time.monotonic() < deadline:
-        time.sleep(0.05)  # no event to wait on: the thread's own timeout ends it
+    wait_for_threads("ws-idle-test", lambda threads: [t.name for t in threads] == ["ws-idle-test-watcher"])
     assert pool.threads == 0
     # ...and the pool still works afterwards.
     again = FakeRunner()
@@ -128,10 +137,24 @@ def test_idle_threads_end_after_the_idle_timeout():
     box.put("x")
     box.put(STOP)
     assert box.join(10) and again.handled == ["x"]
+    pool.stop()
+
+
+def test_stop_ends_the_watcher_and_the_idle_threads():
+    pool = ThreadPool(name="ws-stop-test")
+    boxes = [start(pool, FakeRunner()) for _ in range(5)]
+    for box in boxes:
+        box.put(STOP)
+        assert box.join(10)
+    assert pool_threads("ws-stop-test")
+    pool.stop()
+    wait_for_threads("ws-stop-test", lambda threads: not threads)
+    assert pool.threads == 0
 
 
 def test_under_a_steady_stream_the_pool_stays_small():
-    pool = ThreadPool()
+    # A long starvation delay: this is about busy threads taking queued work, not about timing.
+    pool = ThreadPool(starvation_delay=0.05)
     runners = [FakeRunner() for _ in range(50)]
     boxes = [start(pool, r) for r in runners]
     for n in range(200):
