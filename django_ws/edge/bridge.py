@@ -258,19 +258,11 @@ class Bridge:
         worker = batch.worker
         if self.workers.get(worker.identity) is not worker:
             return  # lost meanwhile: _worker_lost has closed its connections
-        try:
-            self.events.send_multipart([worker.identity, *batch.frames], flags=zmq.DONTWAIT, copy=False)
-        except zmq.Again:
+        if not self._push(worker, batch.frames) and worker.identity in self.workers:
             logger.warning("worker %s is %d messages behind; closing the %d connections that sent it more",
                            worker.worker_id, self.queue_limit, len(batch.connections))
             for conn in batch.connections:
                 conn.close(CloseCode.TRY_AGAIN_LATER, "worker unavailable")
-        except zmq.ZMQError as exc:
-            if exc.errno != zmq.EHOSTUNREACH:
-                raise
-            self._worker_lost(worker, "its socket disconnected")
-        finally:
-            self._events_pump.wake()
 
     def release(self, conn: EdgeWebSocketHandler, code: int, reason: str) -> None:
         """The client connection has ended: tell its worker, forget its groups. Idempotent."""
@@ -303,19 +295,30 @@ class Bridge:
             self._send_batch(batch)
             if worker.identity not in self.workers:
                 return False
+        if self._push(worker, message.encode()):
+            return True
+        if not quiet and worker.identity in self.workers:
+            logger.warning("worker %s is %d messages behind; refusing more for it", worker.worker_id,
+                           self.queue_limit)
+        return False
+
+    def _push(self, worker: WorkerState, frames: list) -> bool:
+        """Queue ``frames`` for ``worker`` without blocking; False if it could not.
+
+        False with the worker still in ``self.workers``: its queue is full.
+        A worker whose socket is gone is handled here: _worker_lost closes
+        its connections with 1012.
+        """
         try:
-            self.events.send_multipart([worker.identity, *message.encode()], flags=zmq.DONTWAIT)
+            self.events.send_multipart([worker.identity, *frames], flags=zmq.DONTWAIT, copy=False)
             return True
         except zmq.Again:
-            if not quiet:
-                logger.warning("worker %s is %d messages behind; refusing more for it", worker.worker_id,
-                               self.queue_limit)
             return False
         except zmq.ZMQError as exc:
-            if exc.errno == zmq.EHOSTUNREACH:
-                self._worker_lost(worker, "its socket disconnected")
-                return False
-            raise
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            self._worker_lost(worker, "its socket disconnected")
+            return False
         finally:
             self._events_pump.wake()  # a send, failed or not, may have taken the FD's signal
 
@@ -503,16 +506,17 @@ class _Pump:
                  limit: int = 1000):
         self.loop, self.sock, self.handle, self.limit = loop, sock, handle, limit
         self._fd = sock.FD
-        self._scheduled = False
         loop.add_reader(self._fd, self._drain)
-        self._scheduled = True  # messages may have arrived before the reader was added
-        loop.call_soon(self._drain)
+        self._schedule()  # messages may have arrived before the reader was added
+
+    def _schedule(self) -> None:
+        self._scheduled = True
+        self.loop.call_soon(self._drain)
 
     def wake(self) -> None:
         """Called after a send: drain at the next turn if messages wait (checking is cheap)."""
         if not self._scheduled and not self.sock.closed and self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            self._scheduled = True
-            self.loop.call_soon(self._drain)
+            self._schedule()
 
     def _drain(self) -> None:
         self._scheduled = False
@@ -527,8 +531,7 @@ class _Pump:
                     return
                 raise
             handle(frames)
-        self._scheduled = True  # a long burst: let the loop serve clients, then go on
-        self.loop.call_soon(self._drain)
+        self._schedule()  # a long burst: let the loop serve clients, then go on
 
     def stop(self) -> None:
         self.loop.remove_reader(self._fd)

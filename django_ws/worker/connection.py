@@ -2,8 +2,8 @@
 
 ``Connection`` is what a handler's ``self.send()``/``self.close()`` talk to;
 ``ConnectionRunner`` drives the handler in steps (handshake, handle one
-message, finish), which ``run`` strings together as the body of a greenlet or
-process and threaded mode calls from its pool. Neither knows which of those
+message, finish), which the threaded and gevent pools call (pool.py) and
+``run`` strings together as the body of a --multiprocess child. Neither knows which of those
 it runs in: they get a mailbox and an outbox callable from the mode (see
 modes.py).
 """
@@ -139,9 +139,9 @@ class ConnectionRunner:
     def run(self) -> None:
         """The whole life of the connection as one call: handshake, messages, on_close.
 
-        For a mode that gives each connection its own greenlet or process.
-        Threaded mode calls the same steps (handshake, handle, finish) from
-        pool threads instead; see pool.py.
+        For a mode that gives each connection a process of its own
+        (--multiprocess). The pooled modes call the same steps (handshake,
+        handle, finish) from pool threads or greenlets instead; see pool.py.
         """
         try:
             if self.handshake():

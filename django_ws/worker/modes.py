@@ -34,8 +34,8 @@ class Mode:
 
     def spawn(self, runner, name: str):
         """Start serving ``runner`` (its handshake, then its mailbox) concurrently;
-        return something with ``join(timeout)``. Greenlets and processes call
-        ``runner.run()``; threaded mode drives the same steps from a pool."""
+        return something with ``join(timeout)``. A process per connection
+        calls ``runner.run()``; the pooled modes drive the same steps."""
         raise NotImplementedError
 
     def interrupt(self, task) -> None:
