@@ -3,6 +3,8 @@
 import threading
 import time
 
+import pytest
+
 from django_ws.worker.connection import STOP
 from django_ws.worker.pool import SerialMailbox, ThreadPool
 
@@ -165,3 +167,10 @@ def test_under_a_steady_stream_the_pool_stays_small():
         assert box.join(10)
     # Short tasks are picked up by busy threads, not one new thread each.
     assert pool._started <= 10, pool._started
+
+
+def test_gevent_mode_refuses_a_process_that_gevent_has_not_patched():
+    from django_ws.worker.modes import GeventMode
+
+    with pytest.raises(RuntimeError, match="monkey-patched"):
+        GeventMode()
