@@ -1,9 +1,11 @@
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from websockets.sync.client import connect
@@ -114,6 +116,50 @@ def observer(server):
     obs = Observer(server)
     yield obs
     obs.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class Dist:
+    """The built sdist and wheel that the packaging, tutorial and startproject tests install."""
+
+    wheel: Path
+    sdist: Path
+
+
+@pytest.fixture(scope="session")
+def dist(tmp_path_factory) -> Dist:
+    """``$DJANGO_WS_DIST`` (tests/run.sh builds it), or a build of this checkout made for the run."""
+    directory = os.environ.get("DJANGO_WS_DIST")
+    if directory is None:
+        require(os.path.isdir(os.path.join(ROOT, "django_ws")), "no DJANGO_WS_DIST and no package source to build")
+        directory = str(tmp_path_factory.mktemp("dist"))
+        build = subprocess.run([sys.executable, "-m", "build", "--outdir", directory, ROOT],
+                               capture_output=True, text=True, check=False)
+        assert build.returncode == 0, f"python -m build failed:\n{build.stdout}\n{build.stderr}"
+    wheels = sorted(Path(directory).glob("django_ws-*-py3-none-any.whl"))
+    sdists = sorted(Path(directory).glob("django_ws-*.tar.gz"))
+    assert len(wheels) == 1 and len(sdists) == 1, f"expected one wheel and one sdist in {directory}: {wheels + sdists}"
+    return Dist(wheel=wheels[0].resolve(), sdist=sdists[0].resolve())
+
+
+def make_venv(path: Path, *requirements: str) -> Path:
+    """A new virtualenv at ``path`` with ``requirements`` pip-installed; returns its python.
+
+    Nothing of this checkout is on its path: what it imports is what pip installed.
+    """
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    python = path / "bin" / "python"
+    result = subprocess.run([str(python), "-m", "pip", "install", "-q", *requirements],
+                            capture_output=True, text=True, check=False, env=clean_env())
+    assert result.returncode == 0, f"pip install {' '.join(requirements)} failed:\n{result.stdout}\n{result.stderr}"
+    return python
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without what would put the checkout or the tests' settings on a path."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DJANGO_SETTINGS_MODULE")}
+    env.update(extra)
+    return env
 
 
 CHROMIUM = os.environ.get("DJANGO_WS_TEST_CHROMIUM", "/usr/bin/chromium")

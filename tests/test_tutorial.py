@@ -4,10 +4,12 @@ The tutorial is read top to bottom and its code blocks are carried out
 mechanically, in a fresh directory, as a reader would:
 
 * ``.. code-block:: console`` blocks hold only ``$ `` command lines, run in
-  order. ``python`` is this interpreter, ``django-admin`` is
-  ``python -m django``, ``cd`` changes directory. Lines that run pip are
-  skipped (the rule: a reader installs django-ws; this test uses the checkout
-  it is testing, put on PYTHONPATH). ``manage.py run_wsserver`` and
+  order, in a new virtualenv: ``python`` is its interpreter,
+  ``django-admin`` its ``django-admin``, ``cd`` changes directory. The line
+  that installs django-ws runs for real, with the built wheel in place of the
+  name ``django-ws`` (the name on PyPI is not this build), so the tutorial
+  uses what a reader installs and nothing of this checkout.
+  ``manage.py run_wsserver`` and
   ``manage.py runserver`` run until stopped, so they are recorded instead and
   started by the fixtures below, on free ports with private ZeroMQ endpoints.
 * Every other code block has a ``:caption:`` naming a file relative to the
@@ -45,7 +47,7 @@ from websockets.sync.client import connect
 
 from django_ws.testing import WebSocketServer
 from django_ws.testing.server import free_port
-from tests.conftest import ROOT
+from tests.conftest import ROOT, clean_env
 
 TUTORIAL = Path(ROOT) / "docs" / "tutorial.rst"
 #: Commands that run until stopped: the fixtures start them.
@@ -95,14 +97,15 @@ def code_blocks(source: str) -> list[Block]:
 class Tutorial:
     """Carries out the tutorial's blocks in ``root``; records what ran."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, python: Path, wheel: Path):
         self.root = root
         self.cwd = root
+        self.python = python
+        self.wheel = wheel
         self.project: Path | None = None
-        self.env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-        self.env.update(PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
+        self.env = clean_env(PYTHONUNBUFFERED="1")
         self.commands: dict[str, subprocess.CompletedProcess] = {}
-        self.skipped: list[str] = []
+        self.installed: list[str] = []
         self.long_running: dict[str, tuple[Path, list[str]]] = {}
         self.files: dict[str, str] = {}
 
@@ -125,17 +128,17 @@ class Tutorial:
             self.cwd = (self.cwd / argv[1]).resolve()
             assert self.cwd.is_dir(), f"tutorial.rst:{lineno}: cd {argv[1]}: no such directory"
             return
-        if argv[0] == "pip" or argv[:3] == ["python", "-m", "pip"]:
-            self.skipped.append(line)
-            return
         if argv[:2] == ["python", "manage.py"] and len(argv) > 2 and argv[2] in LONG_RUNNING:
             self.long_running[argv[2]] = (self.cwd, argv[3:])
             self.project = self.cwd
             return
+        if argv[:4] == ["python", "-m", "pip", "install"]:
+            argv = [*argv[:4], *(self.from_wheel(arg) for arg in argv[4:])]
+            self.installed.append(line)
         if argv[0] == "python":
-            argv = [sys.executable, *argv[1:]]
+            argv = [str(self.python), *argv[1:]]
         elif argv[0] == "django-admin":
-            argv = [sys.executable, "-m", "django", *argv[1:]]
+            argv = [str(self.python.parent / "django-admin"), *argv[1:]]
         else:
             raise AssertionError(f"tutorial.rst:{lineno}: this test does not know how to run {line!r}")
         result = subprocess.run(argv, cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=300,
@@ -143,6 +146,11 @@ class Tutorial:
         assert result.returncode == 0, (
             f"tutorial.rst:{lineno}: `{line}` exited with {result.returncode}:\n{result.stdout}\n{result.stderr}")
         self.commands[line] = result
+
+    def from_wheel(self, requirement: str) -> str:
+        """``django-ws`` or ``django-ws[extra]`` becomes the built wheel (with the same extras)."""
+        name = re.fullmatch(r"django-ws(\[[\w,-]+\])?", requirement)
+        return f"{self.wheel}{name[1] or ''}" if name else requirement
 
     def write(self, block: Block) -> None:
         name, append = block.caption, block.caption.endswith(APPEND)
@@ -161,13 +169,15 @@ class Tutorial:
 
 
 @pytest.fixture(scope="module")
-def tutorial(tmp_path_factory) -> Tutorial:
+def tutorial(tmp_path_factory, dist) -> Tutorial:
     started = time.monotonic()
     blocks = code_blocks(TUTORIAL.read_text(encoding="utf-8"))
-    done = Tutorial(tmp_path_factory.mktemp("tutorial"))
+    venv = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    done = Tutorial(tmp_path_factory.mktemp("tutorial"), venv / "bin" / "python", dist.wheel)
     done.run(blocks)
     print(f"tutorial: {len(blocks)} blocks, {len(done.commands)} commands run in {time.monotonic() - started:.1f}s; "
-          f"skipped {done.skipped}")
+          f"installed with {done.installed}")
     return done
 
 
@@ -176,7 +186,7 @@ def ws_server(tutorial):
     cwd, args = tutorial.long_running["run_wsserver"]
     # The test picks the port: an address:port argument would name another one.
     args = [arg for arg in args if arg.startswith("-")]
-    server = WebSocketServer(settings="mysite.settings", cwd=str(cwd), env={"PYTHONPATH": ROOT},
+    server = WebSocketServer(settings="mysite.settings", cwd=str(cwd), python=str(tutorial.python),
                              extra_args=tuple(args))
     server.start()
     try:
@@ -205,10 +215,9 @@ def http_server(tutorial, ws_server, tmp_path_factory):
     (settings_dir / "tutorial_http_settings.py").write_text(HTTP_SETTINGS.format(base_url=base_url))
     port = free_port()
     log = settings_dir / "runserver.log"
-    env = dict(tutorial.env, DJANGO_SETTINGS_MODULE="tutorial_http_settings",
-               PYTHONPATH=os.pathsep.join([str(settings_dir), ROOT]))
+    env = dict(tutorial.env, DJANGO_SETTINGS_MODULE="tutorial_http_settings", PYTHONPATH=str(settings_dir))
     with open(log, "w") as out:
-        process = subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", *args],
+        process = subprocess.Popen([str(tutorial.python), "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", *args],
                                    cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -237,7 +246,9 @@ def test_every_block_of_the_tutorial_is_run(tutorial):
     assert {"mysite/settings.py", "chat/models.py", "chat/handlers.py", "mysite/ws_urls.py", "chat/views.py",
             "chat/urls.py", "mysite/urls.py", "chat/templates/chat/room.html", "chat/tests.py"} <= files, files
     assert set(tutorial.long_running) == set(LONG_RUNNING)
-    assert tutorial.skipped and all("pip" in line for line in tutorial.skipped)
+    assert tutorial.installed and all("django-ws" in line for line in tutorial.installed), tutorial.installed
+    (site,) = (tutorial.python.parent.parent / "lib").glob("python3*/site-packages")
+    assert (site / "django_ws" / "edge" / "__init__.py").is_file(), "the tutorial's pip line did not install the wheel"
     ran = " | ".join(tutorial.commands)
     for command in ("startproject mysite", "startapp chat", "makemigrations chat", "migrate", "manage.py test"):
         assert command in ran, f"the tutorial no longer runs {command!r}: {ran}"

@@ -42,6 +42,9 @@ class WebSocketServer:
         with WebSocketServer(settings="myproject.settings", workers=2) as server:
             url = server.url("chat/lobby")       # ws://127.0.0.1:PORT/socket/chat/lobby
 
+    ``python`` is the interpreter that runs ``manage.py`` (this one by
+    default), for instance a virtualenv's, to test a project as installed.
+
     Each server gets its own port and its own ipc endpoints in a private
     temporary directory, so servers started by parallel tests never meet.
     ``lines`` collects everything the server printed; ``wait_for(text)``
@@ -51,7 +54,9 @@ class WebSocketServer:
     def __init__(self, *, settings: str | None = None, mode: str = "threaded", workers: int = 1,
                  websocket_url: str = "/socket", extra_args: tuple = (), env: dict | None = None,
                  cwd: str | None = None, ready_timeout: float = 30.0, edge_only: bool = False,
-                 push_socket: str | None = None, sub_socket: str | None = None, port: int | None = None):
+                 push_socket: str | None = None, sub_socket: str | None = None, port: int | None = None,
+                 python: str | None = None):
+        self.python = python or sys.executable
         self.settings = settings or os.environ.get("DJANGO_SETTINGS_MODULE")
         self.mode = mode
         self.workers = workers
@@ -84,17 +89,20 @@ class WebSocketServer:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "django", "run_wsserver", f"127.0.0.1:{self.port}",
+        cmd = [self.python, "-m", "django", "run_wsserver", f"127.0.0.1:{self.port}",
                f"--websocket-url={self.websocket_url}", "--push-socket", self.push_socket,
                "--sub-socket", self.sub_socket, f"--{self.mode}"]
         cmd += ["--edge-only"] if self.edge_only else ["--workers", str(self.workers)]
         return cmd + self.extra_args
 
     def start(self) -> "WebSocketServer":
-        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         if self.settings:
             env["DJANGO_SETTINGS_MODULE"] = self.settings
-        env["PYTHONPATH"] = os.pathsep.join(p for p in [self.cwd or os.getcwd(), *sys.path[1:2], env.get("PYTHONPATH", "")] if p)
+        # The project directory, as manage.py would have it; this interpreter's own
+        # path entries only when the server runs on this interpreter.
+        inherited = sys.path[1:2] if self.python == sys.executable else []
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [self.cwd or os.getcwd(), *inherited, env.get("PYTHONPATH", "")] if p)
         self.process = subprocess.Popen(
             self.command(), env=env, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, bufsize=1, start_new_session=True, preexec_fn=_die_with_parent,
