@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings as django_settings
 
+#: Every django-ws setting and its default; docs/settings.rst documents each one.
 DEFAULTS = {
     # Dotted path of the root route module. None: "<ROOT_URLCONF's package>.ws_urls",
     # and no routes at all if that module does not exist.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any, Callable, TypeVar
 
 from django.core.serializers.json import DjangoJSONEncoder
 
@@ -10,7 +11,10 @@ from .base import WebSocketHandler
 from .codes import CloseCode
 
 
-def on_type(type_name: str):
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def on_type(type_name: str) -> Callable[[_Method], _Method]:
     """Route JSON messages whose ``"type"`` is ``type_name`` to the decorated method.
 
     ::
@@ -25,7 +29,7 @@ def on_type(type_name: str):
     ``on_close`` or ``send`` by naming them.
     """
 
-    def mark(method):
+    def mark(method: _Method) -> _Method:
         method._ws_message_type = type_name
         return method
 
@@ -57,29 +61,34 @@ class JsonWebSocketHandler(WebSocketHandler):
                     handlers[message_type] = name
         cls._type_handlers = handlers
 
-    def decode(self, message: str | bytes):
+    def decode(self, message: str | bytes) -> Any:
+        """A client's message as a Python value; ValueError for one that is not valid (closes with 1007)."""
         return json.loads(message)
 
-    def encode(self, content) -> str:
+    def encode(self, content: Any) -> str:
+        """A Python value as the text sent to the client, with :attr:`encoder_class`."""
         return json.dumps(content, cls=self.encoder_class)
 
-    def send_json(self, content) -> None:
+    def send_json(self, content: Any) -> None:
+        """Send ``content`` encoded as JSON, as one text message."""
         self.send(self.encode(content))
 
     # The text hooks decode, then hand over to the JSON hooks.
 
-    def on_open(self, message):
+    def on_open(self, message: str | bytes) -> bool | None:
+        """Decodes the first message and hands it to :meth:`on_open_json`."""
         content = self._decode_or_close(message)
         if content is _INVALID:
             return True
         return self.on_open_json(content)
 
-    def on_message(self, message):
+    def on_message(self, message: str | bytes) -> None:
+        """Decodes every message and hands it to :meth:`dispatch_json`."""
         content = self._decode_or_close(message)
         if content is not _INVALID:
             self.dispatch_json(content)
 
-    def dispatch_json(self, content) -> None:
+    def dispatch_json(self, content: Any) -> None:
         """Call the :func:`on_type` method for the message's type, else ``on_json``."""
         if isinstance(content, dict):
             name = self._type_handlers.get(content.get("type"))
@@ -88,13 +97,13 @@ class JsonWebSocketHandler(WebSocketHandler):
                 return
         self.on_json(content)
 
-    def on_open_json(self, content) -> bool | None:
+    def on_open_json(self, content: Any) -> bool | None:
         """The first message, decoded; the return value works as on_open's."""
 
-    def on_json(self, content) -> None:
+    def on_json(self, content: Any) -> None:
         """Every message, decoded."""
 
-    def _decode_or_close(self, message):
+    def _decode_or_close(self, message: str | bytes) -> Any:
         try:
             return self.decode(message)
         except ValueError as exc:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Sequence
+
 from django.urls import ResolverMatch, URLPattern, URLResolver
 from django.urls.resolvers import RegexPattern
 from django.utils.functional import cached_property
 from django.utils.module_loading import import_string
+
+if TYPE_CHECKING:
+    from django_ws.handlers import WebSocketHandler
 
 
 class WebSocketRoute(URLPattern):
@@ -16,7 +21,8 @@ class WebSocketRoute(URLPattern):
     name handlers without importing them (and their models) at start-up.
     """
 
-    def __init__(self, pattern, handler, default_args=None, name=None):
+    def __init__(self, pattern: RegexPattern, handler: type[WebSocketHandler] | str,
+                 default_args: dict[str, Any] | None = None, name: str | None = None):
         self._handler = handler
         super().__init__(pattern, handler, default_args, name)
 
@@ -39,14 +45,16 @@ class WebSocketRoute(URLPattern):
     # giving it the dotted path there keeps reverse_ws() from importing every
     # handler (and failing for all routes when one path is broken).
     @property
-    def callback(self):
+    def callback(self) -> type[WebSocketHandler] | str:
+        """What Django's resolver calls the view: the handler class, or its dotted path until first use."""
         return self._handler
 
     @callback.setter
-    def callback(self, value):
+    def callback(self, value: type[WebSocketHandler] | str) -> None:
         self._handler = value
 
-    def resolve(self, path):
+    def resolve(self, path: str) -> ResolverMatch | None:
+        """The match for ``path`` with the handler class as its ``func``, or None."""
         match = self.pattern.match(path)
         if match:
             new_path, args, captured_kwargs = match
@@ -87,7 +95,8 @@ def _check_handler_class(handler, where):
         )
 
 
-def ws_path(route: str, handler, kwargs: dict | None = None, name: str | None = None):
+def ws_path(route: str, handler: type[WebSocketHandler] | str | Sequence[Any], kwargs: dict[str, Any] | None = None,
+            name: str | None = None) -> WebSocketRoute | URLResolver:
     """Map the regular expression ``route`` to a handler, or to an include().
 
     ``route`` is matched against the path below the websocket mount prefix,

@@ -12,6 +12,7 @@ import functools
 import importlib
 import re
 import types
+from typing import Any, Sequence
 
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import ResolverMatch, resolve, reverse
@@ -79,7 +80,8 @@ def legacy_namespace(match: ResolverMatch) -> str | None:
     return get_ws_urlconf().legacy_regexes.get(match.route)
 
 
-def reverse_ws(viewname: str, args=None, kwargs=None, *, base_url: str | None = None, **kw) -> str:
+def reverse_ws(viewname: str, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, *,
+               base_url: str | None = None, **kw: Any) -> str:
     """The absolute ws:// (or wss://) URL of a named route.
 
     Takes its route arguments as Django's ``reverse`` does (``args=``,

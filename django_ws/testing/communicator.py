@@ -11,12 +11,18 @@ import collections
 import json
 import threading
 from http.cookies import SimpleCookie
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django_ws import sending, wire
 from django_ws.conf import ws_settings
 from django_ws.handlers import CloseCode
 from django_ws.worker.connection import Connection, ConnectionRunner
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.sessions.backends.base import SessionBase
 
 
 class _MemoryGroups:
@@ -88,8 +94,10 @@ class HandlerCommunicator:
 
     _ids = 0
 
-    def __init__(self, path: str, *, user=None, session=None, headers: dict | None = None, cookies=None,
-                 query: str = "", subprotocols: tuple = ()):
+    def __init__(self, path: str, *, user: AbstractBaseUser | AnonymousUser | None = None,
+                 session: SessionBase | None = None, headers: dict[str, str] | None = None,
+                 cookies: dict[str, str] | SimpleCookie | None = None, query: str = "",
+                 subprotocols: tuple[str, ...] = ()):
         route, query_from_path = self._route(path)
         HandlerCommunicator._ids += 1
         self.connection_id = f"test.{HandlerCommunicator._ids:x}"
@@ -168,26 +176,30 @@ class HandlerCommunicator:
             # The handler closed (or failed): as in the worker, on_close runs now.
             self._finish()
 
-    def send_json(self, content) -> None:
+    def send_json(self, content: Any) -> None:
+        """Send ``content`` encoded as JSON, as one text message."""
         self.send(json.dumps(content))
 
-    def receive(self):
+    def receive(self) -> str | bytes:
         """The next message the handler sent; AssertionError if there is none."""
         if not self.output:
             raise AssertionError(f"the handler sent nothing more (closed: {self.close_code})")
         return self.output.popleft()
 
-    def receive_json(self):
+    def receive_json(self) -> Any:
+        """The next message the handler sent, decoded from JSON; AssertionError if it is not text."""
         message = self.receive()
         if not isinstance(message, str):
             raise AssertionError(f"expected a JSON text message, got {type(message).__name__}")
         return json.loads(message)
 
     def receive_nothing(self) -> bool:
+        """True if the handler sent nothing that ``receive()`` has not returned yet."""
         return not self.output
 
     @property
     def closed(self) -> bool:
+        """Whether the connection has ended, closed by either side."""
         return self.connection.closed
 
     def close(self, code: int = CloseCode.NORMAL) -> None:

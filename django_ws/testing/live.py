@@ -81,7 +81,8 @@ class LiveWebSocketTestCase(TransactionTestCase):
     websocket_url = "/socket"
 
     @classmethod
-    def setUpClass(cls):
+    def setUpClass(cls) -> None:
+        """Start the edge and its worker, and point ``send_to_group()`` & co. at them."""
         super().setUpClass()
         cls.ws_server = LiveWebSocketServer(cls.websocket_url)
         cls.ws_server.start()
@@ -91,10 +92,12 @@ class LiveWebSocketTestCase(TransactionTestCase):
         cls._ws_settings.enable()
 
     @classmethod
-    def tearDownClass(cls):
+    def tearDownClass(cls) -> None:
+        """Stop the edge and the worker."""
         cls._ws_settings.disable()
         cls.ws_server.stop()
         super().tearDownClass()
 
     def ws_url(self, route: str = "") -> str:
+        """The ws:// URL of ``route`` (the path below the mount prefix) on this class's server."""
         return self.ws_server.url(route)

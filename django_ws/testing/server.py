@@ -77,18 +77,22 @@ class WebSocketServer:
 
     @property
     def prefix(self) -> str:
+        """The mount prefix of ``--websocket-url`` (``/socket``), as the edge parses it."""
         from django_ws.routing import Mount  # the edge's own parsing of --websocket-url
 
         return Mount(self.websocket_url).prefix
 
     def url(self, route: str = "") -> str:
+        """The ws:// URL of ``route``, the path below the mount prefix."""
         return f"ws://127.0.0.1:{self.port}{self.prefix}/{route}"
 
     @property
     def http_url(self) -> str:
+        """The server's http:// base, for ``/_django_ws/stats`` and the other endpoints on its port."""
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
+        """The ``run_wsserver`` command line this server runs."""
         cmd = [self.python, "-m", "django", "run_wsserver", f"127.0.0.1:{self.port}",
                f"--websocket-url={self.websocket_url}", "--push-socket", self.push_socket,
                "--sub-socket", self.sub_socket, f"--{self.mode}"]
@@ -96,6 +100,7 @@ class WebSocketServer:
         return cmd + self.extra_args
 
     def start(self) -> "WebSocketServer":
+        """Start the server and wait until it prints ``Ready:`` (AssertionError if it exits or times out)."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         if self.settings:
             env["DJANGO_SETTINGS_MODULE"] = self.settings
@@ -137,6 +142,7 @@ class WebSocketServer:
 
     @property
     def worker_pids(self) -> list[int]:
+        """The pids of the worker processes the server reported starting, oldest first."""
         return [int(line.split()[2]) for line in self.lines if line.startswith("Worker process ") and "started" in line]
 
     def stop(self, timeout: float = 20.0) -> int:
