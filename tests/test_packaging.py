@@ -55,6 +55,14 @@ def test_the_wheel_holds_every_file_of_the_package(dist):
     assert "django_ws/edge/__init__.py" in names and "django_ws/static/django_ws/django-ws.js" in names
 
 
+def test_every_folder_of_modules_is_a_package():
+    """A folder of modules without ``__init__.py`` is left out by package discovery, or shipped half-way as data."""
+    files = set(git_files("django_ws"))
+    folders = {os.path.dirname(f) for f in files if f.endswith(".py")}
+    missing = sorted(f"{folder}/__init__.py" for folder in folders if f"{folder}/__init__.py" not in files)
+    assert not missing, f"these folders hold modules but git tracks no __init__.py for them: {missing}"
+
+
 def test_the_sdist_holds_every_tracked_file_but_ci(dist):
     with tarfile.open(dist.sdist) as tar:
         top = tar.getnames()[0].split("/")[0]
