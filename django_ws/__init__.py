@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "CloseCode": "django_ws.handlers",
+    "CloseCode": "django_ws.codes",
     "JsonWebSocketHandler": "django_ws.handlers",
     "WebSocketHandler": "django_ws.handlers",
     "on_type": "django_ws.handlers",

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.http.request import validate_host
 
 from django_ws.conf import ws_settings
-from django_ws.handlers import CloseCode
+from django_ws.codes import CloseCode
 from django_ws.routing import Mount
 
 from .bridge import Bridge

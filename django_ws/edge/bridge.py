@@ -31,7 +31,7 @@ import zmq
 import zmq.asyncio
 
 from django_ws import security, wire
-from django_ws.handlers import CloseCode
+from django_ws.codes import CloseCode
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from .handler import EdgeWebSocketHandler

@@ -18,7 +18,7 @@ import tornado.websocket
 
 from django_ws import wire
 from django_ws.conf import ws_settings
-from django_ws.handlers import CloseCode
+from django_ws.codes import CloseCode
 
 from .bridge import AT_CAPACITY
 

@@ -1,0 +1,635 @@
+"""The edge's connection core: who is connected, through which worker, in which groups, and how each ended.
+
+It does no I/O and imports neither Tornado nor ZeroMQ nor asyncio. The
+adapters at its rim (a transport per client protocol, the ZeroMQ link to the
+workers) feed it events by calling its methods, and each method returns the
+actions that follow, for the adapters to carry out:
+
+==============================  ==============================================
+event (method)                  typical actions
+==============================  ==============================================
+``connect()``  a handshake      ``ToWorker(Connect)``, or ``Refuse``
+``reply()``    from the sub     ``Deliver``, ``Upgrade``, ``Refuse``,
+               endpoint         ``CloseClient``, ``Answer`` (an Ack)
+``worker_event()`` from the     ``ToWorker(Ping)``, ``WorkerChanged``,
+               push endpoint    ``CloseClient`` (1012)
+``opened()``   upgrade done     ``Deliver`` (what on_connect sent)
+``received()`` a client frame   ``Forward``, or ``CloseClient``
+``closed()``   transport ended  ``ToWorker(Disconnect)``
+``tick()``     each heartbeat   ``ToWorker(Ping)``, ``CloseClient`` (1012)
+``send_failed()`` the link      ``CloseClient`` (1013), a retry, a backlog
+               could not send
+==============================  ==============================================
+
+One :class:`Connection` record per client holds everything the edge knows of
+it, with an explicit :class:`ConnectionState`; the transport's own object
+is only its ``transport`` handle. Every close race the end-to-end tests met
+(a worker's Close overtaking the upgrade, a worker lost mid-handshake, a
+client leaving while a worker decides) is a state transition here, unit-tested
+event by event in tests/unit/test_edge_core.py.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+import time
+import typing
+import uuid
+
+from django_ws import wire
+from django_ws.codes import CloseCode
+
+logger = logging.getLogger("django_ws.edge")
+
+#: How many workers a handshake tries when the one asked vanishes meanwhile.
+HANDSHAKE_ATTEMPTS = 3
+
+
+class ConnectionState(enum.Enum):
+    """Where a connection is in its life; transitions only go down this list."""
+
+    #: A worker runs on_connect: Connect sent, Accept or Deny awaited.
+    CONNECTING = "connecting"
+    #: Accepted: the transport completes its upgrade, then calls opened().
+    UPGRADING = "upgrading"
+    OPEN = "open"
+    #: This side started a close (CloseClient); the transport reports the end.
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class Connection:
+    """One client connection, as the edge knows it."""
+
+    __slots__ = ("attempts", "close_after_upgrade", "close_sent", "data_headers", "early", "groups", "id",
+                 "request", "route", "state", "transport", "worker")
+
+    def __init__(self, conn_id: str, route: str, transport: typing.Any):
+        self.id = conn_id
+        self.route = route
+        #: The adapter's handle for this connection; the core never touches it.
+        self.transport = transport
+        self.state = ConnectionState.CONNECTING
+        self.worker: WorkerState | None = None
+        #: Groups joined (made on first join: most connections never join one).
+        self.groups: set[str] | None = None
+        #: What on_connect sent, written right after the upgrade.
+        self.early: list[tuple[bool, bytes]] | None = None
+        #: (code, reason) to close with as soon as the upgrade completes.
+        self.close_after_upgrade: tuple[int, str] | None = None
+        #: (code, reason) of the close this side started.
+        self.close_sent: tuple[int, str] | None = None
+        #: The two wire.Data headers (text, binary): encoded once, not per frame.
+        self.data_headers: tuple[bytes, bytes] | None = None
+        #: The handshake's request, kept while CONNECTING: a worker lost before
+        #: it answered is replaced by another, which needs it too.
+        self.request: dict | None = None
+        self.attempts = 0
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} {self.state.value} route={self.route!r}>"
+
+
+class WorkerState:
+    """What the edge knows of one worker: liveness, capacity, its connections."""
+
+    __slots__ = ("backlog", "capacity", "connections", "identity", "last_seen", "load", "worker_id")
+
+    def __init__(self, identity: bytes, hello: wire.Hello, now: float):
+        self.identity = identity
+        self.worker_id = hello.worker_id
+        self.connections: set[str] = set()
+        #: Disconnects its full queue refused: retried each tick, so the
+        #: worker still runs on_close for connections the edge closed meanwhile.
+        self.backlog: collections.deque[wire.Disconnect] = collections.deque()
+        self.update(hello, now)
+
+    def update(self, hello: wire.Hello, now: float) -> None:
+        self.capacity = hello.capacity
+        self.load = hello.load
+        self.last_seen = now
+
+    @property
+    def placement_load(self) -> int:
+        # The worker's own count lags by a heartbeat; ours is exact for this
+        # edge. Whichever is larger, so that a burst of handshakes spreads out.
+        return max(self.load, len(self.connections))
+
+    def has_room(self) -> bool:
+        return not self.capacity or self.placement_load < self.capacity
+
+
+class Stats:
+    """Counters for the stats endpoint and the shutdown report."""
+
+    __slots__ = ("closed_by_code", "connections_total", "frames_in", "frames_out", "refused")
+
+    def __init__(self):
+        self.frames_in = 0
+        self.frames_out = 0
+        self.connections_total = 0
+        self.refused: collections.Counter = collections.Counter()
+        self.closed_by_code: collections.Counter = collections.Counter()
+
+
+# -- actions --------------------------------------------------------------------------
+
+
+class Action:
+    """Something an adapter must do; the core returns lists of these."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+
+class Deliver(Action):
+    """Write one message to each of ``targets`` (open connections)."""
+
+    __slots__ = ("binary", "payload", "targets")
+
+    def __init__(self, targets: list[Connection], binary: bool, payload: bytes):
+        self.targets, self.binary, self.payload = targets, binary, payload
+
+
+class CloseClient(Action):
+    """Close ``conn``'s client with ``code``: a close frame, then the end of the transport."""
+
+    __slots__ = ("code", "conn", "reason")
+
+    def __init__(self, conn: Connection, code: int, reason: str):
+        self.conn, self.code, self.reason = conn, code, reason
+
+
+class Upgrade(Action):
+    """The handshake succeeded: complete the transport's upgrade (101), then call opened()."""
+
+    __slots__ = ("conn", "subprotocol")
+
+    def __init__(self, conn: Connection, subprotocol: str):
+        self.conn, self.subprotocol = conn, subprotocol
+
+
+class Refuse(Action):
+    """Refuse the handshake with an HTTP status; ``conn`` is None before a record was made."""
+
+    __slots__ = ("conn", "reason", "status")
+
+    def __init__(self, conn: Connection | None, status: int, reason: str):
+        self.conn, self.status, self.reason = conn, status, reason
+
+
+class ToWorker(Action):
+    """Send ``message`` to ``worker`` without blocking; report a failure with send_failed()."""
+
+    __slots__ = ("message", "worker")
+
+    def __init__(self, worker: WorkerState, message: wire.Message):
+        self.worker, self.message = worker, message
+
+
+class Forward(Action):
+    """A client's message for its worker: ``header`` is its encoded wire.Data header."""
+
+    __slots__ = ("conn", "header", "payload", "worker")
+
+    def __init__(self, worker: WorkerState, conn: Connection, header: bytes, payload: bytes):
+        self.worker, self.conn, self.header, self.payload = worker, conn, header, payload
+
+
+class Answer(Action):
+    """Answer the sender ``identity`` on the sub endpoint (an Ack, a Members)."""
+
+    __slots__ = ("identity", "message")
+
+    def __init__(self, identity: bytes, message: wire.Message):
+        self.identity, self.message = identity, message
+
+
+class WorkerChanged(Action):
+    """A worker ``joined`` or was ``lost``: for the banner and the supervisor."""
+
+    __slots__ = ("what", "worker")
+
+    def __init__(self, what: str, worker: WorkerState):
+        self.what, self.worker = what, worker
+
+
+# -- the core ---------------------------------------------------------------------------
+
+
+class EdgeCore:
+    """Connections, workers and groups of one edge: events in, actions out.
+
+    ``resolve(route)`` says whether a route exists (the mount's resolver);
+    ``clock`` gives monotonic seconds (tests pass their own).
+    """
+
+    def __init__(self, *, resolve: typing.Callable[[str], object], heartbeat_timeout: float,
+                 max_connections: int = 0, edge_id: str | None = None,
+                 clock: typing.Callable[[], float] = time.monotonic):
+        self.edge_id = edge_id or uuid.uuid4().hex[:16]
+        self.resolve = resolve
+        self.heartbeat_timeout = heartbeat_timeout
+        self.max_connections = max_connections
+        self.clock = clock
+        self._next_id = 0
+        #: Every connection not yet CLOSED, by id: O(1) routing of replies.
+        self.connections: dict[str, Connection] = {}
+        self.workers: dict[bytes, WorkerState] = {}
+        self.groups: dict[str, set[str]] = {}
+        self.stats = Stats()
+        self._open = 0
+        self._on_reply = {
+            wire.Send: self._send, wire.GroupSend: self._group_send, wire.SendTo: self._send_to,
+            wire.Presence: self._presence, wire.Accept: self._accept, wire.Deny: self._deny,
+            wire.Close: self._close, wire.Join: self._join, wire.Leave: self._leave,
+        }
+
+    # -- figures ----------------------------------------------------------------
+
+    @property
+    def open_count(self) -> int:
+        """Connections in the OPEN state."""
+        return self._open
+
+    @property
+    def handshakes_pending(self) -> int:
+        """Connections waiting for a worker's answer."""
+        return sum(1 for c in self.connections.values() if c.state is ConnectionState.CONNECTING)
+
+    # -- handshakes ---------------------------------------------------------------
+
+    def connect(self, route: str, request: dict, transport: typing.Any) -> tuple[Connection | None, list[Action]]:
+        """A client asks for ``route``: refuse it at once, or ask a worker to take it."""
+        if self.resolve(route) is None:
+            return None, [self._refused(None, 404, "no websocket route here")]
+        # Handshakes still waiting for a worker count too: a burst of them
+        # must not carry the server past its limit.
+        if self.max_connections and len(self.connections) >= self.max_connections:
+            return None, [self._refused(None, 503, "too many connections")]
+        self._next_id += 1
+        conn = Connection(f"{self.edge_id}.{self._next_id:x}", route, transport)
+        self.connections[conn.id] = conn
+        conn.request = request
+        return conn, self._place(conn)
+
+    def _place(self, conn: Connection) -> list[Action]:
+        """Ask the least-loaded worker with room to take ``conn``."""
+        worker = self.pick_worker()
+        if worker is None:
+            if self.workers:
+                # Upgrade, then close with 1013: a browser sees a close code
+                # (an HTTP status never reaches page JavaScript).
+                self.stats.refused[CloseCode.TRY_AGAIN_LATER] += 1
+                conn.state = ConnectionState.UPGRADING
+                conn.request = None
+                conn.close_after_upgrade = (CloseCode.TRY_AGAIN_LATER, "all workers at capacity")
+                return [Upgrade(conn, "")]
+            return self._refuse(conn, 503, "no worker available")
+        conn.attempts += 1
+        conn.worker = worker
+        worker.connections.add(conn.id)
+        return [ToWorker(worker, wire.Connect(conn.id, conn.route, conn.request))]
+
+    def pick_worker(self) -> WorkerState | None:
+        """The least-loaded live worker with room, or None."""
+        best = None
+        for worker in self.workers.values():
+            if worker.has_room() and (best is None or worker.placement_load < best.placement_load):
+                best = worker
+        return best
+
+    def handshake_timed_out(self, conn: Connection) -> list[Action]:
+        """The worker did not answer within WS_HANDSHAKE_TIMEOUT."""
+        if conn.state is not ConnectionState.CONNECTING:
+            return []
+        worker_id = conn.worker.worker_id if conn.worker else "?"
+        logger.warning("worker %s did not answer the handshake of %s in time", worker_id, conn.id)
+        return self._refuse(conn, 503, "no worker available")
+
+    def _accept(self, identity: bytes, message: wire.Accept) -> list[Action]:
+        conn = self.connections.get(message.conn_id)
+        if conn is None or conn.state is not ConnectionState.CONNECTING:
+            return []
+        conn.state = ConnectionState.UPGRADING
+        conn.request = None
+        return [Upgrade(conn, message.subprotocol)]
+
+    def _deny(self, identity: bytes, message: wire.Deny) -> list[Action]:
+        conn = self.connections.get(message.conn_id)
+        if conn is None or conn.state is not ConnectionState.CONNECTING:
+            return []
+        return self._refuse(conn, message.status, message.reason or "denied")
+
+    def _refused(self, conn: Connection | None, status: int, reason: str) -> Refuse:
+        self.stats.refused[status] += 1
+        return Refuse(conn, status, reason)
+
+    def _refuse(self, conn: Connection, status: int, reason: str) -> list[Action]:
+        """Refuse a handshake whose record exists: the record ends, and a worker that was asked is told."""
+        return [self._refused(conn, status, reason),
+                *self._end(conn, CloseCode.ABNORMAL, "handshake not completed", count=False)]
+
+    def opened(self, conn: Connection) -> list[Action]:
+        """The transport completed the upgrade."""
+        if conn.state is not ConnectionState.UPGRADING:
+            return []
+        conn.state = ConnectionState.OPEN
+        self._open += 1
+        if conn.close_after_upgrade is not None:
+            # Closed by the worker right after accepting (it was full, on_connect's
+            # handler failed at once, or it was lost): close on open.
+            code, reason = conn.close_after_upgrade
+            conn.early = None
+            return self._start_close(conn, code, reason)
+        self.stats.connections_total += 1
+        actions: list[Action] = []
+        if conn.early:
+            for binary, payload in conn.early:
+                self.stats.frames_out += 1
+                actions.append(Deliver([conn], binary, payload))
+            conn.early = None
+        return actions
+
+    # -- client traffic ----------------------------------------------------------------
+
+    def received(self, conn: Connection, binary: bool, payload: bytes) -> list[Action]:
+        """One message from the client, for its worker."""
+        if conn.state is not ConnectionState.OPEN:
+            return []  # this side is closing: the handler must not see a gap, then more
+        worker = conn.worker
+        if worker is None:
+            return self._start_close(conn, CloseCode.SERVICE_RESTART, "worker unavailable")
+        self.stats.frames_in += 1
+        headers = conn.data_headers
+        if headers is None:
+            # A connection's Data header never changes but for the binary flag.
+            text, bin_ = (wire.Data(conn.id, conn.route, flag, b"").encode()[0] for flag in (False, True))
+            headers = conn.data_headers = (text, bin_)
+        return [Forward(worker, conn, headers[binary], payload)]
+
+    def close(self, conn: Connection, code: int, reason: str) -> list[Action]:
+        """Close ``conn`` from this side (a transport limit, a shutdown)."""
+        return self._start_close(conn, code, reason)
+
+    def closed(self, conn: Connection, received: tuple[int, str] | None = None, clean: bool = False
+               ) -> list[Action]:
+        """The transport has ended: ``received`` is the client's close (code, reason), if it sent one.
+
+        The code recorded, and given to the worker's on_close, is the one of
+        the close this side started, else the client's, else 1005 for a close
+        frame without a code (``clean``), else 1006.
+        """
+        if conn.close_sent is not None:
+            code, reason = conn.close_sent
+        elif received is not None:
+            code, reason = received
+        elif clean:
+            code, reason = CloseCode.NO_STATUS, ""
+        else:
+            code, reason = CloseCode.ABNORMAL, "connection dropped without a close frame"
+        return self._end(conn, code, reason)
+
+    def _start_close(self, conn: Connection, code: int, reason: str) -> list[Action]:
+        state = conn.state
+        if state is ConnectionState.UPGRADING:
+            conn.close_after_upgrade = (code, reason)
+            return []
+        if state is not ConnectionState.OPEN:
+            return []
+        conn.state = ConnectionState.CLOSING
+        self._open -= 1
+        conn.close_sent = (int(code), reason)
+        return [CloseClient(conn, int(code), reason)]
+
+    def _end(self, conn: Connection, code: int, reason: str, count: bool = True) -> list[Action]:
+        """Forget ``conn``: its groups, its record; tell its worker. Idempotent."""
+        if conn.state is ConnectionState.CLOSED:
+            return []
+        if conn.state is ConnectionState.OPEN:
+            self._open -= 1
+        conn.state = ConnectionState.CLOSED
+        self.connections.pop(conn.id, None)
+        if count:
+            self.stats.closed_by_code[code] += 1
+        if conn.groups:
+            for group in conn.groups:
+                members = self.groups.get(group)
+                if members is not None:
+                    members.discard(conn.id)
+                    if not members:
+                        del self.groups[group]
+            conn.groups = None
+        conn.early = None
+        worker = conn.worker
+        if worker is not None and self.workers.get(worker.identity) is worker:
+            worker.connections.discard(conn.id)
+            return [ToWorker(worker, wire.Disconnect(conn.id, conn.route, int(code), reason))]
+        return []
+
+    # -- from workers and senders (the sub endpoint) -------------------------------------
+
+    def reply(self, identity: bytes, message: wire.Message) -> list[Action]:
+        """A message from a worker or another Django process, for a client, a group or the edge."""
+        worker = self.workers.get(identity)
+        if worker is not None:
+            # Any reply is a sign of life: under a burst the worker's own Hello
+            # may come late, and it must not be taken for dead meanwhile.
+            worker.last_seen = self.clock()
+        handle = self._on_reply.get(type(message))
+        if handle is None:
+            logger.warning("edge dropped an unexpected %s on the sub endpoint", type(message).__name__)
+            return []
+        return handle(identity, message)
+
+    def _send(self, identity: bytes, message: wire.Send) -> list[Action]:
+        conn = self.connections.get(message.conn_id)
+        if conn is None:
+            logger.debug("send to gone connection %s dropped", message.conn_id)
+            return []
+        if conn.state is ConnectionState.OPEN:
+            self.stats.frames_out += 1
+            return [Deliver([conn], message.binary, message.payload)]
+        if conn.state in (ConnectionState.CONNECTING, ConnectionState.UPGRADING):
+            # Sent from on_connect: the client gets it first thing after the upgrade.
+            if conn.early is None:
+                conn.early = []
+            conn.early.append((message.binary, message.payload))
+        return []
+
+    def _group_send(self, identity: bytes, message: wire.GroupSend) -> list[Action]:
+        targets = self.members_of(message.group, exclude=message.exclude)
+        self.stats.frames_out += len(targets)
+        actions: list[Action] = [Deliver(targets, message.binary, message.payload)] if targets else []
+        if message.ref:
+            actions.append(Answer(identity, wire.Ack(message.ref, self.edge_id, len(targets))))
+        return actions
+
+    def members_of(self, group: str, exclude: str = "") -> list[Connection]:
+        """The open connections of ``group`` (but ``exclude``)."""
+        members = self.groups.get(group)
+        if not members:
+            return []
+        open_ = ConnectionState.OPEN
+        connections = self.connections
+        targets = []
+        for conn_id in members:
+            if conn_id != exclude:
+                conn = connections.get(conn_id)
+                if conn is not None and conn.state is open_:
+                    targets.append(conn)
+        return targets
+
+    def _send_to(self, identity: bytes, message: wire.SendTo) -> list[Action]:
+        conn = self.connections.get(message.conn_id)
+        delivered = conn is not None and conn.state is ConnectionState.OPEN
+        actions: list[Action] = []
+        if delivered:
+            self.stats.frames_out += 1
+            actions.append(Deliver([conn], message.binary, message.payload))
+        if message.ref:
+            actions.append(Answer(identity, wire.Ack(message.ref, self.edge_id, int(delivered))))
+        return actions
+
+    def _presence(self, identity: bytes, message: wire.Presence) -> list[Action]:
+        members = sorted(self.groups.get(message.group, ()))
+        return [Answer(identity, wire.Members(message.ref, self.edge_id, {"ids": members}))]
+
+    def _close(self, identity: bytes, message: wire.Close) -> list[Action]:
+        conn = self.connections.get(message.conn_id)
+        if conn is None:
+            return []
+        return self._start_close(conn, message.code, message.reason)
+
+    def _join(self, identity: bytes, message: wire.Join) -> list[Action]:
+        conn = self.connections.get(message.conn_id)
+        if conn is not None and conn.state in _MAY_JOIN:
+            self.groups.setdefault(message.group, set()).add(conn.id)
+            if conn.groups is None:
+                conn.groups = set()
+            conn.groups.add(message.group)
+        return []
+
+    def _leave(self, identity: bytes, message: wire.Leave) -> list[Action]:
+        conn = self.connections.get(message.conn_id)
+        members = self.groups.get(message.group)
+        if conn is not None and members is not None:
+            members.discard(conn.id)
+            if conn.groups:
+                conn.groups.discard(message.group)
+            if not members:
+                del self.groups[message.group]
+        return []
+
+    # -- workers (the push endpoint) ------------------------------------------------------
+
+    def worker_event(self, identity: bytes, message: wire.Message) -> list[Action]:
+        """A Hello (heartbeat) or Goodbye from a worker."""
+        if isinstance(message, wire.Goodbye):
+            worker = self.workers.get(identity)
+            return self.worker_lost(worker, "it is stopping") if worker is not None else []
+        if not isinstance(message, wire.Hello):
+            logger.warning("edge dropped an unexpected %s on the push endpoint", type(message).__name__)
+            return []
+        now = self.clock()
+        worker = self.workers.get(identity)
+        if worker is not None:
+            worker.update(message, now)
+            return []
+        worker = self.workers[identity] = WorkerState(identity, message, now)
+        logger.info("worker %s joined (capacity %s)", worker.worker_id, worker.capacity or "unlimited")
+        return [ToWorker(worker, wire.Ping(self.edge_id)), WorkerChanged("joined", worker)]
+
+    def tick(self) -> list[Action]:
+        """Each heartbeat interval: ping the workers, retry their backlogs, drop the silent ones."""
+        now = self.clock()
+        actions: list[Action] = []
+        for worker in list(self.workers.values()):
+            silent = now - worker.last_seen
+            if silent > self.heartbeat_timeout:
+                actions += self.worker_lost(worker, f"silent for {silent:.1f}s")
+                continue
+            actions.append(ToWorker(worker, wire.Ping(self.edge_id)))
+            # One at a time: send_failed() puts it back in front if the queue is still full.
+            if worker.backlog:
+                actions.append(ToWorker(worker, worker.backlog.popleft()))
+        return actions
+
+    def send_failed(self, worker: WorkerState, message: wire.Message | None,
+                    connections: typing.Sequence[Connection] = ()) -> list[Action]:
+        """The link could not queue ``message`` (or the client frames of ``connections``) for ``worker``.
+
+        Its queue is full (the worker is ``queue limit`` messages behind), or
+        it is gone (the link then calls worker_lost() first).
+        """
+        if self.workers.get(worker.identity) is not worker:
+            message_conn = getattr(message, "conn_id", None)
+            conn = self.connections.get(message_conn) if message_conn else None
+            if isinstance(message, wire.Connect) and conn is not None:
+                return self._retry(conn)
+            return []
+        actions: list[Action] = []
+        if isinstance(message, wire.Disconnect):
+            worker.backlog.appendleft(message)
+        elif isinstance(message, wire.Connect):
+            conn = self.connections.get(message.conn_id)
+            if conn is not None:
+                worker.connections.discard(conn.id)
+                logger.warning("worker %s is behind; refusing more for it", worker.worker_id)
+                actions += self._refuse(conn, 503, "no worker available")
+        for conn in connections:
+            actions += self._start_close(conn, CloseCode.TRY_AGAIN_LATER, "worker unavailable")
+        return actions
+
+    def _retry(self, conn: Connection) -> list[Action]:
+        """The worker asked to take ``conn`` vanished before answering: ask the next one."""
+        if conn.state is not ConnectionState.CONNECTING:
+            return []
+        conn.worker = None
+        if conn.attempts >= HANDSHAKE_ATTEMPTS:
+            return self._refuse(conn, 503, "no worker available")
+        return self._place(conn)
+
+    def worker_lost(self, worker: WorkerState, why: str) -> list[Action]:
+        """``worker`` is gone (silent, stopping, its socket disconnected): its connections end with 1012.
+
+        A handshake it had not answered yet goes to the next worker.
+        """
+        if self.workers.get(worker.identity) is not worker:
+            return []
+        del self.workers[worker.identity]
+        logger.warning("worker %s lost (%s); closing its %d connections with 1012", worker.worker_id, why,
+                       len(worker.connections))
+        actions: list[Action] = []
+        for conn_id in list(worker.connections):
+            conn = self.connections.get(conn_id)
+            if conn is None:
+                continue
+            if conn.state is ConnectionState.CONNECTING:
+                actions += self._retry(conn)
+            else:
+                conn.worker = None
+                actions += self._start_close(conn, CloseCode.SERVICE_RESTART, "worker lost")
+        worker.connections.clear()
+        worker.backlog.clear()
+        actions.append(WorkerChanged("lost", worker))
+        return actions
+
+    def shutdown(self) -> list[Action]:
+        """Close every open client with 1001 (going away)."""
+        actions: list[Action] = []
+        for conn in list(self.connections.values()):
+            actions += self._start_close(conn, CloseCode.GOING_AWAY, "server shutdown")
+        return actions
+
+
+#: States in which a handler's join() counts (from on_connect, or once open).
+_MAY_JOIN = (ConnectionState.CONNECTING, ConnectionState.UPGRADING, ConnectionState.OPEN)

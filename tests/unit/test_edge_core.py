@@ -1,0 +1,322 @@
+"""The edge's connection core, event by event, with no sockets and no loop.
+
+Each close race that the end-to-end tests once met is a sequence of events
+here, with the actions it must produce.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from django_ws import wire
+from django_ws.codes import CloseCode
+from django_ws.edge.core import (
+    Answer,
+    CloseClient,
+    ConnectionState,
+    Deliver,
+    EdgeCore,
+    Forward,
+    Refuse,
+    ToWorker,
+    Upgrade,
+    WorkerChanged,
+)
+
+ROUTES = {"echo", "chat/lobby"}
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def core(clock):
+    return EdgeCore(resolve=lambda route: route if route in ROUTES else None, heartbeat_timeout=2.0,
+                    edge_id="e1", clock=clock)
+
+
+def hello(core, identity=b"w1", capacity=0, load=0):
+    return core.worker_event(identity, wire.Hello(identity.decode(), capacity, load))
+
+
+def kinds(actions):
+    return [type(a).__name__ for a in actions]
+
+
+def only(actions, kind):
+    found = [a for a in actions if isinstance(a, kind)]
+    assert len(found) == 1, f"expected one {kind.__name__} in {actions}"
+    return found[0]
+
+
+def open_connection(core, route="echo", worker=b"w1", transport="t"):
+    conn, actions = core.connect(route, {"path": "/" + route}, transport)
+    connect = only(actions, ToWorker)
+    assert isinstance(connect.message, wire.Connect) and connect.worker.identity == worker
+    assert core.reply(worker, wire.Accept(conn.id, "")) == [Upgrade(conn, "")]
+    assert core.opened(conn) == []
+    assert conn.state is ConnectionState.OPEN
+    return conn
+
+
+# -- handshakes --------------------------------------------------------------------------
+
+
+def test_an_unknown_route_is_refused_with_404_and_leaves_no_record(core):
+    hello(core)
+    conn, actions = core.connect("nowhere", {}, "t")
+    assert conn is None and actions == [Refuse(None, 404, "no websocket route here")]
+    assert core.connections == {} and core.stats.refused[404] == 1
+
+
+def test_no_worker_gives_503(core):
+    conn, actions = core.connect("echo", {}, "t")
+    assert kinds(actions) == ["Refuse"] and actions[0].status == 503
+    assert conn.state is ConnectionState.CLOSED and core.connections == {}
+
+
+def test_a_worker_joins_and_is_pinged(core):
+    actions = hello(core)
+    assert kinds(actions) == ["ToWorker", "WorkerChanged"]
+    assert isinstance(actions[0].message, wire.Ping) and actions[1].what == "joined"
+    assert hello(core) == [], "a second Hello is a heartbeat"
+
+
+def test_accept_upgrades_and_what_on_connect_sent_comes_first(core):
+    hello(core)
+    conn, _ = core.connect("echo", {}, "t")
+    assert conn.state is ConnectionState.CONNECTING and core.handshakes_pending == 1
+    assert core.reply(b"w1", wire.Send(conn.id, False, b"first")) == []
+    assert core.reply(b"w1", wire.Join(conn.id, "room")) == []
+    assert core.reply(b"w1", wire.Accept(conn.id, "chat")) == [Upgrade(conn, "chat")]
+    assert core.reply(b"w1", wire.Send(conn.id, True, b"second")) == []
+    assert core.opened(conn) == [Deliver([conn], False, b"first"), Deliver([conn], True, b"second")]
+    assert core.open_count == 1 and core.stats.connections_total == 1
+    assert [c.id for c in core.members_of("room")] == [conn.id], "joined from on_connect"
+
+
+def test_the_least_loaded_worker_with_room_takes_the_connection(core):
+    hello(core, b"w1", load=5)
+    hello(core, b"w2", load=1)
+    hello(core, b"w3", capacity=1, load=1)
+    _, actions = core.connect("echo", {}, "t")
+    assert only(actions, ToWorker).worker.identity == b"w2"
+
+
+def test_deny_refuses_with_its_status_and_tells_the_worker(core):
+    hello(core)
+    conn, _ = core.connect("echo", {}, "t")
+    actions = core.reply(b"w1", wire.Deny(conn.id, 403, "members only"))
+    assert only(actions, Refuse) == Refuse(conn, 403, "members only")
+    disconnect = only(actions, ToWorker).message
+    assert isinstance(disconnect, wire.Disconnect) and disconnect.code == CloseCode.ABNORMAL
+    assert conn.state is ConnectionState.CLOSED and core.stats.refused[403] == 1
+
+
+def test_a_handshake_that_times_out_gets_503(core):
+    hello(core)
+    conn, _ = core.connect("echo", {}, "t")
+    assert kinds(core.handshake_timed_out(conn)) == ["Refuse", "ToWorker"]
+    assert core.reply(b"w1", wire.Accept(conn.id, "")) == [], "a late Accept is ignored"
+
+
+def test_the_client_leaving_while_a_worker_decides(core):
+    hello(core)
+    conn, _ = core.connect("echo", {}, "t")
+    actions = core.closed(conn)
+    assert isinstance(only(actions, ToWorker).message, wire.Disconnect)
+    assert core.reply(b"w1", wire.Accept(conn.id, "")) == []
+    assert core.connections == {} and core.handshakes_pending == 0
+
+
+def test_a_workers_close_overtaking_the_upgrade_closes_on_open(core):
+    hello(core)
+    conn, _ = core.connect("echo", {}, "t")
+    core.reply(b"w1", wire.Accept(conn.id, ""))
+    assert core.reply(b"w1", wire.Close(conn.id, 1011, "handler failed")) == []
+    assert core.opened(conn) == [CloseClient(conn, 1011, "handler failed")]
+    actions = core.closed(conn, received=(1000, ""))
+    assert only(actions, ToWorker).message.code == 1011, "the code of the close this side started"
+    assert core.stats.closed_by_code[1011] == 1
+
+
+def test_a_worker_lost_mid_handshake_hands_it_to_the_next(core):
+    hello(core, b"w1")
+    hello(core, b"w2", load=3)
+    conn, actions = core.connect("echo", {"path": "/echo"}, "t")
+    assert only(actions, ToWorker).worker.identity == b"w1"
+    actions = core.worker_event(b"w1", wire.Goodbye("w1"))
+    retry = only(actions, ToWorker)
+    assert retry.worker.identity == b"w2" and retry.message.request == {"path": "/echo"}
+    assert only(actions, WorkerChanged).what == "lost"
+    assert conn.state is ConnectionState.CONNECTING
+
+
+def test_a_handshake_gives_up_after_three_lost_workers(core):
+    for n in range(4):
+        hello(core, f"w{n}".encode())
+    conn, actions = core.connect("echo", {}, "t")
+    for _ in range(2):
+        actions = core.worker_lost(only(actions, ToWorker).worker, "killed")
+    actions = core.worker_lost(only(actions, ToWorker).worker, "killed")
+    assert only(actions, Refuse).status == 503
+
+
+def test_a_worker_lost_while_upgrading_closes_with_1012_on_open(core):
+    hello(core)
+    conn, _ = core.connect("echo", {}, "t")
+    core.reply(b"w1", wire.Accept(conn.id, ""))
+    core.worker_lost(core.workers[b"w1"], "killed")
+    assert core.opened(conn) == [CloseClient(conn, CloseCode.SERVICE_RESTART, "worker lost")]
+    assert core.closed(conn) == [], "no worker left to tell"
+    assert core.stats.closed_by_code[1012] == 1
+
+
+def test_all_workers_at_capacity_upgrades_then_closes_with_1013(core):
+    hello(core, capacity=1, load=1)
+    conn, actions = core.connect("echo", {}, "t")
+    assert actions == [Upgrade(conn, "")]
+    assert core.opened(conn) == [CloseClient(conn, CloseCode.TRY_AGAIN_LATER, "all workers at capacity")]
+    assert core.stats.connections_total == 0 and core.stats.refused[1013] == 1
+
+
+def test_max_connections_counts_handshakes_under_way(clock):
+    core = EdgeCore(resolve=lambda r: r, heartbeat_timeout=2, max_connections=2, clock=clock)
+    hello(core)
+    core.connect("a", {}, "t")
+    core.connect("b", {}, "t")
+    _, actions = core.connect("c", {}, "t")
+    assert actions == [Refuse(None, 503, "too many connections")]
+
+
+# -- traffic ---------------------------------------------------------------------------------
+
+
+def test_client_frames_go_to_the_connections_worker_with_a_header_made_once(core):
+    hello(core)
+    conn = open_connection(core)
+    first = only(core.received(conn, False, b"hi"), Forward)
+    second = only(core.received(conn, True, b"\x00"), Forward)
+    assert first.worker.identity == b"w1" and first.payload == b"hi"
+    assert wire.decode([first.header, b"hi"]) == wire.Data(conn.id, "echo", False, b"hi")
+    assert wire.decode([second.header, b"\x00"]).binary is True
+    assert core.received(conn, False, b"again")[0].header is first.header
+    assert core.stats.frames_in == 3
+
+
+def test_nothing_reaches_the_worker_once_this_side_closes(core):
+    hello(core)
+    conn = open_connection(core)
+    assert core.reply(b"w1", wire.Close(conn.id, 1000, "bye")) == [CloseClient(conn, 1000, "bye")]
+    assert conn.state is ConnectionState.CLOSING and core.open_count == 0
+    assert core.received(conn, False, b"late") == []
+    assert core.reply(b"w1", wire.Send(conn.id, False, b"late")) == []
+    assert core.reply(b"w1", wire.Close(conn.id, 1011, "again")) == [], "one close per connection"
+
+
+def test_a_worker_lost_closes_its_open_connections_with_1012(core):
+    hello(core, b"w1")
+    hello(core, b"w2", load=9)
+    mine, other = open_connection(core), open_connection(core)
+    hello(core, b"w1", load=20)
+    elsewhere = open_connection(core, worker=b"w2")
+    actions = core.worker_lost(core.workers[b"w1"], "silent")
+    closes = [a for a in actions if isinstance(a, CloseClient)]
+    assert {c.conn.id for c in closes} == {mine.id, other.id} and {c.code for c in closes} == {1012}
+    assert elsewhere.state is ConnectionState.OPEN
+    assert core.received(elsewhere, False, b"x")[0].worker.identity == b"w2"
+
+
+@pytest.mark.parametrize("received, clean, expected", [
+    ((4001, "app"), False, (4001, "app")),
+    (None, True, (1005, "")),
+    (None, False, (1006, "connection dropped without a close frame")),
+])
+def test_how_a_connection_ended_is_recorded(core, received, clean, expected):
+    hello(core)
+    conn = open_connection(core)
+    disconnect = only(core.closed(conn, received=received, clean=clean), ToWorker).message
+    assert (disconnect.code, disconnect.reason) == expected
+    assert core.stats.closed_by_code[expected[0]] == 1
+    assert core.closed(conn) == [], "closed() is idempotent"
+
+
+def test_groups_fan_out_to_open_members_once_and_forget_closed_ones(core):
+    hello(core)
+    a, b, c = (open_connection(core) for _ in range(3))
+    for conn in (a, b):
+        core.reply(b"w1", wire.Join(conn.id, "room"))
+    core.reply(b"w1", wire.Join(a.id, "room"))
+    actions = core.reply(b"sender", wire.GroupSend("room", b.id, False, b"news", "ref1"))
+    assert only(actions, Deliver).targets == [a]
+    assert only(actions, Answer) == Answer(b"sender", wire.Ack("ref1", "e1", 1))
+    core.reply(b"w1", wire.Leave(a.id, "room"))
+    core.closed(b)
+    assert core.groups == {}, "an empty group is forgotten"
+    actions = core.reply(b"sender", wire.GroupSend("room", "", False, b"news", "ref2"))
+    assert kinds(actions) == ["Answer"] and actions[0].message.delivered == 0
+    assert c.groups is None
+
+
+def test_send_to_a_connection_and_presence_answer_the_sender(core):
+    hello(core)
+    conn = open_connection(core)
+    core.reply(b"w1", wire.Join(conn.id, "g"))
+    actions = core.reply(b"s", wire.SendTo(conn.id, False, b"hi", "r"))
+    assert kinds(actions) == ["Deliver", "Answer"] and actions[1].message.delivered == 1
+    assert core.reply(b"s", wire.SendTo("e1.gone", False, b"hi", "r"))[0].message.delivered == 0
+    members = only(core.reply(b"s", wire.Presence("r2", "g")), Answer).message
+    assert members.members == {"ids": [conn.id]}
+
+
+# -- workers falling behind --------------------------------------------------------------------
+
+
+def test_a_full_queue_closes_the_connections_whose_frames_did_not_fit_with_1013(core):
+    hello(core)
+    a, b = open_connection(core), open_connection(core)
+    actions = core.send_failed(core.workers[b"w1"], None, [a])
+    assert actions == [CloseClient(a, CloseCode.TRY_AGAIN_LATER, "worker unavailable")]
+    assert b.state is ConnectionState.OPEN
+
+
+def test_a_disconnect_the_full_queue_refused_is_retried_each_tick(core, clock):
+    hello(core)
+    conn = open_connection(core)
+    worker = core.workers[b"w1"]
+    disconnect = only(core.closed(conn), ToWorker).message
+    assert core.send_failed(worker, disconnect) == []
+    clock.now += 0.5
+    actions = core.tick()
+    assert [a.message for a in actions] == [wire.Ping("e1"), disconnect]
+    assert core.tick() == [ToWorker(worker, wire.Ping("e1"))], "sent once it went through"
+
+
+def test_a_silent_worker_is_lost_at_the_next_tick(core, clock):
+    hello(core, b"w1")
+    hello(core, b"w2")
+    clock.now += 1.0
+    core.reply(b"w2", wire.Join("x", "g"))  # any reply is a sign of life
+    clock.now += 1.5
+    actions = core.tick()
+    assert only(actions, WorkerChanged).worker.identity == b"w1"
+    assert list(core.workers) == [b"w2"]
+
+
+def test_shutdown_closes_every_open_client_with_1001(core):
+    hello(core)
+    a = open_connection(core)
+    b, _ = core.connect("echo", {}, "t")
+    core.reply(b"w1", wire.Accept(b.id, ""))
+    assert core.shutdown() == [CloseClient(a, CloseCode.GOING_AWAY, "server shutdown")]
+    assert core.opened(b) == [CloseClient(b, CloseCode.GOING_AWAY, "server shutdown")]
