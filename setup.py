@@ -18,6 +18,7 @@ setup(
         "gevent": ["gevent>=23.9"],
         "uvloop": ["uvloop>=0.19"],
         "postgres": ["psycopg[binary]>=3.1"],
+        "jwt": ["PyJWT[crypto]>=2.8"],
         "test": [
             "pytest>=8",
             "pytest-django>=4.8",
@@ -27,6 +28,7 @@ setup(
             "psycopg[binary]>=3.1",
             "playwright>=1.40",
             "uvloop>=0.19",
+            "PyJWT[crypto]>=2.8",
         ],
         "bench": ["channels>=4", "uvicorn[standard]>=0.29", "daphne>=4", "uvloop>=0.19"],
     },
