@@ -260,3 +260,34 @@ def test_a_token_appears_in_no_log_line(server_db, tokens):
     # Not vacuous: the access log did log these handshakes, redacted.
     assert "101 GET /socket/whoami?access_token=[redacted]" in output, output[-3000:]
     assert "a=1&access%5Ftoken=[redacted]" in output, "an encoded name is the same parameter"
+
+
+# -- the browser client --------------------------------------------------------------------------
+
+NODE_WS = "/work/shared/tools/wsload/node_modules"
+
+
+@pytest.mark.parametrize("token_in", ["protocol", "query"])
+def test_the_js_client_fetches_a_fresh_token_before_each_connect(token_server, tokens, token_in):
+    import shutil
+
+    from tests.conftest import require
+
+    node = shutil.which("node")
+    require(node is not None, "node is not installed")
+    node_path = os.environ.get("DJANGO_WS_TEST_NODE_PATH", NODE_WS)
+    require(os.path.isdir(os.path.join(node_path, "ws")), f"the ws npm package is not in {node_path}")
+    client = os.path.join(ROOT, "django_ws", "static", "django_ws", "django-ws.js")
+    result = subprocess.run(
+        [node, os.path.join(ROOT, "tests", "js_token_client.js"), client, token_server.url("whoami"), token_in,
+         tokens["alice"], tokens["bob"]],
+        env=dict(os.environ, NODE_PATH=node_path), capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["calls"] == 2, "the token function runs before the connect and before the reconnect"
+    assert [s["user"] for s in outcome["seen"]] == ["tok-alice", "tok-bob"], "each connect used its fresh token"
+    if token_in == "protocol":
+        assert {s["protocol"] for s in outcome["seen"]} == {"django-ws.token"}
+        assert all(s["query"] == {} for s in outcome["seen"]), "the token stayed out of the URL"
+    else:
+        assert outcome["seen"][1]["query"] == {"access_token": tokens["bob"]}

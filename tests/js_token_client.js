@@ -1,0 +1,29 @@
+// Drives django-ws.js under Node against a real server (tests/test_tokens.py).
+// argv: <django-ws.js> <url> <tokenIn> <token 1> <token 2> ...
+// Connects with a token function that returns the next token as a Promise,
+// asks whoami, drops the socket (not a user close, so the client reconnects),
+// and prints one JSON line: the users the server saw and the token calls made.
+"use strict";
+global.WebSocket = require("ws");
+const DjangoWebSocket = require(process.argv[2]);
+const [url, tokenIn, ...tokens] = process.argv.slice(3);
+
+let calls = 0;
+const seen = [];
+const socket = new DjangoWebSocket(url, {
+  baseDelay: 50,
+  tokenIn: tokenIn,
+  token: () => new Promise((resolve) => setTimeout(() => resolve(tokens[calls++]), 10)),
+});
+socket.onopen = () => socket.sendJSON({});
+socket.onjson = (data) => {
+  seen.push({user: data.user, protocol: socket.ws.protocol, query: data.query});
+  if (seen.length < tokens.length) {
+    socket.ws.close();  // the connection drops: the client comes back with a fresh token
+  } else {
+    console.log(JSON.stringify({seen: seen, calls: calls}));
+    socket.close();
+  }
+};
+setTimeout(() => { console.log(JSON.stringify({timeout: true, seen: seen, calls: calls})); process.exit(1); }, 20000);
+socket.onclose = () => { if (socket.closedByUser) process.exit(0); };
