@@ -267,7 +267,7 @@ def test_a_token_appears_in_no_log_line(server_db, tokens):
 NODE_WS = "/work/shared/tools/wsload/node_modules"
 
 
-@pytest.mark.parametrize("token_in", ["protocol", "query"])
+@pytest.mark.parametrize("token_in", ["protocol", "query", "protocol-after-a-failed-fetch"])
 def test_the_js_client_fetches_a_fresh_token_before_each_connect(token_server, tokens, token_in):
     import shutil
 
@@ -278,15 +278,18 @@ def test_the_js_client_fetches_a_fresh_token_before_each_connect(token_server, t
     node_path = os.environ.get("DJANGO_WS_TEST_NODE_PATH", NODE_WS)
     require(os.path.isdir(os.path.join(node_path, "ws")), f"the ws npm package is not in {node_path}")
     client = os.path.join(ROOT, "django_ws", "static", "django_ws", "django-ws.js")
+    mode, failing = token_in.split("-")[0], token_in.endswith("failed-fetch")
+    sequence = [tokens["alice"], "REJECT", tokens["bob"]] if failing else [tokens["alice"], tokens["bob"]]
     result = subprocess.run(
-        [node, os.path.join(ROOT, "tests", "js_token_client.js"), client, token_server.url("whoami"), token_in,
-         tokens["alice"], tokens["bob"]],
+        [node, os.path.join(ROOT, "tests", "js_token_client.js"), client, token_server.url("whoami"),
+         mode, *sequence],
         env=dict(os.environ, NODE_PATH=node_path), capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
-    assert outcome["calls"] == 2, "the token function runs before the connect and before the reconnect"
+    assert outcome["calls"] == len(sequence), "the token function runs before the connect and each reconnect"
+    assert outcome["errors"] == int(failing), "a failed fetch is reported to onerror, then retried"
     assert [s["user"] for s in outcome["seen"]] == ["tok-alice", "tok-bob"], "each connect used its fresh token"
-    if token_in == "protocol":
+    if mode == "protocol":
         assert {s["protocol"] for s in outcome["seen"]} == {"django-ws.token"}
         assert all(s["query"] == {} for s in outcome["seen"]), "the token stayed out of the URL"
     else:
