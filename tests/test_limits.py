@@ -12,6 +12,8 @@ import os
 import socket
 import statistics
 import struct
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -21,8 +23,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from django_ws.conf import DEFAULTS
+from tests.conftest import ROOT, SETTINGS
 from tests.test_modes import stats, wait_until
-from tests.test_security import RawClient
+from tests.test_security import RawClient, refused_status
 
 DEFAULT_LIMITS = {"DJANGO_WS_RATE_LIMITS": "defaults"}
 
@@ -195,3 +198,23 @@ def test_a_connection_over_its_byte_budget_is_closed_with_1008(make_server):
         ws.send(chunk)
         assert ws.recv(timeout=10) == chunk
 
+
+
+def test_the_limits_are_the_edges_whatever_workers_serve_it(make_server, server_db):
+    """Two run_wsworker processes of their own (as on other hosts) behind one edge: the edge still counts."""
+    env_limits = limits_env(WS_CONNECTIONS_PER_ADDRESS=4, WS_NEW_CONNECTIONS_PER_ADDRESS=0)
+    edge = make_server(edge_only=True, env=env_limits)
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE=SETTINGS, PYTHONPATH=ROOT, DJANGO_WS_TEST_DB=server_db, **env_limits)
+    workers = [subprocess.Popen([sys.executable, "-m", "django", "run_wsworker", "--push-socket", edge.push_socket,
+                                 "--sub-socket", edge.sub_socket], cwd=ROOT, env=env) for _ in range(2)]
+    try:
+        wait_until(lambda: len(stats(edge)["workers"]) == 2, 20, "both workers joined the edge")
+        held = [connect(edge.url("echo")) for _ in range(4)]
+        assert sorted(w["connections_here"] for w in stats(edge)["workers"]) == [2, 2], "spread over both workers"
+        assert refused_status(edge.url("echo")) == 429
+        for ws in held:
+            ws.close()
+    finally:
+        for worker in workers:
+            worker.terminate()
+        assert [worker.wait(20) for worker in workers] == [0, 0]
