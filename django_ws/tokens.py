@@ -82,8 +82,10 @@ def verify_token(token: str, *, scope: str | None = None) -> tuple[AbstractBaseU
         if claims.get(claim) in (None, ""):
             raise TokenError(f"the token has no {claim!r} claim")
         user = _active_user(**{field: claims[claim]})
-        token_scope = claims.get(config.get("scope_claim", "scope"))
-        if scope is not None and scope not in str(token_scope or "").split():
+        granted = claims.get(config.get("scope_claim", "scope")) or ""
+        # RFC 8693 makes "scope" a space-separated string; some issuers send a list.
+        granted = granted.split() if isinstance(granted, str) else [str(word) for word in granted]
+        if scope is not None and scope not in granted:
             raise TokenError("the token is not for this scope", 403)
         return user, claims
     try:

@@ -161,6 +161,7 @@ def test_a_deactivated_users_token_stops_working(token_server, tokens, server_db
 def test_a_jwt_with_the_right_issuer_audience_and_key_gives_its_user(token_server, tokens):
     assert whoami(with_token(token_server.url("whoami"), jwt_token()))[0] == "tok-alice"
     assert whoami(with_token(token_server.url("scoped"), jwt_token(scope="read chat")))[0] == "tok-alice"
+    assert whoami(with_token(token_server.url("scoped"), jwt_token(scope=["read", "chat"])))[0] == "tok-alice"
 
 
 @pytest.mark.parametrize("case, claims, status", [
