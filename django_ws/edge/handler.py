@@ -305,6 +305,14 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
         reason = "message rate limit exceeded" if broken == "messages" else "byte rate limit exceeded"
         logger.info("connection %s: %s; closing it with 1008", self.conn_id, reason)
         self.close(CloseCode.POLICY_VIOLATION, reason)
+        protocol = self.ws_connection
+        if protocol is not None:
+            # Fail the connection (RFC 6455, 7.1.7) rather than wait for the
+            # client's close frame while parsing the rest of its flood frame
+            # by frame: close lingering, which still delivers the close frame
+            # but discards what arrives unread.
+            protocol._linger = True
+            protocol._abort()
         # The worker hears now, not when the client answers the close frame.
         self.bridge.release(self, CloseCode.POLICY_VIOLATION, reason)
         return False
