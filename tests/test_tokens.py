@@ -48,7 +48,7 @@ with override_settings(SECRET_KEY="somebody-elses-key"):
 print(json.dumps(tokens))
 """
 
-JWT_KEY = "a-shared-secret-of-at-least-32-bytes!"
+JWT_KEY = "a-shared-secret-long-enough-for-hs512-which-wants-64-bytes-or-more"
 JWT_SETTINGS = {"algorithms": ["HS256"], "key": JWT_KEY, "issuer": "https://id.example",
                 "audience": "django-ws-tests"}
 
@@ -169,7 +169,7 @@ def test_a_jwt_with_the_right_issuer_audience_and_key_gives_its_user(token_serve
     ("wrong issuer", {"iss": "https://evil.example"}, 401),
     ("expired", {"exp": int(time.time()) - 600}, 401),
     ("no expiry", {"exp": None}, 401),
-    ("wrong key", {"_key": "another-secret-of-at-least-32-bytes!!"}, 401),
+    ("wrong key", {"_key": "another-secret-long-enough-for-hs512-which-wants-64-bytes-or-more!"}, 401),
     ("algorithm not allowed", {"_alg": "HS512"}, 401),
     ("alg none", {"_alg": "none", "_key": None}, 401),
     ("unknown user", {"sub": "nobody-here"}, 401),
