@@ -265,9 +265,6 @@ def test_a_token_appears_in_no_log_line(server_db, tokens):
 
 # -- the browser client --------------------------------------------------------------------------
 
-NODE_WS = "/work/shared/tools/wsload/node_modules"
-
-
 @pytest.mark.parametrize("token_in", ["protocol", "query", "protocol-after-a-failed-fetch"])
 def test_the_js_client_fetches_a_fresh_token_before_each_connect(token_server, tokens, token_in):
     import shutil
@@ -276,8 +273,10 @@ def test_the_js_client_fetches_a_fresh_token_before_each_connect(token_server, t
 
     node = shutil.which("node")
     require(node is not None, "node is not installed")
-    node_path = os.environ.get("DJANGO_WS_TEST_NODE_PATH", NODE_WS)
-    require(os.path.isdir(os.path.join(node_path, "ws")), f"the ws npm package is not in {node_path}")
+    # A node_modules directory holding the ws package (npm install ws), as Node has no WebSocket client before 22.
+    node_path = os.environ.get("DJANGO_WS_TEST_NODE_PATH") or os.environ.get("NODE_PATH", "")
+    require(bool(node_path) and os.path.isdir(os.path.join(node_path, "ws")),
+            f"no ws npm package in DJANGO_WS_TEST_NODE_PATH ({node_path or 'unset'}): npm install ws, and point it there")
     client = os.path.join(ROOT, "django_ws", "static", "django_ws", "django-ws.js")
     mode, failing = token_in.split("-")[0], token_in.endswith("failed-fetch")
     sequence = [tokens["alice"], "REJECT", tokens["bob"]] if failing else [tokens["alice"], tokens["bob"]]
