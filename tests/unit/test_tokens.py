@@ -36,6 +36,12 @@ class TokenHandshakeTests(TestCase):
         assert self.whoami(headers={"Authorization": f"Bearer {token}"}) == "alice"
         assert self.whoami(subprotocols=(SUBPROTOCOL, f"{SUBPROTOCOL}.{token}")) == "alice"
 
+    def test_the_handlers_own_subprotocol_choice_stands(self):
+        offered = ("a", "b", SUBPROTOCOL, f"{SUBPROTOCOL}.{make_token(self.alice)}")
+        assert self.connect("subprotocol", subprotocols=offered).subprotocol == "b"
+        assert self.connect("subprotocol", query="pick=none", subprotocols=offered).subprotocol == SUBPROTOCOL, (
+            "when the handler picks none, the marker, so that a browser accepts the upgrade")
+
     def test_login_required_is_satisfied_by_a_token(self):
         assert self.connect("private").deny_status == 403
         assert self.whoami("private", query=f"access_token={make_token(self.alice)}") == "alice"
