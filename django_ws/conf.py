@@ -65,7 +65,8 @@ DEFAULTS = {
     "WS_TOKEN_QUERY_PARAM": "access_token",
     # JSON Web Tokens minted elsewhere: None, or a dict with "algorithms",
     # "issuer", "audience", one of "key" / "jwks_url", and optionally
-    # "user_claim" ("sub"), "user_field" ("username"), "scope_claim" ("scope"), "leeway" (0).
+    # "user_claim" ("sub"), "user_field" ("username"), "scope_claim" ("scope"), "leeway" (0),
+    # "jwks_timeout" (3).
     "WS_JWT": None,
     # Limits per client address, at the edge (0 or None disables each): new
     # connections per WS_NEW_CONNECTIONS_WINDOW seconds (a token bucket: that

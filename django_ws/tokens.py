@@ -22,6 +22,7 @@ against ``WS_JWT``.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import typing
@@ -35,6 +36,8 @@ from .exceptions import HandshakeDenied
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from django.contrib.auth.base_user import AbstractBaseUser
+
+logger = logging.getLogger("django_ws.worker")
 
 __all__ = ["SUBPROTOCOL", "authenticate", "make_token", "token_from_request", "verify_token"]
 
@@ -186,7 +189,11 @@ class _JWTVerifier:
                 problems.append(f'"{required}" is required')
         if problems:
             raise ImproperlyConfigured("WS_JWT: " + "; ".join(problems))
-        self.jwks = jwt.PyJWKClient(config["jwks_url"], cache_keys=True) if config.get("jwks_url") else None
+        # The fetch runs in a handshake, whose client gets 503 after WS_HANDSHAKE_TIMEOUT:
+        # PyJWT's own 30 s would hold the worker's thread long after that.
+        self.jwks = (jwt.PyJWKClient(config["jwks_url"], cache_keys=True,
+                                     timeout=float(config.get("jwks_timeout", 3)))
+                     if config.get("jwks_url") else None)
 
     def verify(self, token: str) -> dict:
         jwt = self.jwt
@@ -199,6 +206,10 @@ class _JWTVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise TokenError("token expired") from None
+        except jwt.PyJWKClientConnectionError as exc:
+            # Our problem, not the client's: its token may be fine.
+            logger.warning("the JWKS at %s could not be fetched: %s", self.config["jwks_url"], exc)
+            raise TokenError("token keys unavailable", 503) from None
         except (jwt.PyJWTError, ValueError) as exc:
             # PyJWKClientError (the JWKS is unreachable, or has no such key) is a PyJWTError too.
             raise TokenError(f"invalid token ({type(exc).__name__})") from None

@@ -221,10 +221,15 @@ def test_a_jwt_signed_with_a_key_from_a_jwks_url(make_server, tokens):
         assert refused_status(with_token(srv.url("whoami"), forged)) == 401
         unknown_kid = jwt.encode(claims, private, algorithm="RS256", headers={"kid": "k2"})
         assert refused_status(with_token(srv.url("whoami"), unknown_kid)) == 401
-        # The classic confusion: the RSA public key used as an HMAC secret.
+        # An HS256 token where RS256 is expected.
         assert refused_status(with_token(srv.url("whoami"), jwt_token(_alg="HS256"))) == 401
     finally:
         http.shutdown()
+        http.server_close()
+    # The JWKS unreachable: the server's problem, so 503, not a verdict on the token.
+    down = make_server(env={"DJANGO_WS_JWT": json.dumps(config)})
+    assert refused_status(with_token(down.url("whoami"), good)) == 503
+    assert "could not be fetched" in down.wait_for("the JWKS at")
 
 
 def test_an_incomplete_ws_jwt_stops_the_server_with_the_fix(server_db):
