@@ -57,3 +57,17 @@ def check_ws_routes(app_configs, **kwargs):
             )
         )
     return errors
+
+
+@checks.register(checks.Tags.security)
+def check_jwt(app_configs, **kwargs):
+    """WS_JWT must be complete and PyJWT installed, or no token could ever verify."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .tokens import check_jwt_settings
+
+    try:
+        check_jwt_settings()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), hint="See WS_JWT in docs/settings.rst.", id="django_ws.E006")]
+    return []

@@ -59,6 +59,28 @@ DEFAULTS = {
     "WS_LISTEN_BACKLOG": 4096,
     # The edge's event loop: "auto" (uvloop if installed), "asyncio" or "uvloop".
     "WS_EVENT_LOOP": "auto",
+    # Tokens (django_ws.tokens): lifetime of make_token()'s tokens in seconds, and
+    # the query parameter a token may travel in (RFC 6750's name; the edge
+    # redacts it from its logs). None or "": tokens only in headers/subprotocols.
+    "WS_TOKEN_MAX_AGE": 300,
+    "WS_TOKEN_QUERY_PARAM": "access_token",
+    # JSON Web Tokens minted elsewhere: None, or a dict with "algorithms",
+    # "issuer", "audience", one of "key" / "jwks_url", and optionally
+    # "user_claim" ("sub"), "user_field" ("username"), "scope_claim" ("scope"), "leeway" (0),
+    # "jwks_timeout" (3).
+    "WS_JWT": None,
+    # Limits per client address, at the edge (0 or None disables each): new
+    # connections per WS_NEW_CONNECTIONS_WINDOW seconds (a token bucket: that
+    # many at once, then refilled evenly), and open connections at once. Past
+    # either, HTTP 429 with Retry-After.
+    "WS_NEW_CONNECTIONS_PER_ADDRESS": 60,
+    "WS_NEW_CONNECTIONS_WINDOW": 10.0,
+    "WS_CONNECTIONS_PER_ADDRESS": 100,
+    # Limits per connection, at the edge: messages and bytes a client may send
+    # per WS_MESSAGE_WINDOW seconds (token buckets); past either, close 1008.
+    "WS_MESSAGES_PER_CONNECTION": 1000,
+    "WS_BYTES_PER_CONNECTION": 8 * 1024 * 1024,
+    "WS_MESSAGE_WINDOW": 1.0,
     # ZeroMQ CURVE for tcp:// endpoints: None, or a dict of Z85 keys
     # {"server_public", "server_secret", "client_public", "client_secret"}
     # (manage.py ws_keygen prints one).

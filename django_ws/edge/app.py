@@ -15,7 +15,8 @@ from django_ws.codes import CloseCode
 from django_ws.routing import Mount
 
 from .bridge import Bridge
-from .handler import EdgeWebSocketHandler, Keepalive
+from .handler import EdgeWebSocketHandler, Keepalive, log_request
+from .limits import AddressLimits, LimitSettings
 from .stats import stats_routes
 
 logger = logging.getLogger("django_ws.edge")
@@ -36,6 +37,11 @@ class Edge:
             queue_limit=int(ws_settings.WS_QUEUE_LIMIT),
         )
         self._allowed_origins = self._origin_hosts()
+        #: The rate limits of docs/security.rst, read once like the other settings.
+        self.limit_settings = limit_settings()
+        self.address_limits = AddressLimits(self.limit_settings)
+        self.bridge.stats.address_limits = self.address_limits
+        self.bridge.on_release = self._released
         #: Pings every open client (WS_PING_INTERVAL) from one timer.
         self.keepalive = Keepalive()
         #: Tornado's per-connection protocol parameters, the same for all: made by the first handshake.
@@ -49,8 +55,15 @@ class Edge:
             # is closed (Tornado then waits 5 s for its close frame, then drops it).
             websocket_ping_interval=float(ws_settings.WS_PING_INTERVAL or 0) or None,
             websocket_ping_timeout=float(ws_settings.WS_PING_TIMEOUT or 0) or None,
+            # Tornado's access log, without the token a query string may carry.
+            log_function=log_request,
         )
         self.server = None
+
+    def _released(self, conn: EdgeWebSocketHandler) -> None:
+        if conn.client_address is not None:
+            self.address_limits.release(conn.client_address)
+            conn.client_address = None
 
     @staticmethod
     def _origin_hosts() -> list[str]:
@@ -97,3 +110,15 @@ class Edge:
             # Clients that never answered the close frame: drop them.
             conn.on_connection_close()
         self.bridge.stop()
+
+
+def limit_settings() -> LimitSettings:
+    """The edge's rate limits from the settings (docs/settings.rst, "Rate limits")."""
+    return LimitSettings(
+        new_per_window=int(ws_settings.WS_NEW_CONNECTIONS_PER_ADDRESS or 0),
+        window=float(ws_settings.WS_NEW_CONNECTIONS_WINDOW),
+        concurrent=int(ws_settings.WS_CONNECTIONS_PER_ADDRESS or 0),
+        messages_per_window=int(ws_settings.WS_MESSAGES_PER_CONNECTION or 0),
+        bytes_per_window=int(ws_settings.WS_BYTES_PER_CONNECTION or 0),
+        message_window=float(ws_settings.WS_MESSAGE_WINDOW),
+    )

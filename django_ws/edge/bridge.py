@@ -80,6 +80,11 @@ class Stats:
         self.connections_total = 0
         self.refused = collections.Counter()
         self.closed_by_code = collections.Counter()
+        #: Handshakes refused and connections closed by a rate limit, by limit
+        #: ("new_connections", "concurrent", "messages", "bytes").
+        self.rate_limited = collections.Counter()
+        #: The edge's AddressLimits (limits.py), for its settings and the addresses it tracks.
+        self.address_limits = None
 
 
 class Bridge:
@@ -102,6 +107,8 @@ class Bridge:
         self.groups: dict[str, set[str]] = {}
         self.stats = Stats()
         self.on_worker_change: typing.Callable[[str, WorkerState], None] | None = None
+        #: Called once for each connection that release() ends.
+        self.on_release: typing.Callable[[EdgeWebSocketHandler], None] | None = None
         self._tasks: list[asyncio.Task] = []
         self.authenticator = None
         #: worker identity -> client frames waiting for the end of this loop turn.
@@ -270,6 +277,8 @@ class Bridge:
         if conn_id is None or conn.released:
             return
         conn.released = True
+        if self.on_release is not None:
+            self.on_release(conn)
         self.connections.pop(conn_id, None)
         self.upgrading.pop(conn_id, None)
         self.stats.closed_by_code[code] += 1

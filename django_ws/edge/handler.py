@@ -9,7 +9,9 @@ import logging
 import math
 import socket
 import sys
+import time
 import typing
+from urllib.parse import unquote_plus
 
 import tornado.httputil
 import tornado.iostream
@@ -21,11 +23,13 @@ from django_ws.conf import ws_settings
 from django_ws.codes import CloseCode
 
 from .bridge import AT_CAPACITY
+from .limits import MessageLimits
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from .app import Edge
 
 logger = logging.getLogger("django_ws.edge")
+access_log = logging.getLogger("tornado.access")
 
 
 class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
@@ -46,10 +50,18 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
     # once the connection is open _shed_handshake() drops what Tornado kept
     # for the HTTP exchange (see there).
     __slots__ = ("_close_received", "_close_sent", "_early_sends", "_groups", "_refuse_after_upgrade",
-                 "_subprotocol", "bridge", "conn_id", "edge", "released", "route", "worker")
+                 "_subprotocol", "bridge", "client_address", "conn_id", "edge", "limits", "released", "route",
+                 "worker")
 
     def initialize(self, edge: Edge) -> None:
+        # Whatever Tornado logs of this request (a failing callback, the
+        # request summary of an open connection) shows no token.
+        self.request.uri = redact_uri(self.request.uri)
         self.edge = edge
+        #: The address whose per-address limits this connection counts in, until released.
+        self.client_address: str | None = None
+        #: Its budget of messages and bytes, made on its first message (see _within_limits).
+        self.limits: MessageLimits | None = None
         self.bridge = edge.bridge
         self.conn_id: str | None = None
         self.route: str | None = None
@@ -106,6 +118,19 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
         ):
             self._refuse(503, "too many connections")
             return
+        limits = self.edge.address_limits
+        if limits.enabled:
+            # request.remote_ip is the proxy's view only with WS_TRUST_PROXY_HEADERS (Tornado's xheaders).
+            address = self.request.remote_ip
+            refusal = limits.admit(address, time.monotonic())
+            if refusal is not None:
+                self.bridge.stats.rate_limited[refusal.limit] += 1
+                self.set_header("Retry-After", str(refusal.retry_after))
+                self._refuse(429, "too many connections from this address" if refusal.limit == "concurrent"
+                             else "too many new connections from this address")
+                return
+            # Released by bridge.release(), which every admitted handshake reaches (see finally).
+            self.client_address = address
         self.route = route
         self.conn_id = self.bridge.new_conn_id()
         try:
@@ -257,15 +282,40 @@ class EdgeWebSocketHandler(tornado.websocket.WebSocketHandler):
     def on_message(self, message: str | bytes) -> None:
         if self._refuse_after_upgrade or self._close_sent is not None:
             return  # this side is closing: the handler must not see a gap, then more
-        if isinstance(message, bytes):
-            ok = self.bridge.forward(self, True, message)
-        else:
-            ok = self.bridge.forward(self, False, message.encode("utf-8"))
-        if not ok:
+        binary = isinstance(message, bytes)
+        payload = message if binary else message.encode("utf-8")
+        if self.edge.limit_settings.per_connection and not self._within_limits(len(payload)):
+            return
+        if not self.bridge.forward(self, binary, payload):
             self.close(
                 CloseCode.SERVICE_RESTART if self.worker is None else CloseCode.TRY_AGAIN_LATER,
                 "worker unavailable",
             )
+
+    def _within_limits(self, size: int) -> bool:
+        """Count one client message against WS_MESSAGES/BYTES_PER_CONNECTION; close with 1008 past them."""
+        now = time.monotonic()
+        limits = self.limits
+        if limits is None:  # an idle connection never carries one
+            limits = self.limits = MessageLimits(self.edge.limit_settings, now)
+        broken = limits.allow(size, now)
+        if broken is None:
+            return True
+        self.bridge.stats.rate_limited[broken] += 1
+        reason = "message rate limit exceeded" if broken == "messages" else "byte rate limit exceeded"
+        logger.info("connection %s: %s; closing it with 1008", self.conn_id, reason)
+        self.close(CloseCode.POLICY_VIOLATION, reason)
+        protocol = self.ws_connection
+        if protocol is not None:
+            # Fail the connection (RFC 6455, 7.1.7) rather than wait for the
+            # client's close frame while parsing the rest of its flood frame
+            # by frame: close lingering, which still delivers the close frame
+            # but discards what arrives unread.
+            protocol._linger = True
+            protocol._abort()
+        # The worker hears now, not when the client answers the close frame.
+        self.bridge.release(self, CloseCode.POLICY_VIOLATION, reason)
+        return False
 
     def deliver(self, binary: bool, payload: bytes) -> None:
         """Write one message from a worker; text payloads are UTF-8 already."""
@@ -316,6 +366,37 @@ _KEPT_WHEN_OPEN = ("application", "ws_connection", "data_headers")
 #: Kept too when they differ from the class attribute an open connection would read.
 _DEFAULT_WHEN_OPEN = ("_status_code", "_headers_written", "_finished", "_auto_finish", "_prepared_future",
                       "close_code", "close_reason", "_on_close_called")
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with the value of the token query parameter (WS_TOKEN_QUERY_PARAM) replaced."""
+    param = ws_settings.WS_TOKEN_QUERY_PARAM
+    path, mark, query = uri.partition("?")
+    if not param or not query:
+        return uri
+    # Compared decoded, as the worker's QueryDict reads them: "access%5Ftoken" is the same name.
+    parts = [f"{key}=[redacted]" if unquote_plus(key) == param else part
+             for part in query.split("&") for key in (part.split("=", 1)[0],)]
+    return path + mark + "&".join(parts)
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """The edge's access log: Tornado's line, with any token redacted.
+
+    429s are logged at INFO, not WARNING: a client over a rate limit is
+    expected, counted in the stats, and would otherwise make the edge write a
+    warning per refused handshake for anyone who cares to hammer it.
+    """
+    status = handler.get_status()
+    if status < 400 or status == 429:
+        log_method = access_log.info
+    elif status < 500:
+        log_method = access_log.warning
+    else:
+        log_method = access_log.error
+    request = handler.request
+    log_method("%d %s %s (%s) %.2fms", status, request.method, redact_uri(request.uri), request.remote_ip,
+               1000.0 * request.request_time())
 
 
 class _OpenRequest:

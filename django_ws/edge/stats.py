@@ -29,6 +29,7 @@ def snapshot(bridge: Bridge) -> dict:
         "frames_out": stats.frames_out,
         "refused": {str(k): v for k, v in sorted(stats.refused.items())},
         "closed_by_code": {str(k): v for k, v in sorted(stats.closed_by_code.items())},
+        "rate_limits": _rate_limits(stats),
         "groups": len(bridge.groups),
         "group_members": sum(len(m) for m in bridge.groups.values()),
         "workers": [
@@ -41,6 +42,29 @@ def snapshot(bridge: Bridge) -> dict:
             }
             for w in bridge.workers.values()
         ],
+    }
+
+
+#: The limits of limits.py, by the name the stats and the metrics give them.
+RATE_LIMITS = ("new_connections", "concurrent", "messages", "bytes")
+
+
+def _rate_limits(stats) -> dict:
+    """What each rate limit is set to (0: off), how often it struck, and the addresses tracked."""
+    limits = stats.address_limits
+    settings = limits.settings if limits is not None else None
+    configured = {
+        "new_connections": settings.new_per_window if settings else 0,
+        "concurrent": settings.concurrent if settings else 0,
+        "messages": settings.messages_per_window if settings else 0,
+        "bytes": settings.bytes_per_window if settings else 0,
+    }
+    return {
+        "limits": configured,
+        "windows_s": {"new_connections": settings.window if settings else 0,
+                      "messages": settings.message_window if settings else 0},
+        "hits": {name: stats.rate_limited[name] for name in RATE_LIMITS},
+        "addresses_tracked": len(limits.addresses) if limits is not None else 0,
     }
 
 
@@ -64,6 +88,15 @@ def prometheus(data: dict) -> str:
            [({**edge, "status": k}, v) for k, v in data["refused"].items()])
     metric("closed_total", "counter", "Connections closed, by close code.",
            [({**edge, "code": k}, v) for k, v in data["closed_by_code"].items()])
+    rate = data["rate_limits"]
+    metric("rate_limit", "gauge", "Each rate limit as configured, per its window (0: off; concurrent: at once).",
+           [({**edge, "limit": k}, v) for k, v in rate["limits"].items()])
+    metric("rate_limited_total", "counter",
+           "Handshakes refused with 429 (new_connections, concurrent) and connections closed with 1008 "
+           "(messages, bytes) by a rate limit.",
+           [({**edge, "limit": k}, v) for k, v in rate["hits"].items()])
+    metric("rate_limit_addresses", "gauge", "Client addresses the per-address limits are tracking.",
+           [(edge, rate["addresses_tracked"])])
     metric("worker_load", "gauge", "Connections each worker holds (all edges).",
            [({**edge, "worker": w["id"]}, w["load"]) for w in data["workers"]])
     metric("workers", "gauge", "Workers connected to this edge.", [(edge, len(data["workers"]))])

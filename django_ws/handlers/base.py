@@ -41,6 +41,9 @@ class WebSocketHandler:
     login_required: bool = False
     #: Refuse the handshake with 403 unless the user has all these permissions.
     permission_required: str | typing.Sequence[str] = ()
+    #: The scope a token must have been minted for (``make_token(user, scope=...)``,
+    #: or in a JWT's ``scope`` claim); None accepts tokens minted without one.
+    token_scope: str | None = None
 
     def __init__(self, connection: Connection):
         self.connection = connection

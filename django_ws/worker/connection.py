@@ -17,7 +17,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import connections
 from django.urls import Resolver404
 
-from django_ws import wire
+from django_ws import tokens, wire
 from django_ws.exceptions import ConnectionClosed, EdgeUnreachable, HandshakeDenied
 from django_ws.handlers import CloseCode
 from django_ws.handlers.request import WebSocketRequest
@@ -178,12 +178,16 @@ class ConnectionRunner:
             for name, value in conn.request_overrides.items():
                 setattr(conn.request, name, value)
             handler = self.handler = match.func(conn)
+            tokens.authenticate(conn.request, handler)
             _check_access(handler)
             handler.on_connect()
-            offered = conn.request_meta.get("subprotocols", [])
+            offered, token_marker = tokens.strip_token_subprotocols(conn.request_meta.get("subprotocols", []))
             subprotocol = handler.select_subprotocol(list(offered)) or ""
             if subprotocol and subprotocol not in offered:
                 raise ValueError(f"select_subprotocol() returned {subprotocol!r}, which the client did not offer")
+            if not subprotocol and token_marker:
+                # A browser that offered subprotocols fails a handshake that selects none.
+                subprotocol = tokens.SUBPROTOCOL
         except HandshakeDenied as exc:
             return self._deny(exc.status, exc.reason)
         except PermissionDenied as exc:

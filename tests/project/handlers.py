@@ -225,3 +225,20 @@ class GatedConnectHandler(WebSocketHandler):
 
     def on_message(self, message):
         self.send(message)
+
+
+# -- tokens (tests/test_tokens.py) ------------------------------------------------------
+
+
+class ScopedHandler(WhoAmIHandler):
+    """Accepts only tokens minted for the "chat" scope."""
+
+    token_scope = "chat"
+
+
+class TokenConnectReportHandler(WhoAmIHandler):
+    """Reports on_connect with the user a token gave, so a test sees whether a handler ran."""
+
+    def on_connect(self):
+        user = self.request.user
+        report("connect", tag=self.kwargs["tag"], user=user.get_username() if user.is_authenticated else None)

@@ -1,5 +1,6 @@
 """Settings of the project the end-to-end tests serve."""
 
+import json
 import os
 import tempfile
 
@@ -73,8 +74,6 @@ if os.environ.get("DJANGO_WS_ALLOWED_ORIGINS"):
 if os.environ.get("DJANGO_WS_MAX_BUFFER_SIZE"):
     WS_MAX_BUFFER_SIZE = int(os.environ["DJANGO_WS_MAX_BUFFER_SIZE"])
 if os.environ.get("DJANGO_WS_CURVE"):  # JSON, as `manage.py ws_keygen --json` prints it
-    import json
-
     WS_CURVE = json.loads(os.environ["DJANGO_WS_CURVE"])
 
 # Behind a proxy: tests of X-Forwarded-For turn this on for their own server.
@@ -82,3 +81,26 @@ WS_TRUST_PROXY_HEADERS = bool(os.environ.get("DJANGO_WS_TRUST_PROXY_HEADERS"))
 WS_HEADER_TIMEOUT = float(os.environ.get("DJANGO_WS_HEADER_TIMEOUT", "10"))
 WS_THREAD_IDLE_TIMEOUT = float(os.environ.get("DJANGO_WS_THREAD_IDLE_TIMEOUT", "30"))
 WS_EVENT_LOOP = os.environ.get("DJANGO_WS_EVENT_LOOP", "auto")
+
+# The tests open many connections from 127.0.0.1 and flood some on purpose:
+# the edge's rate limits are off unless a test asks for them, with
+# DJANGO_WS_RATE_LIMITS=defaults (conf.py's values) or a JSON dict of settings.
+_limits = os.environ.get("DJANGO_WS_RATE_LIMITS", "off")
+if _limits == "off":
+    WS_NEW_CONNECTIONS_PER_ADDRESS = WS_CONNECTIONS_PER_ADDRESS = 0
+    WS_MESSAGES_PER_CONNECTION = WS_BYTES_PER_CONNECTION = 0
+elif _limits != "defaults":
+    globals().update(json.loads(_limits))
+
+# Tokens: tests/test_tokens.py passes WS_JWT as JSON.
+if os.environ.get("DJANGO_WS_JWT"):
+    WS_JWT = json.loads(os.environ["DJANGO_WS_JWT"])
+
+# Every logger at DEBUG on the console, for the tests that read all the logs.
+if os.environ.get("DJANGO_WS_LOG_ALL"):
+    LOGGING = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"console": {"class": "logging.StreamHandler"}},
+        "root": {"handlers": ["console"], "level": "DEBUG"},
+    }

@@ -27,4 +27,7 @@ urlpatterns = [
     ws_path(r"^subprotocol$", handlers.SubprotocolHandler, name="subprotocol"),
     ws_path(r"^flood/(?P<tag>[\w-]+)$", handlers.FloodHandler, name="flood"),
     ws_path(r"^gated$", handlers.GatedConnectHandler, name="gated"),
+    # tests/test_tokens.py
+    ws_path(r"^scoped$", handlers.ScopedHandler, name="scoped"),
+    ws_path(r"^tokenlog/(?P<tag>[\w-]+)$", handlers.TokenConnectReportHandler, name="tokenlog"),
 ]

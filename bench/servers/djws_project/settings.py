@@ -20,3 +20,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
 }
+# The load generator is one address opening thousands of connections and
+# sending as fast as it can: exactly what the edge's rate limits refuse.
+WS_NEW_CONNECTIONS_PER_ADDRESS = 0
+WS_CONNECTIONS_PER_ADDRESS = 0
+WS_MESSAGES_PER_CONNECTION = 0
+WS_BYTES_PER_CONNECTION = 0

@@ -64,7 +64,10 @@ class Command(BaseCommand):
                 raise CommandError("--gevent needs gevent: pip install 'django-ws[gevent]'") from None
         push = options["push_socket"] or ws_settings.WS_PUSH_SOCKET
         sub = options["sub_socket"] or ws_settings.WS_SUB_SOCKET
-        edge = Edge(mount, push, sub, max_connections=options["max_connections"])
+        try:
+            edge = Edge(mount, push, sub, max_connections=options["max_connections"])
+        except ValueError as exc:  # a rate limit's window of 0 (limits.LimitSettings)
+            raise CommandError(str(exc)) from None
         try:
             run, self.loop_name = loop_runner(ws_settings.WS_EVENT_LOOP)
         except ImproperlyConfigured as exc:

@@ -12,6 +12,13 @@
  * - Messages sent while disconnected are queued (up to maxQueue) and sent,
  *   in order, as soon as the connection is open again.
  * - Handlers: onopen, onmessage(event), onjson(data), onclose(event), onerror(event).
+ * - options.token: a token (django_ws.tokens.make_token, or a JWT) as a string,
+ *   or a function that returns one or a Promise of one; a function is called
+ *   before every (re)connect, so an expired token is replaced by a fresh one.
+ *   It travels as the subprotocol "django-ws.token.<token>" (out of URLs and
+ *   access logs) or, with options.tokenIn = "query", as ?access_token=
+ *   (options.tokenParam). A token function that throws or rejects counts as a
+ *   failed attempt: onerror({type: "error", error}), then the usual backoff.
  * No dependencies, no build step.
  */
 (function (root) {
@@ -24,6 +31,9 @@
     this.baseDelay = options.baseDelay || 500;      // ms
     this.maxDelay = options.maxDelay || 30000;      // ms
     this.maxQueue = options.maxQueue || 1000;       // messages
+    this.token = options.token;                     // string, or function returning a string or Promise
+    this.tokenIn = options.tokenIn || "protocol";   // "protocol" or "query"
+    this.tokenParam = options.tokenParam || "access_token";
     this.attempts = 0;
     this.queue = [];
     this.closedByUser = false;
@@ -34,7 +44,35 @@
 
   DjangoWebSocket.prototype._connect = function () {
     var self = this;
-    var ws = this.protocols ? new WebSocket(this.url, this.protocols) : new WebSocket(this.url);
+    if (this.token === undefined || this.token === null) { this._open(null); return; }
+    var pending;
+    try {
+      pending = typeof this.token === "function" ? this.token() : this.token;
+    } catch (error) {
+      this._tokenFailed(error);
+      return;
+    }
+    Promise.resolve(pending).then(function (token) {
+      if (!self.closedByUser) self._open(token);
+    }, function (error) { self._tokenFailed(error); });
+  };
+
+  DjangoWebSocket.prototype._tokenFailed = function (error) {
+    if (this.onerror) this.onerror({type: "error", error: error});
+    if (!this.closedByUser) this._scheduleReconnect();
+  };
+
+  DjangoWebSocket.prototype._open = function (token) {
+    var self = this;
+    var url = this.url, protocols = this.protocols;
+    if (token && this.tokenIn === "query") {
+      url += (url.indexOf("?") === -1 ? "?" : "&") + encodeURIComponent(this.tokenParam) + "=" +
+        encodeURIComponent(token);
+    } else if (token) {
+      // The server selects "django-ws.token" when the handler picks none of the others.
+      protocols = [].concat(protocols || [], ["django-ws.token", "django-ws.token." + token]);
+    }
+    var ws = protocols ? new WebSocket(url, protocols) : new WebSocket(url);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.onopen = function (event) {
