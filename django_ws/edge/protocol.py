@@ -31,30 +31,37 @@ A transport adapter's loop, for each read from its socket::
     if protocol.close_expected():
         close the TCP connection (once the write above is flushed)
 
+What stays with the adapter, since the protocol has no clock and no socket:
+a timeout on the closing handshake (after ``send_close`` the state stays
+CLOSING until the client answers); closing "lingering" after a failure
+(shut down writing, then read and discard until EOF or a few seconds: a
+socket closed with unread input, such as the rest of a message too big,
+sends a TCP reset that can destroy the close frame before the client reads
+it); calling ``data_to_send()`` after ``send_*`` is not needed (those return
+their bytes), but after every ``receive_data``.
+
+For the handshake: :func:`accept_key` answers ``Sec-WebSocket-Key``, and
+:func:`negotiate_deflate` answers ``Sec-WebSocket-Extensions`` (options as
+``WS_COMPRESSION`` holds them, :data:`DEFLATE_DEFAULTS` for ``True``;
+:func:`deflate_settings` checks them at start-up).
+
 The rules it applies on input, each failure answered with a close frame
 with the code shown and then the end of the connection:
 
-======================================================================  ====
-Input                                                                   Code
-======================================================================  ====
-a frame without the client's mask                                       1002
-reserved bits set (RSV1 is allowed only on the first frame of a         1002
-message, and only when permessage-deflate was negotiated; RSV2/RSV3
-never)
-a reserved opcode (3-7, 0xB-0xF)                                        1002
-a control frame longer than 125 bytes, or fragmented                    1002
-a continuation frame with no message to continue                        1002
-a new data frame while a fragmented message is open                     1002
-a 64-bit length with its most significant bit set                       1002
-a close frame with a 1-byte payload, or an invalid close code           1002
-a close reason that is not UTF-8                                        1007
-a text message that is not UTF-8 (a fragment fails as soon as it        1007
-holds an invalid sequence; a code point split across fragments is fine)
-a compressed message that does not inflate                              1007
-a message bigger than ``max_message_size`` (after reassembly, and       1009
-after inflation); refused from the frame header, before the excess is
-buffered or inflated
-======================================================================  ====
+- 1002 (protocol error): a frame without the client's mask; reserved bits
+  set (RSV1 is allowed only on the first frame of a message, and only when
+  permessage-deflate was negotiated; RSV2 and RSV3 never); a reserved opcode
+  (3-7, 0xB-0xF); a control frame over 125 bytes, or fragmented; a
+  continuation frame with no message to continue; a new data frame while a
+  fragmented message is open; a 64-bit length with its top bit set; a close
+  frame with a 1-byte payload or an invalid close code.
+- 1007 (invalid data): a close reason that is not UTF-8; a text message that
+  is not UTF-8 (a fragment fails as soon as it holds an invalid sequence; a
+  code point split across fragments is fine); a compressed message that does
+  not inflate.
+- 1009 (too big): a message over ``max_message_size`` after reassembly and
+  after inflation, refused from the frame header before the excess is
+  buffered, and inflated at most one byte past the limit.
 
 Valid close codes are 1000-1003, 1007-1014 and 3000-4999. 1012 (service
 restart), 1013 (try again later) and 1014 (bad gateway) were registered
@@ -422,9 +429,21 @@ class ServerProtocol:
     """
 
     __slots__ = (
-        "_max_size", "_deflate", "_mask", "_state", "_buffer", "_out", "_close_sent",
-        "_close_received", "_message", "_parts", "_size", "_wire", "_decoder", "_inflater",
+        "_buffer",
+        "_close_received",
+        "_close_sent",
+        "_decoder",
+        "_deflate",
         "_deflater",
+        "_inflater",
+        "_mask",
+        "_max_size",
+        "_message",
+        "_out",
+        "_parts",
+        "_size",
+        "_state",
+        "_wire",
     )
 
     def __init__(self, max_message_size: int, deflate: DeflateParams | None = None,
@@ -434,7 +453,7 @@ class ServerProtocol:
         self._mask = mask
         self._state = _OPEN
         self._buffer: bytes | bytearray = b""  # the start of a frame not complete yet
-        self._out = b""  # frames the protocol queued itself
+        self._out: list[bytes] | None = None  # frames the protocol queued itself (a list: a ping flood stays linear)
         self._close_sent: tuple[int, str] | None = None
         self._close_received: tuple[int, str] | None = None
         # The fragmented message being received: the first byte of its first
@@ -472,8 +491,8 @@ class ServerProtocol:
 
     def data_to_send(self) -> bytes:
         """The frames the protocol queued itself (pongs, close frames), once; ``b""`` if none."""
-        out, self._out = self._out, b""
-        return out
+        out, self._out = self._out, None
+        return b"".join(out) if out else b""
 
     # -- output --------------------------------------------------------------
 
@@ -598,9 +617,7 @@ class ServerProtocol:
                 self._receive_data_frame(first, payload, events)
             if self._state is _CLOSED:
                 break
-        if self._state is _CLOSED:
-            self._buffer = b""
-        elif pos == end:
+        if self._state is _CLOSED or pos == end:
             self._buffer = b""
         elif buf is data:
             self._buffer = bytearray(memoryview(data)[pos:])
@@ -722,7 +739,7 @@ class ServerProtocol:
     def _receive_control(self, opcode: int, payload: bytes, events: list[Event]) -> None:
         if opcode == _PING:
             if self._state is _OPEN:
-                self._out += _frame(0x80 | _PONG, payload)
+                self._queue(_frame(0x80 | _PONG, payload))
             events.append(Ping(payload))
         elif opcode == _PONG:
             events.append(Pong(payload))
@@ -748,17 +765,23 @@ class ServerProtocol:
         self._close_received = (code, reason)
         if self._state is _OPEN:
             # RFC 6455 5.5.1: the reply typically echoes the status code.
-            self._out += _frame(0x80 | _CLOSE, payload[:2])
+            self._queue(_frame(0x80 | _CLOSE, payload[:2]))
             self._close_sent = (code, "")
         self._state = _CLOSED
         self._release()
         events.append(CloseReceived(code, reason))
 
+    def _queue(self, data: bytes) -> None:
+        if self._out is None:
+            self._out = [data]
+        else:
+            self._out.append(data)
+
     def _fail(self, code: int, reason: str, events: list[Event]) -> None:
         """Fail the connection (RFC 6455 7.1.7): a close frame with ``code`` if none was sent yet."""
         if self._state is _OPEN:
             payload = _close_payload(code, reason)
-            self._out += _frame(0x80 | _CLOSE, payload)
+            self._queue(_frame(0x80 | _CLOSE, payload))
             self._close_sent = (code, reason)
         self._state = _CLOSED
         self._release()
