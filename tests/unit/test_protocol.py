@@ -12,6 +12,8 @@ import gc
 import itertools
 import os
 import struct
+import subprocess
+import sys
 import tracemalloc
 import zlib
 
@@ -109,6 +111,13 @@ def assert_fails(data: bytes, code: int, *, protocol: ServerProtocol | None = No
     assert protocol.receive_data(frame(TEXT, b"more")) == [], "input after a failure must be ignored"
     assert protocol.data_to_send() == b""
     return events
+
+
+def test_the_module_imports_no_io_library():
+    code = ("import sys, django_ws.edge.protocol; "
+            "print(sorted(m for m in ('tornado', 'zmq', 'asyncio', 'django', 'socket') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"django_ws.edge.protocol imported {out.strip()}"
 
 
 def test_accept_key_is_the_rfc_example():
