@@ -19,6 +19,6 @@ class CloseCode(IntEnum):
     INVALID_DATA = 1007  #: a text frame that is not valid UTF-8, or a JSON handler's bad JSON
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009  #: bigger than WS_MAX_MESSAGE_SIZE
-    INTERNAL_ERROR = 1011  #: the handler raised an exception
+    INTERNAL_ERROR = 1011  #: the handler raised an exception, or the client did not answer the keepalive ping
     SERVICE_RESTART = 1012  #: the worker holding the connection died or was replaced
     TRY_AGAIN_LATER = 1013  #: overloaded: a queue bound or a process cap was reached

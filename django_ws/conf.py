@@ -85,6 +85,9 @@ DEFAULTS = {
     # {"server_public", "server_secret", "client_public", "client_secret"}
     # (manage.py ws_keygen prints one).
     "WS_CURVE": None,
+    # permessage-deflate (RFC 7692): False (off), True (the defaults of
+    # django_ws.edge.protocol.DEFLATE_DEFAULTS) or a dict overriding some of them.
+    "WS_COMPRESSION": False,
 }
 
 

@@ -101,7 +101,7 @@ def test_handler_exception_closes_only_its_connection_with_1011(server, observer
         failing.recv(timeout=10)
     assert closed.value.rcvd.code == 1011
     observer.wait(event="close", tag="one")  # on_close still ran
-    assert "boom, as the test asked" in server.wait_for("boom, as the test asked")
+    server.wait_for("boom, as the test asked")  # the handler's exception is in the log (or this raises)
     bystander.send("still here")
     assert bystander.recv(timeout=10) == "still here"
     with connect(server.url("echo")) as fresh:

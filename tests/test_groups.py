@@ -119,9 +119,12 @@ def test_a_group_spans_two_edges_and_a_third_process_reaches_every_member_once(m
         assert "Delivered to 4 connection(s)" in result.stdout
         for ws, _ in members:
             assert ws.recv(timeout=10) == "from a third process"
-        for ws, _ in members:  # exactly once: nothing else is waiting
-            with pytest.raises(TimeoutError):
-                ws.recv(timeout=0.3)
+        # Exactly once: a second copy would come before the next message, which each edge sends in order.
+        result = manage("ws_send", "--group", "room.wide", "the next one",
+                        env={"DJANGO_WS_EDGES": f"{a.sub_socket},{b.sub_socket}"})
+        assert result.returncode == 0, result.stderr
+        for ws, _ in members:
+            assert ws.recv(timeout=10) == "the next one"
             ws.close()
     finally:
         worker.terminate()
@@ -146,7 +149,14 @@ def test_1000_members_receive_100_messages_each_none_lost(make_server):
             sockets += batch
 
         async def receive(ws):
-            return [json.loads(await asyncio.wait_for(ws.recv(), 60))["n"] for _ in range(messages)]
+            """What the member got until the last message, or until nothing came for 30 s."""
+            got = []
+            while not got or got[-1] != messages - 1:
+                try:
+                    got.append(json.loads(await asyncio.wait_for(ws.recv(), 30))["n"])
+                except asyncio.TimeoutError:
+                    break
+            return got
 
         readers = [asyncio.ensure_future(receive(ws)) for ws in sockets]
         for n in range(messages):
@@ -158,9 +168,10 @@ def test_1000_members_receive_100_messages_each_none_lost(make_server):
 
     received = asyncio.run(main())
     expected = list(range(messages))
-    lost = sum(messages - len(r) for r in received)
-    assert lost == 0
-    assert all(r == expected for r in received), "every member got every message, in order"
+    lost = sum(len(set(expected) - set(r)) for r in received)
+    assert lost == 0, f"{lost} deliveries of {members * messages} lost"
+    wrong = [r for r in received if r != expected]
+    assert not wrong, f"{len(wrong)} members got duplicates or a different order, e.g. {wrong[0][:20]}"
 
 
 def test_on_connect_can_greet_and_join_before_the_client_says_anything(threaded_server):

@@ -138,8 +138,15 @@ def test_keepalive_drops_a_client_that_stops_answering_pings(make_server, close_
     raw.sendall(bytes([0x81, 0x82, 1, 2, 3, 4, ord("h") ^ 1, ord("i") ^ 2]))
     with connect(srv.url("rel/echo/talker")) as healthy:  # answers pings: stays
         wait_until(lambda: close_log.tags("mute"), 15, "the silent client was dropped and its on_close ran")
+        (line,) = close_log.tags("mute")
+        assert line.split()[3] == "1011", f"on_close should see 1011 (keepalive ping timeout): {line}"
         healthy.send("still here")
         assert healthy.recv(timeout=10) == "still here"
+    # The edge sent its close frame (1011, "keepalive ping timeout") before dropping the connection.
+    data = b""
+    while chunk := raw.recv(4096):
+        data += chunk
+    assert b"\x88" in data and b"\x03\xf3keepalive ping timeout" in data, data[-80:]
     raw.close()
 
 

@@ -341,7 +341,7 @@ def test_a_message_over_ws_max_message_size_closes_with_1009_before_any_worker(e
             ws.send(message)  # the close may already arrive while this sends
             ws.recv(timeout=10)
         assert closed.value.rcvd.code == 1009
-        assert closed.value.rcvd.reason == "message too big"
+        assert closed.value.rcvd.reason == f"message over {limit} bytes"
     after = stats(edge)
     assert after["frames_in"] == before["frames_in"] + 1, "only the message at the limit reached a worker"
     assert after["closed_by_code"].get("1009", 0) == before["closed_by_code"].get("1009", 0) + 3
@@ -392,7 +392,7 @@ def test_a_client_that_stops_reading_is_closed_with_1008_and_memory_stays_bounde
     assert grown < 48 * 1024, f"the edge grew by {grown} kB for one client that does not read"
     assert not [r for r in observer.seen if r.get("event") == "flood-done"], "the whole flood was accepted"
     assert stats(srv)["closed_by_code"].get("1008") == 1
-    assert "the client stopped reading" in srv.wait_for("the client stopped reading")
+    srv.wait_for("the client stopped reading")  # logged (or this raises)
     slow.close()
     bystander.close()
     observer.close()
@@ -462,13 +462,13 @@ def test_invalid_utf8_closes_with_1007(edge):
 
 
 BAD_FRAMES = {
-    # name: (kwargs of send_frame, what the client gets: a close code or None for a dropped socket)
-    "reserved bits set": ({"opcode": 0x1, "payload": b"x", "rsv": 0b100}, None),
-    "unknown opcode 3": ({"opcode": 0x3, "payload": b"x"}, None),
-    "control frame over 125 bytes": ({"opcode": 0x9, "payload": b"p" * 126}, None),
-    "fragmented ping": ({"opcode": 0x9, "payload": b"p", "fin": False}, None),
-    "continuation without a start": ({"opcode": 0x0, "payload": b"x"}, None),
-    "length of 2**63": ({"opcode": 0x2, "payload": b"", "length": 2**63}, 1009),
+    # name: (kwargs of send_frame, the close code the client gets before the TCP close)
+    "reserved bits set": ({"opcode": 0x1, "payload": b"x", "rsv": 0b100}, 1002),
+    "unknown opcode 3": ({"opcode": 0x3, "payload": b"x"}, 1002),
+    "control frame over 125 bytes": ({"opcode": 0x9, "payload": b"p" * 126}, 1002),
+    "fragmented ping": ({"opcode": 0x9, "payload": b"p", "fin": False}, 1002),
+    "continuation without a start": ({"opcode": 0x0, "payload": b"x"}, 1002),
+    "length of 2**63": ({"opcode": 0x2, "payload": b"", "length": 2**63}, 1002),
 }
 
 

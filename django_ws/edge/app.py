@@ -1,9 +1,17 @@
-"""The edge: a Tornado application that holds the clients' WebSockets."""
+"""The edge: one process that holds the clients' connections and relays them to workers.
+
+:class:`Edge` puts the pieces together and carries out the core's actions:
+the core (:mod:`.core`) decides, the transports (:mod:`.transports`) speak
+to clients, the ZeroMQ link (:mod:`.zmq_link`) speaks to workers and
+senders, and none of them knows the others but through the actions and
+events that pass here.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import typing
 from urllib.parse import urlsplit
 
 import tornado.web
@@ -11,59 +19,126 @@ from django.conf import settings
 from django.http.request import validate_host
 
 from django_ws.conf import ws_settings
-from django_ws.codes import CloseCode
 from django_ws.routing import Mount
 
-from .bridge import Bridge
-from .handler import EdgeWebSocketHandler, Keepalive, log_request
-from .limits import AddressLimits, LimitSettings
+from . import protocol
+from .core import (
+    Answer,
+    CloseClient,
+    Deliver,
+    EdgeCore,
+    Forward,
+    Refuse,
+    ToWorker,
+    Upgrade,
+    WorkerChanged,
+    WorkerState,
+)
+from .keepalive import Keepalive
+from .limits import LimitSettings
+from .logs import log_request
 from .stats import stats_routes
+from .transports.websocket import WebSocketHandshake
+from .zmq_link import ZmqLink
 
 logger = logging.getLogger("django_ws.edge")
 
 
 class Edge:
-    """Everything one edge process runs: the HTTP listener and its ZeroMQ bridge."""
+    """Everything one edge process runs: its core, the HTTP listener and the ZeroMQ link."""
 
     def __init__(self, mount: Mount, push_endpoint: str, sub_endpoint: str, *, max_connections: int = 0):
         self.mount = mount
-        self.max_connections = max_connections
-        self.bridge = Bridge(
-            push_endpoint,
-            sub_endpoint,
-            heartbeat_interval=float(ws_settings.WS_HEARTBEAT_INTERVAL),
+        self.core = EdgeCore(
+            resolve=mount.resolve,
             heartbeat_timeout=float(ws_settings.WS_HEARTBEAT_TIMEOUT),
-            handshake_timeout=float(ws_settings.WS_HANDSHAKE_TIMEOUT),
-            queue_limit=int(ws_settings.WS_QUEUE_LIMIT),
+            max_connections=max_connections,
+            limits=limit_settings(),
         )
+        self.link = ZmqLink(push_endpoint, sub_endpoint, queue_limit=int(ws_settings.WS_QUEUE_LIMIT), events=self)
+        self.heartbeat_interval = float(ws_settings.WS_HEARTBEAT_INTERVAL)
+        self.handshake_timeout = float(ws_settings.WS_HANDSHAKE_TIMEOUT)
+        self.max_message_size = int(ws_settings.WS_MAX_MESSAGE_SIZE)
+        #: The permessage-deflate options (WS_COMPRESSION), or None when it is off.
+        self.compression = protocol.deflate_settings(ws_settings.WS_COMPRESSION)
         self._allowed_origins = self._origin_hosts()
-        #: The rate limits of docs/security.rst, read once like the other settings.
-        self.limit_settings = limit_settings()
-        self.address_limits = AddressLimits(self.limit_settings)
-        self.bridge.stats.address_limits = self.address_limits
-        self.bridge.on_release = self._released
         #: Pings every open client (WS_PING_INTERVAL) from one timer.
-        self.keepalive = Keepalive()
-        #: Tornado's per-connection protocol parameters, the same for all: made by the first handshake.
-        self.websocket_params = None
+        interval = float(ws_settings.WS_PING_INTERVAL or 0)
+        self.keepalive = Keepalive(interval, float(ws_settings.WS_PING_TIMEOUT or 0) or interval)
+        #: Told of every worker that joins or is lost ("joined"/"lost", the worker): the banner, the supervisor.
+        self.on_worker_change: typing.Callable[[str, WorkerState], None] | None = None
         self.application = tornado.web.Application(
             # The stats routes first: with --websocket-url=/ the websocket
             # pattern would match them too.
-            [*stats_routes(self.bridge), (mount.tornado_pattern, EdgeWebSocketHandler, {"edge": self})],
-            websocket_max_message_size=int(ws_settings.WS_MAX_MESSAGE_SIZE),
-            # Keepalive: a client that does not answer a ping within the timeout
-            # is closed (Tornado then waits 5 s for its close frame, then drops it).
-            websocket_ping_interval=float(ws_settings.WS_PING_INTERVAL or 0) or None,
-            websocket_ping_timeout=float(ws_settings.WS_PING_TIMEOUT or 0) or None,
+            [*stats_routes(self.core), (mount.tornado_pattern, WebSocketHandshake, {"edge": self})],
             # Tornado's access log, without the token a query string may carry.
             log_function=log_request,
         )
         self.server = None
+        self._heartbeat_task: asyncio.Task | None = None
+        self._run = {
+            Deliver: self._deliver, CloseClient: self._close_client, Upgrade: self._answer_handshake,
+            Refuse: self._answer_handshake, ToWorker: self._to_worker, Forward: self._forward,
+            Answer: self._answer_sender, WorkerChanged: self._worker_changed,
+        }
 
-    def _released(self, conn: EdgeWebSocketHandler) -> None:
-        if conn.client_address is not None:
-            self.address_limits.release(conn.client_address)
-            conn.client_address = None
+    @property
+    def edge_id(self) -> str:
+        return self.core.edge_id
+
+    # -- carrying out the core's actions -------------------------------------------------
+
+    def execute(self, actions: list) -> None:
+        """Carry out ``actions`` in order; what they report back to the core is carried out in turn."""
+        run = self._run
+        for action in actions:
+            run[type(action)](action)
+
+    def _deliver(self, action: Deliver) -> None:
+        binary, payload = action.binary, action.payload
+        for conn in action.targets:
+            conn.transport.deliver(binary, payload)
+
+    def _close_client(self, action: CloseClient) -> None:
+        action.conn.transport.close(action.code, action.reason, action.fail)
+
+    def _answer_handshake(self, action: Upgrade | Refuse) -> None:
+        conn = action.conn
+        if conn is None:
+            raise RuntimeError("a Refuse without a connection is answered by the transport that asked")
+        conn.transport.answered(action)
+
+    def _to_worker(self, action: ToWorker) -> None:
+        self.link.send(action.worker, action.message)
+
+    def _forward(self, action: Forward) -> None:
+        self.link.forward(action.worker, action.conn, action.header, action.payload)
+
+    def _answer_sender(self, action: Answer) -> None:
+        self.link.answer(action.identity, action.message)
+
+    def _worker_changed(self, action: WorkerChanged) -> None:
+        if self.on_worker_change is not None:
+            self.on_worker_change(action.what, action.worker)
+
+    # -- what the ZeroMQ link reports (zmq_link.LinkEvents) ----------------------------------
+
+    def worker_message(self, identity: bytes, message) -> None:
+        self.execute(self.core.worker_event(identity, message))
+
+    def reply_message(self, identity: bytes, message) -> None:
+        self.execute(self.core.reply(identity, message))
+
+    def send_failed(self, worker: WorkerState, message, connections) -> None:
+        if message is None and self.core.workers.get(worker.identity) is worker:
+            logger.warning("worker %s is %d messages behind; closing the %d connections that sent it more",
+                           worker.worker_id, self.link.queue_limit, len(connections))
+        self.execute(self.core.send_failed(worker, message, connections))
+
+    def worker_unreachable(self, worker: WorkerState) -> None:
+        self.execute(self.core.worker_lost(worker, "its socket disconnected"))
+
+    # -- origins ----------------------------------------------------------------------------
 
     @staticmethod
     def _origin_hosts() -> list[str]:
@@ -87,8 +162,11 @@ class Edge:
             host = f"[{host}]"
         return validate_host(host, self._allowed_origins)
 
+    # -- lifecycle ----------------------------------------------------------------------------
+
     def start(self, address: str, port: int) -> None:
-        self.bridge.start()
+        self.link.start()
+        self._heartbeat_task = asyncio.ensure_future(self._heartbeat())
         # A deep accept queue: thousands of browsers reconnecting at once
         # (a restart) must not have their SYNs dropped and retried a second later.
         xheaders = bool(ws_settings.WS_TRUST_PROXY_HEADERS)
@@ -96,20 +174,26 @@ class Edge:
                                               backlog=int(ws_settings.WS_LISTEN_BACKLOG),
                                               idle_connection_timeout=float(ws_settings.WS_HEADER_TIMEOUT))
 
+    async def _heartbeat(self) -> None:
+        while True:
+            self.execute(self.core.tick())
+            await asyncio.sleep(self.heartbeat_interval)
+
     async def shutdown(self, timeout: float) -> None:
         """Stop accepting, close every client with 1001, tell the workers."""
         if self.server is not None:
             self.server.stop()
-        for conn in list(self.bridge.connections.values()):
-            conn.close(CloseCode.GOING_AWAY, "server shutdown")
+        self.execute(self.core.shutdown())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.bridge.connections and loop.time() < deadline:
+        while self.core.connections and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        for conn in list(self.bridge.connections.values()):
+        for conn in list(self.core.connections.values()):
             # Clients that never answered the close frame: drop them.
-            conn.on_connection_close()
-        self.bridge.stop()
+            conn.transport.abort()
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+        self.link.stop()
 
 
 def limit_settings() -> LimitSettings:

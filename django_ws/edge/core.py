@@ -41,6 +41,8 @@ import uuid
 from django_ws import wire
 from django_ws.codes import CloseCode
 
+from .limits import AddressLimits, LimitSettings, MessageLimits
+
 logger = logging.getLogger("django_ws.edge")
 
 #: How many workers a handshake tries when the one asked vanishes meanwhile.
@@ -63,8 +65,8 @@ class ConnectionState(enum.Enum):
 class Connection:
     """One client connection, as the edge knows it."""
 
-    __slots__ = ("attempts", "close_after_upgrade", "close_sent", "data_headers", "early", "groups", "id",
-                 "request", "route", "state", "transport", "worker")
+    __slots__ = ("address", "attempts", "close_after_upgrade", "close_sent", "data_headers", "early", "groups",
+                 "id", "limits", "request", "route", "state", "transport", "worker")
 
     def __init__(self, conn_id: str, route: str, transport: typing.Any):
         self.id = conn_id
@@ -87,6 +89,10 @@ class Connection:
         #: it answered is replaced by another, which needs it too.
         self.request: dict | None = None
         self.attempts = 0
+        #: The client address whose per-address limits this connection counts in, until it ends.
+        self.address: str | None = None
+        #: Its budget of messages and bytes, made on its first message (idle connections carry none).
+        self.limits: MessageLimits | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.state.value} route={self.route!r}>"
@@ -124,7 +130,7 @@ class WorkerState:
 class Stats:
     """Counters for the stats endpoint and the shutdown report."""
 
-    __slots__ = ("closed_by_code", "connections_total", "frames_in", "frames_out", "refused")
+    __slots__ = ("closed_by_code", "connections_total", "frames_in", "frames_out", "rate_limited", "refused")
 
     def __init__(self):
         self.frames_in = 0
@@ -132,6 +138,9 @@ class Stats:
         self.connections_total = 0
         self.refused: collections.Counter = collections.Counter()
         self.closed_by_code: collections.Counter = collections.Counter()
+        #: Handshakes refused and connections closed by a rate limit, by limit
+        #: ("new_connections", "concurrent", "messages", "bytes").
+        self.rate_limited: collections.Counter = collections.Counter()
 
 
 # -- actions --------------------------------------------------------------------------
@@ -160,12 +169,16 @@ class Deliver(Action):
 
 
 class CloseClient(Action):
-    """Close ``conn``'s client with ``code``: a close frame, then the end of the transport."""
+    """Close ``conn``'s client with ``code``: a close frame, then the end of the transport.
 
-    __slots__ = ("code", "conn", "reason")
+    ``fail``: do not wait for the client's answer, nor read what it still
+    sends (RFC 6455's "fail the connection"): a flood over its budget.
+    """
 
-    def __init__(self, conn: Connection, code: int, reason: str):
-        self.conn, self.code, self.reason = conn, code, reason
+    __slots__ = ("code", "conn", "fail", "reason")
+
+    def __init__(self, conn: Connection, code: int, reason: str, fail: bool = False):
+        self.conn, self.code, self.reason, self.fail = conn, code, reason, fail
 
 
 class Upgrade(Action):
@@ -180,10 +193,10 @@ class Upgrade(Action):
 class Refuse(Action):
     """Refuse the handshake with an HTTP status; ``conn`` is None before a record was made."""
 
-    __slots__ = ("conn", "reason", "status")
+    __slots__ = ("conn", "headers", "reason", "status")
 
-    def __init__(self, conn: Connection | None, status: int, reason: str):
-        self.conn, self.status, self.reason = conn, status, reason
+    def __init__(self, conn: Connection | None, status: int, reason: str, headers: dict[str, str] | None = None):
+        self.conn, self.status, self.reason, self.headers = conn, status, reason, headers
 
 
 class ToWorker(Action):
@@ -233,7 +246,7 @@ class EdgeCore:
     """
 
     def __init__(self, *, resolve: typing.Callable[[str], object], heartbeat_timeout: float,
-                 max_connections: int = 0, edge_id: str | None = None,
+                 max_connections: int = 0, limits: LimitSettings | None = None, edge_id: str | None = None,
                  clock: typing.Callable[[], float] = time.monotonic):
         self.edge_id = edge_id or uuid.uuid4().hex[:16]
         self.resolve = resolve
@@ -246,6 +259,9 @@ class EdgeCore:
         self.workers: dict[bytes, WorkerState] = {}
         self.groups: dict[str, set[str]] = {}
         self.stats = Stats()
+        #: The rate limits of docs/security.rst (all off by default here; the edge passes the settings).
+        self.limit_settings = limits or LimitSettings()
+        self.address_limits = AddressLimits(self.limit_settings)
         self._open = 0
         self._on_reply = {
             wire.Send: self._send, wire.GroupSend: self._group_send, wire.SendTo: self._send_to,
@@ -267,17 +283,27 @@ class EdgeCore:
 
     # -- handshakes ---------------------------------------------------------------
 
-    def connect(self, route: str, request: dict, transport: typing.Any) -> tuple[Connection | None, list[Action]]:
-        """A client asks for ``route``: refuse it at once, or ask a worker to take it."""
+    def connect(self, route: str, request: dict, transport: typing.Any, address: str | None = None
+                ) -> tuple[Connection | None, list[Action]]:
+        """A client at ``address`` asks for ``route``: refuse it at once, or ask a worker to take it."""
         if self.resolve(route) is None:
             return None, [self._refused(None, 404, "no websocket route here")]
         # Handshakes still waiting for a worker count too: a burst of them
         # must not carry the server past its limit.
         if self.max_connections and len(self.connections) >= self.max_connections:
             return None, [self._refused(None, 503, "too many connections")]
+        if address is not None and self.address_limits.enabled:
+            refusal = self.address_limits.admit(address, self.clock())
+            if refusal is not None:
+                self.stats.rate_limited[refusal.limit] += 1
+                reason = ("too many connections from this address" if refusal.limit == "concurrent"
+                          else "too many new connections from this address")
+                return None, [Refuse(None, 429, reason, {"Retry-After": str(refusal.retry_after)})]
         self._next_id += 1
         conn = Connection(f"{self.edge_id}.{self._next_id:x}", route, transport)
         self.connections[conn.id] = conn
+        if address is not None and self.address_limits.enabled:
+            conn.address = address  # released by _end(), which every admitted connection reaches
         conn.request = request
         return conn, self._place(conn)
 
@@ -368,6 +394,17 @@ class EdgeCore:
         worker = conn.worker
         if worker is None:
             return self._start_close(conn, CloseCode.SERVICE_RESTART, "worker unavailable")
+        if self.limit_settings.per_connection:
+            now = self.clock()
+            if conn.limits is None:
+                conn.limits = MessageLimits(self.limit_settings, now)
+            broken = conn.limits.allow(len(payload), now)
+            if broken is not None:
+                self.stats.rate_limited[broken] += 1
+                reason = "message rate limit exceeded" if broken == "messages" else "byte rate limit exceeded"
+                logger.info("connection %s: %s; closing it with 1008", conn.id, reason)
+                # The worker hears now, not when the client answers the close frame.
+                return self.close(conn, CloseCode.POLICY_VIOLATION, reason, fail=True, release=True)
         self.stats.frames_in += 1
         headers = conn.data_headers
         if headers is None:
@@ -376,9 +413,18 @@ class EdgeCore:
             headers = conn.data_headers = (text, bin_)
         return [Forward(worker, conn, headers[binary], payload)]
 
-    def close(self, conn: Connection, code: int, reason: str) -> list[Action]:
-        """Close ``conn`` from this side (a transport limit, a shutdown)."""
-        return self._start_close(conn, code, reason)
+    def close(self, conn: Connection, code: int, reason: str, fail: bool = False, release: bool = False
+              ) -> list[Action]:
+        """Close ``conn`` from this side (a transport's limit or protocol error).
+
+        ``fail``: without waiting for the client's answer. ``release``: the
+        worker hears at once, not when the transport ends (a client that does
+        not read may take its time), so that the handler stops sending.
+        """
+        actions = self._start_close(conn, code, reason, fail)
+        if release and actions:
+            actions += self._end(conn, code, reason)
+        return actions
 
     def closed(self, conn: Connection, received: tuple[int, str] | None = None, clean: bool = False
                ) -> list[Action]:
@@ -398,7 +444,7 @@ class EdgeCore:
             code, reason = CloseCode.ABNORMAL, "connection dropped without a close frame"
         return self._end(conn, code, reason)
 
-    def _start_close(self, conn: Connection, code: int, reason: str) -> list[Action]:
+    def _start_close(self, conn: Connection, code: int, reason: str, fail: bool = False) -> list[Action]:
         state = conn.state
         if state is ConnectionState.UPGRADING:
             conn.close_after_upgrade = (code, reason)
@@ -408,7 +454,7 @@ class EdgeCore:
         conn.state = ConnectionState.CLOSING
         self._open -= 1
         conn.close_sent = (int(code), reason)
-        return [CloseClient(conn, int(code), reason)]
+        return [CloseClient(conn, int(code), reason, fail)]
 
     def _end(self, conn: Connection, code: int, reason: str, count: bool = True) -> list[Action]:
         """Forget ``conn``: its groups, its record; tell its worker. Idempotent."""
@@ -418,6 +464,9 @@ class EdgeCore:
             self._open -= 1
         conn.state = ConnectionState.CLOSED
         self.connections.pop(conn.id, None)
+        if conn.address is not None:
+            self.address_limits.release(conn.address)
+            conn.address = None
         if count:
             self.stats.closed_by_code[code] += 1
         if conn.groups:

@@ -14,24 +14,24 @@ import typing
 import tornado.web
 
 if typing.TYPE_CHECKING:  # pragma: no cover
-    from .bridge import Bridge
+    from .core import EdgeCore
 
 
-def snapshot(bridge: Bridge) -> dict:
+def snapshot(core: EdgeCore) -> dict:
     now = time.monotonic()
-    stats = bridge.stats
+    stats = core.stats
     return {
-        "edge_id": bridge.edge_id,
-        "connections": len(bridge.connections),
+        "edge_id": core.edge_id,
+        "connections": core.open_count,
         "connections_total": stats.connections_total,
-        "handshakes_pending": len(bridge.pending),
+        "handshakes_pending": core.handshakes_pending,
         "frames_in": stats.frames_in,
         "frames_out": stats.frames_out,
         "refused": {str(k): v for k, v in sorted(stats.refused.items())},
         "closed_by_code": {str(k): v for k, v in sorted(stats.closed_by_code.items())},
-        "rate_limits": _rate_limits(stats),
-        "groups": len(bridge.groups),
-        "group_members": sum(len(m) for m in bridge.groups.values()),
+        "rate_limits": _rate_limits(core),
+        "groups": len(core.groups),
+        "group_members": sum(len(m) for m in core.groups.values()),
         "workers": [
             {
                 "id": w.worker_id,
@@ -40,7 +40,7 @@ def snapshot(bridge: Bridge) -> dict:
                 "capacity": w.capacity,
                 "last_seen_s": round(now - w.last_seen, 3),
             }
-            for w in bridge.workers.values()
+            for w in core.workers.values()
         ],
     }
 
@@ -49,22 +49,21 @@ def snapshot(bridge: Bridge) -> dict:
 RATE_LIMITS = ("new_connections", "concurrent", "messages", "bytes")
 
 
-def _rate_limits(stats) -> dict:
+def _rate_limits(core: EdgeCore) -> dict:
     """What each rate limit is set to (0: off), how often it struck, and the addresses tracked."""
-    limits = stats.address_limits
-    settings = limits.settings if limits is not None else None
+    stats, limits = core.stats, core.address_limits
+    settings = limits.settings
     configured = {
-        "new_connections": settings.new_per_window if settings else 0,
-        "concurrent": settings.concurrent if settings else 0,
-        "messages": settings.messages_per_window if settings else 0,
-        "bytes": settings.bytes_per_window if settings else 0,
+        "new_connections": settings.new_per_window,
+        "concurrent": settings.concurrent,
+        "messages": settings.messages_per_window,
+        "bytes": settings.bytes_per_window,
     }
     return {
         "limits": configured,
-        "windows_s": {"new_connections": settings.window if settings else 0,
-                      "messages": settings.message_window if settings else 0},
+        "windows_s": {"new_connections": settings.window, "messages": settings.message_window},
         "hits": {name: stats.rate_limited[name] for name in RATE_LIMITS},
-        "addresses_tracked": len(limits.addresses) if limits is not None else 0,
+        "addresses_tracked": len(limits.addresses),
     }
 
 
@@ -104,8 +103,8 @@ def prometheus(data: dict) -> str:
 
 
 class _StatsBase(tornado.web.RequestHandler):
-    def initialize(self, bridge: Bridge) -> None:
-        self.bridge = bridge
+    def initialize(self, core: EdgeCore) -> None:
+        self.core = core
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
@@ -114,7 +113,7 @@ class _StatsBase(tornado.web.RequestHandler):
 class HealthHandler(_StatsBase):
     def get(self) -> None:
         self.set_header("Content-Type", "text/plain")
-        if self.bridge.workers:
+        if self.core.workers:
             self.finish("ok\n")
         else:
             self.set_status(503)
@@ -124,18 +123,18 @@ class HealthHandler(_StatsBase):
 class StatsHandler(_StatsBase):
     def get(self) -> None:
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(snapshot(self.bridge)))
+        self.finish(json.dumps(snapshot(self.core)))
 
 
 class MetricsHandler(_StatsBase):
     def get(self) -> None:
         self.set_header("Content-Type", "text/plain; version=0.0.4")
-        self.finish(prometheus(snapshot(self.bridge)))
+        self.finish(prometheus(snapshot(self.core)))
 
 
-def stats_routes(bridge: Bridge) -> list:
+def stats_routes(core: EdgeCore) -> list:
     return [
-        (r"/_django_ws/health", HealthHandler, {"bridge": bridge}),
-        (r"/_django_ws/stats", StatsHandler, {"bridge": bridge}),
-        (r"/_django_ws/metrics", MetricsHandler, {"bridge": bridge}),
+        (r"/_django_ws/health", HealthHandler, {"core": core}),
+        (r"/_django_ws/stats", StatsHandler, {"core": core}),
+        (r"/_django_ws/metrics", MetricsHandler, {"core": core}),
     ]

@@ -7,7 +7,7 @@ import typing
 from .codes import CloseCode
 
 if typing.TYPE_CHECKING:  # pragma: no cover
-    from django_ws.worker.connection import Connection
+    from .connection import HandlerConnection
 
 
 class WebSocketHandler:
@@ -35,6 +35,10 @@ class WebSocketHandler:
     ``request``
         The handshake as a Django ``HttpRequest`` (path, GET, headers,
         COOKIES, session, user).
+    ``connection``
+        The connection itself, through the small interface of
+        :class:`~django_ws.handlers.connection.HandlerConnection`
+        (``close_code`` and ``close_reason`` tell ``on_close`` why it ended).
     """
 
     #: Refuse the handshake with 403 unless the session's user is logged in.
@@ -45,7 +49,7 @@ class WebSocketHandler:
     #: or in a JWT's ``scope`` claim); None accepts tokens minted without one.
     token_scope: str | None = None
 
-    def __init__(self, connection: Connection):
+    def __init__(self, connection: HandlerConnection):
         self.connection = connection
         self.connection_id: str = connection.id
         self.args: tuple = connection.args

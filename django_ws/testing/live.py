@@ -47,7 +47,7 @@ class LiveWebSocketServer:
         def run_edge():
             asyncio.set_event_loop(self.loop)
             self.edge.start("127.0.0.1", self.port)
-            self.edge.bridge.on_worker_change = lambda what, worker: joined.set()
+            self.edge.on_worker_change = lambda what, worker: joined.set()
             ready.set()
             self.loop.run_forever()
 

@@ -24,7 +24,7 @@ class RecordedEchoHandler(WebSocketHandler):
         self.send(message)
 
     def on_close(self):
-        record(f"close {self.kwargs['tag']} {self.connection_id}")
+        record(f"close {self.kwargs['tag']} {self.connection_id} {self.connection.close_code}")
 
 
 class SlowEchoHandler(RecordedEchoHandler):

@@ -320,3 +320,46 @@ def test_shutdown_closes_every_open_client_with_1001(core):
     core.reply(b"w1", wire.Accept(b.id, ""))
     assert core.shutdown() == [CloseClient(a, CloseCode.GOING_AWAY, "server shutdown")]
     assert core.opened(b) == [CloseClient(b, CloseCode.GOING_AWAY, "server shutdown")]
+
+
+# -- rate limits ------------------------------------------------------------------------------
+
+
+def test_an_address_over_its_limit_gets_429_with_retry_after_and_is_released_on_close(clock):
+    from django_ws.edge.limits import LimitSettings
+
+    core = EdgeCore(resolve=lambda r: r, heartbeat_timeout=2, clock=clock,
+                    limits=LimitSettings(new_per_window=100, window=10, concurrent=2))
+    hello(core)
+    first = open_connection(core, route="a")
+    open_connection(core, route="b")
+    conn, actions = core.connect("c", {}, "t", address="10.0.0.1")
+    assert conn is not None, "another address is not limited"
+    conn, actions = core.connect("a", {}, "t", address="127.0.0.1")
+    assert conn is not None
+    core.connect("b", {}, "t", address="127.0.0.1")
+    conn, actions = core.connect("c", {}, "t", address="127.0.0.1")
+    (refusal,) = actions
+    assert conn is None and refusal.status == 429 and refusal.headers["Retry-After"].isdigit()
+    assert core.stats.rate_limited["concurrent"] == 1
+    assert first.address is None, "a connection made without an address counts nowhere"
+    limited = [c for c in core.connections.values() if c.address == "127.0.0.1"]
+    core.closed(limited[0])
+    conn, _ = core.connect("c", {}, "t", address="127.0.0.1")
+    assert conn is not None, "its slot was released when the first one ended"
+
+
+def test_a_connection_over_its_message_budget_is_failed_with_1008_and_its_worker_told_at_once(clock):
+    from django_ws.edge.limits import LimitSettings
+
+    core = EdgeCore(resolve=lambda r: r, heartbeat_timeout=2, clock=clock,
+                    limits=LimitSettings(messages_per_window=3, message_window=1.0))
+    hello(core)
+    conn = open_connection(core, route="flood")
+    for _ in range(3):
+        assert kinds(core.received(conn, False, b"x")) == ["Forward"]
+    actions = core.received(conn, False, b"x")
+    close = only(actions, CloseClient)
+    assert (close.code, close.fail) == (1008, True)
+    assert only(actions, ToWorker).message.code == 1008, "the worker hears now, not when the client answers"
+    assert core.closed(conn) == [] and core.stats.rate_limited["messages"] == 1

@@ -175,3 +175,14 @@ def test_user_comes_from_the_session_cookie():
     assert request.user == user
     assert request.user.is_authenticated
     assert request.user.get_username() == "alice"
+
+
+def test_every_connection_a_handler_can_get_has_exactly_the_documented_interface():
+    """The worker's connection and the test communicator's offer what HandlerConnection documents."""
+    from django_ws.handlers import HandlerConnection
+    from django_ws.testing import HandlerCommunicator
+    from django_ws.worker.connection import Connection
+
+    worker_side = Connection("e.1", "echo", {"path": "/echo", "query": "", "headers": []}, lambda frames: None)
+    assert isinstance(worker_side, HandlerConnection)
+    assert isinstance(HandlerCommunicator("echo").connection, HandlerConnection)

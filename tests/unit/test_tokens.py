@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import TestCase, override_settings
 
-from django_ws.edge.handler import redact_uri
+from django_ws.edge.logs import redact_uri
 from django_ws.testing import HandlerCommunicator
 from django_ws.tokens import SUBPROTOCOL, make_token, strip_token_subprotocols, token_from_request, verify_token
 

@@ -43,7 +43,12 @@ class Command(BaseCommand):
                             help="Refuse handshakes with 503 past N open connections (default: no limit).")
 
     def handle(self, *args, **options):
-        from django_ws.edge.app import Edge
+        from django_ws.edge.tornado_compat import TornadoIncompatible
+
+        try:
+            from django_ws.edge.app import Edge
+        except TornadoIncompatible as exc:
+            raise CommandError(str(exc)) from None
         from django_ws.routing import Mount
 
         addr, port = self._addrport(options["addrport"])
@@ -66,7 +71,7 @@ class Command(BaseCommand):
         sub = options["sub_socket"] or ws_settings.WS_SUB_SOCKET
         try:
             edge = Edge(mount, push, sub, max_connections=options["max_connections"])
-        except ValueError as exc:  # a rate limit's window of 0 (limits.LimitSettings)
+        except ValueError as exc:  # a rate limit's window of 0, a WS_COMPRESSION option
             raise CommandError(str(exc)) from None
         try:
             run, self.loop_name = loop_runner(ws_settings.WS_EVENT_LOOP)
@@ -109,18 +114,18 @@ class Command(BaseCommand):
         ready = asyncio.Event()
 
         def worker_change(what, worker):
-            self._say(f"Worker {worker.worker_id} {what}; {len(edge.bridge.workers)} connected")
-            if len(edge.bridge.workers) >= wanted:
+            self._say(f"Worker {worker.worker_id} {what}; {len(edge.core.workers)} connected")
+            if len(edge.core.workers) >= wanted:
                 ready.set()
 
-        edge.bridge.on_worker_change = worker_change
+        edge.on_worker_change = worker_change
         edge.start(addr, port)
         root = get_ws_urlconf()
         legacy = len(root.legacy_regexes)
         host = f"[{addr}]" if ":" in addr else addr
         self._say(
             f"django-ws {django_ws.__version__}, using settings {settings.SETTINGS_MODULE!r}\n"
-            f"WebSocket server at ws://{host}:{port}{edge.mount.prefix}/ (edge {edge.bridge.edge_id}, {self.loop_name})\n"
+            f"WebSocket server at ws://{host}:{port}{edge.mount.prefix}/ (edge {edge.edge_id}, {self.loop_name})\n"
             f"Routes: {len(root.urlpatterns) - legacy} from {root.source}, "
             f"{len(ws_settings.DEFAULT_WS_HANDLERS)} namespaces from DEFAULT_WS_HANDLERS\n"
             f"Workers: {wanted} x {options['mode']}; push {push}, sub {sub}\n"
@@ -135,7 +140,7 @@ class Command(BaseCommand):
 
         async def announce_ready():
             await ready.wait()
-            self._say(f"Ready: {len(edge.bridge.workers)} workers connected.")
+            self._say(f"Ready: {len(edge.core.workers)} workers connected.")
 
         announcer = asyncio.ensure_future(announce_ready()) if wanted else None
         if not wanted:
@@ -144,7 +149,7 @@ class Command(BaseCommand):
         if supervisor:
             def restart_workers():
                 self._say("SIGHUP: restarting the workers; the edge and its clients stay.")
-                asyncio.ensure_future(supervisor.restart(lambda: len(edge.bridge.workers), timeout))
+                asyncio.ensure_future(supervisor.restart(lambda: len(edge.core.workers), timeout))
 
             loop.add_signal_handler(signal.SIGHUP, restart_workers)
         else:
@@ -155,7 +160,7 @@ class Command(BaseCommand):
         if announcer:
             announcer.cancel()
         self._say("Shutting down: closing clients with 1001.")
-        edge.bridge.on_worker_change = None
+        edge.on_worker_change = None
         await edge.shutdown(timeout)
         if supervisor:
             await supervisor.stop(timeout)

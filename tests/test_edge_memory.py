@@ -1,9 +1,10 @@
 """What an open connection keeps on the edge, and the keepalive that pings them all.
 
 An edge holds thousands of idle connections, so each must keep only what it
-still uses once upgraded: no HTTP request, no suspended handshake coroutines,
-no keepalive task of its own. Keepalive is tested on its own with a stand-in
-for Tornado's protocol; the connections are tested on a real edge and worker
+still uses once upgraded: its record in the core, its transport (stream and
+protocol state), one pending read; no HTTP request handler, no coroutine or
+task of its own, no keepalive task. The keepalive is tested on its own with a
+stand-in connection; the connections on a real edge and worker
 (LiveWebSocketServer) with a real client.
 
 Nothing here waits a fixed time: each step waits for the event it checks (a
@@ -23,7 +24,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from django_ws import send_to_group
-from django_ws.edge.handler import Keepalive, _OpenRequest
+from django_ws.edge.core import ConnectionState
+from django_ws.edge.keepalive import Keepalive
+from django_ws.edge.transports.websocket import WebSocketConnection
 from django_ws.testing.live import LiveWebSocketServer
 
 #: The longest any one awaited event may take before the test fails (a loaded machine is slow, not broken).
@@ -34,11 +37,8 @@ WAIT = 10.0
 INTERVAL, TIMEOUT = 0.08, 0.04
 
 
-class FakeProtocol:
-    """What Keepalive uses of a WebSocketProtocol13, recording when it is used."""
-
-    ping_interval = INTERVAL
-    ping_timeout = TIMEOUT
+class FakeConnection:
+    """What Keepalive uses of a transport's connection, recording when it is used."""
 
     def __init__(self, answers: bool, pings_wanted: int = 3):
         self.loop = asyncio.get_running_loop()
@@ -46,28 +46,26 @@ class FakeProtocol:
         self.ping_times: list[float] = []
         self.pings_wanted = pings_wanted
         self.pinged = asyncio.Event()  # set once pings_wanted pings went out
-        self.closed = asyncio.Event()
-        self.closed_with = self.closed_at = None
-        self._received_pong = False
-        self._ping_coroutine = None
+        self.expired = asyncio.Event()
+        self.expired_at = None
+        self.pong_received = False
+        self.record = None
 
     def watch(self, keepalive: Keepalive) -> None:
-        self._ping_coroutine = keepalive.watch(self)
+        self.record = keepalive.watch(self)
         self.watched_at = self.loop.time()
 
-    def write_ping(self, data: bytes) -> None:
+    def ping(self) -> bool:
         self.ping_times.append(self.loop.time())
         if len(self.ping_times) >= self.pings_wanted:
             self.pinged.set()
         if self.answers:  # the pong comes back on the loop's next turn
-            self.loop.call_soon(setattr, self, "_received_pong", True)
+            self.loop.call_soon(setattr, self, "pong_received", True)
+        return True
 
-    def close(self, code=None, reason=None) -> None:  # as Tornado's close() does
-        self.closed_with, self.closed_at = reason, self.loop.time()
-        self.closed.set()
-        if self._ping_coroutine:
-            self._ping_coroutine.cancel()
-            self._ping_coroutine = None
+    def keepalive_expired(self) -> None:
+        self.expired_at = self.loop.time()
+        self.expired.set()
 
 
 def gaps(times: list[float]) -> list[float]:
@@ -84,10 +82,10 @@ async def until(predicate) -> None:
     await asyncio.wait_for(poll(), WAIT)
 
 
-def test_keepalive_pings_one_interval_after_watch_then_every_interval_and_closes_who_does_not_answer():
+def test_keepalive_pings_one_interval_after_watch_then_every_interval_and_expires_who_does_not_answer():
     async def main():
-        keepalive = Keepalive()
-        talker, mute = FakeProtocol(answers=True), FakeProtocol(answers=False)
+        keepalive = Keepalive(INTERVAL, TIMEOUT)
+        talker, mute = FakeConnection(answers=True), FakeConnection(answers=False)
         talker.watch(keepalive)
         mute.watch(keepalive)
         assert len(keepalive) == 2
@@ -95,21 +93,20 @@ def test_keepalive_pings_one_interval_after_watch_then_every_interval_and_closes
         slack = keepalive.resolution
         assert 0 < slack <= TIMEOUT / 4
 
-        await asyncio.wait_for(mute.closed.wait(), WAIT)
-        assert mute.closed_with == "ping timed out"
-        assert len(mute.ping_times) == 1  # closed at the first check, never pinged again
+        await asyncio.wait_for(mute.expired.wait(), WAIT)
+        assert len(mute.ping_times) == 1  # expired at the first check, never pinged again
         assert mute.ping_times[0] - mute.watched_at >= INTERVAL - slack  # not at once: one interval after
-        assert mute.closed_at - mute.ping_times[0] >= TIMEOUT - slack  # its pong had the whole timeout
-        assert mute._ping_coroutine is None and len(keepalive) == 1
+        assert mute.expired_at - mute.ping_times[0] >= TIMEOUT - slack  # its pong had the whole timeout
+        assert mute.record.connection is None and len(keepalive) == 1
 
         await asyncio.wait_for(talker.pinged.wait(), WAIT)
-        assert talker.closed_with is None  # answered every ping: still open
+        assert not talker.expired.is_set()  # answered every ping: still open
         assert talker.ping_times[0] - talker.watched_at >= INTERVAL - slack
         assert all(gap >= INTERVAL - slack for gap in gaps(talker.ping_times)), gaps(talker.ping_times)
 
-        record = talker._ping_coroutine
-        talker.close()  # cancels its record: it leaves the keepalive at once
-        assert record.protocol is None and len(keepalive) == 0 and not keepalive._buckets
+        record = talker.record
+        record.cancel()  # the transport ends: it leaves the keepalive at once
+        assert record.connection is None and len(keepalive) == 0 and not keepalive._buckets
         pings = len(talker.ping_times)
         # The timer armed for the talker's next ping still fires, finds nobody, and is not armed again.
         await until(lambda: keepalive._timer is None)
@@ -120,17 +117,23 @@ def test_keepalive_pings_one_interval_after_watch_then_every_interval_and_closes
 
 def test_keepalive_with_no_timeout_only_pings():
     async def main():
-        keepalive = Keepalive()
-        mute = FakeProtocol(answers=False)
-        mute.ping_timeout = 0
+        keepalive = Keepalive(INTERVAL, 0)
+        mute = FakeConnection(answers=False)
         mute.watch(keepalive)
         await asyncio.wait_for(mute.pinged.wait(), WAIT)
-        assert mute.closed_with is None  # no pong ever came, and that closes nothing
+        assert not mute.expired.is_set()  # no pong ever came, and that closes nothing
         slack = keepalive.resolution
         assert mute.ping_times[0] - mute.watched_at >= INTERVAL - slack
         assert all(gap >= INTERVAL - slack for gap in gaps(mute.ping_times)), gaps(mute.ping_times)
-        mute.close()
+        mute.record.cancel()
         assert len(keepalive) == 0
+
+    asyncio.run(main())
+
+
+def test_keepalive_off_watches_nothing():
+    async def main():
+        assert Keepalive(0, 10).watch(FakeConnection(answers=True)) is None
 
     asyncio.run(main())
 
@@ -143,7 +146,7 @@ PING_INTERVAL = 0.5
 
 @pytest.fixture
 def server():
-    """A real edge (Tornado + Bridge) and threaded worker in this process, stopped after the test."""
+    """A real edge and threaded worker in this process, stopped after the test."""
     with override_settings(WS_PING_INTERVAL=PING_INTERVAL, WS_PING_TIMEOUT=PING_INTERVAL):
         live = LiveWebSocketServer()
         try:
@@ -199,45 +202,34 @@ def client(server, route: str, **options):
     return connect(server.url(route), ping_interval=None, proxy=None, compression=None, **options)
 
 
-#: What an open connection keeps in its __dict__ (the rest is in slots or class attributes).
-REQUIRED_WHEN_OPEN = {"application", "ws_connection", "request"}
-ALLOWED_WHEN_OPEN = REQUIRED_WHEN_OPEN | {"data_headers"}
-
-
 def open_state(server) -> dict:
     """What the edge holds for its one open connection, read in the edge's thread."""
-    edge, bridge = server.edge, server.edge.bridge
-    (conn,) = bridge.connections.values()
+    edge, core = server.edge, server.edge.core
+    (conn,) = core.connections.values()
     coroutines = [getattr(task.get_coro(), "__qualname__", "?") for task in asyncio.all_tasks()]
     return {
         "conn": conn,
-        "keys": set(vars(conn)),
+        "state": conn.state,
+        "transport": conn.transport,
+        "groups": None if conn.groups is None else set(conn.groups),
+        "early": conn.early,
         "request": conn.request,
-        "status": conn.get_status(),
-        "close_code": conn.close_code,
-        "groups": None if conn._groups is None else set(conn._groups),  # .groups would make the set
-        "early_sends": conn._early_sends,
-        "subprotocol": conn._subprotocol,
         "coroutines": coroutines,
         "keepalive": len(edge.keepalive),
-        "upgrading": dict(bridge.upgrading),
-        "pending": dict(bridge.pending),
+        "pending": core.handshakes_pending,
     }
 
 
-def assert_shed(state: dict, uri: str) -> None:
-    """The HTTP exchange is gone from an open connection: a small dict, a request summary for log lines."""
-    assert REQUIRED_WHEN_OPEN <= state["keys"] <= ALLOWED_WHEN_OPEN, state["keys"]
-    assert not {"ui", "_headers", "path_args", "path_kwargs", "_write_buffer"} & state["keys"]
-    request = state["request"]
-    assert type(request) is _OpenRequest
-    assert repr(request) == f"HTTPServerRequest(method='GET', uri={uri!r}, remote_ip='127.0.0.1')"
-    assert state["status"] == 101 and state["close_code"] is None
-    assert state["early_sends"] is None and state["subprotocol"] == ""
-    assert state["upgrading"] == {} and state["pending"] == {}
-    # Neither the handshake's coroutines nor a ping task wait for the connection to end.
-    assert "WebSocketProtocol13._receive_frame_loop" in state["coroutines"]
-    assert not [name for name in state["coroutines"] if "_execute" in name or "periodic_ping" in name]
+def assert_shed(state: dict) -> None:
+    """The HTTP exchange is gone from an open connection: a core record and a transport with slots."""
+    assert state["state"] is ConnectionState.OPEN
+    transport = state["transport"]
+    assert type(transport) is WebSocketConnection, "the handshake's RequestHandler is not kept once open"
+    assert not hasattr(transport, "__dict__") and not hasattr(state["conn"], "__dict__"), "slots only"
+    assert state["early"] is None and state["request"] is None and state["pending"] == 0
+    # Neither the handshake's coroutines nor a ping task nor a frame loop task wait for the connection to end.
+    assert not [name for name in state["coroutines"]
+                if "_execute" in name or "periodic_ping" in name or "WebSocket" in name], state["coroutines"]
     assert state["keepalive"] == 1  # pinged from the edge's one timer
 
 
@@ -246,19 +238,18 @@ def test_an_open_connection_keeps_only_what_it_still_uses_and_closes_cleanly(ser
         ws.send("hi")
         assert ws.recv(timeout=WAIT) == "hi"  # the frame loop runs: the handshake state is shed
         state = on_edge(server, lambda: open_state(server))
-        assert_shed(state, "/socket/echo")
+        assert_shed(state)
         assert state["groups"] is None  # no group joined: no set made for it
         ws.send(b"\x00bin")
         assert ws.recv(timeout=WAIT) == b"\x00bin"  # bytes stay bytes
         ws.close(1000, "bye")
         assert ws.close_code == 1000  # the edge answered the close frame
 
-    conn, bridge = state["conn"], server.edge.bridge
-    wait_on_edge(server, lambda: conn.released)
-    # The edge saw the client's code and reason, and kept nothing of the connection.
-    closed = on_edge(server, lambda: (conn.close_code, conn.close_reason, bridge.stats.closed_by_code[1000]))
-    assert closed == (1000, "bye", 1)
-    assert on_edge(server, lambda: (dict(bridge.connections), len(server.edge.keepalive))) == ({}, 0)
+    conn, core = state["conn"], server.edge.core
+    wait_on_edge(server, lambda: conn.state is ConnectionState.CLOSED)
+    # The edge saw the client's code, and kept nothing of the connection.
+    assert on_edge(server, lambda: core.stats.closed_by_code[1000]) == 1
+    assert on_edge(server, lambda: (dict(core.connections), len(server.edge.keepalive))) == ({}, 0)
 
 
 def test_the_edge_pings_an_open_connection_and_its_answers_keep_it_open(server):
@@ -269,7 +260,7 @@ def test_the_edge_pings_an_open_connection_and_its_answers_keep_it_open(server):
         # A second ping comes only once the edge has seen the pong to the first in time.
         frames.wait_for(lambda log: log.count("< PING") >= 2 and log.count("> PONG") >= 2)
         state = on_edge(server, lambda: open_state(server))
-        assert_shed(state, "/socket/echo")  # pings and pongs brought nothing back
+        assert_shed(state)  # pings and pongs brought nothing back
         ws.send("still here")
         assert ws.recv(timeout=WAIT) == "still here"
 
@@ -278,7 +269,7 @@ def test_sends_and_joins_from_on_connect_arrive_first(server):
     with client(server, "eager") as ws:
         assert ws.recv(timeout=WAIT) == "welcome"  # written right after the upgrade, before any client message
         state = on_edge(server, lambda: open_state(server))
-        assert_shed(state, "/socket/eager")
+        assert_shed(state)
         assert state["groups"] == {"eager"}  # joined during the handshake, kept once open
         assert send_to_group("eager", "to the silent member") == 1
         assert ws.recv(timeout=WAIT) == "to the silent member"
@@ -298,8 +289,8 @@ def test_a_close_right_after_the_upgrade_reaches_the_client_and_leaves_nothing_b
                 refused.recv(timeout=WAIT)
             assert refused.close_code == 1013
             assert refused.close_reason in ("worker at capacity", "all workers at capacity")
-        bridge = server.edge.bridge
-        wait_on_edge(server, lambda: len(bridge.connections) == 1 and not bridge.upgrading)
+        core = server.edge.core
+        wait_on_edge(server, lambda: len(core.connections) == 1)
         assert on_edge(server, lambda: len(server.edge.keepalive)) == 1  # the refused one's record is gone
         first.send("still served")
         assert first.recv(timeout=WAIT) == "still served"

@@ -1,0 +1,49 @@
+"""What a handler reaches of its connection: a small interface, the same whatever runs the handler.
+
+A worker (threads, greenlets or a process of its own) and the test
+communicator each give the handler an object with exactly these members;
+handlers use them through ``self.send()``, ``self.close()``, ``self.join()``,
+``self.leave()`` and ``self.closed``, and never anything else of the object
+behind them.
+"""
+
+from __future__ import annotations
+
+import typing
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from django.http import HttpRequest
+
+__all__ = ["HandlerConnection"]
+
+
+@typing.runtime_checkable
+class HandlerConnection(typing.Protocol):
+    """One client connection, as its handler sees it."""
+
+    #: Unique across edges and restarts: store it to address this client later from any Django process.
+    id: str
+    #: What the route captured (positional and keyword), plus the route's extra kwargs.
+    args: tuple
+    kwargs: dict
+    #: The handshake as a Django request.
+    request: HttpRequest | None
+    #: Why the connection ended (a close code and reason), None while it is open.
+    close_code: int | None
+    close_reason: str
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection has ended, from either side."""
+
+    def send(self, data: str | bytes) -> None:
+        """One message to the client: ``str`` as text, ``bytes`` as binary; ConnectionClosed once it has ended."""
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """End the connection from the server side with ``code``."""
+
+    def join(self, group: str) -> None:
+        """Add the connection to ``group``."""
+
+    def leave(self, group: str) -> None:
+        """Remove the connection from ``group``."""

@@ -1,0 +1,47 @@
+"""The one module that relies on Tornado beyond its documented API checks what it relies on at import."""
+
+import pytest
+import tornado
+
+from django_ws.edge import protocol, tornado_compat
+
+
+def test_a_missing_piece_stops_the_edge_with_the_tornado_version_in_the_message():
+    with pytest.raises(tornado_compat.TornadoIncompatible) as error:
+        tornado_compat._require(False, "RequestHandler.detach()")
+    assert f"Tornado {tornado.version}" in str(error.value) and "RequestHandler.detach()" in str(error.value)
+
+
+def test_tornados_c_mask_unmasks_like_the_protocols_own():
+    mask, data = b"\x9a\x01\xff\x30", bytes(range(256)) * 5
+    if tornado_compat.websocket_mask is None:
+        pytest.skip("this Tornado has no C speedups")
+    assert tornado_compat.websocket_mask(mask, data) == protocol.apply_mask(mask, data)
+
+
+def test_the_edge_imports_no_tornado_private_name_outside_tornado_compat():
+    """Every other edge module uses Tornado's documented API only (names without a leading underscore)."""
+    import ast
+    import pathlib
+
+    import django_ws.edge
+
+    root = pathlib.Path(django_ws.edge.__file__).parent
+    offenders = []
+    for path in root.rglob("*.py"):
+        if path.name == "tornado_compat.py":
+            continue
+        tree = ast.parse(path.read_text())
+        tornado_names = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                         for alias in node.names if alias.name.startswith("tornado")}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tornado"):
+                offenders += [f"{path.name}: from {node.module} import {a.name}" for a in node.names
+                              if a.name.startswith("_")]
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                base = node.value
+                while isinstance(base, ast.Attribute):
+                    base = base.value
+                if isinstance(base, ast.Name) and base.id in {n.split(".")[0] for n in tornado_names}:
+                    offenders.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    assert not offenders, offenders
