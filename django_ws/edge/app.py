@@ -34,6 +34,7 @@ class Edge:
             heartbeat_timeout=float(ws_settings.WS_HEARTBEAT_TIMEOUT),
             handshake_timeout=float(ws_settings.WS_HANDSHAKE_TIMEOUT),
             queue_limit=int(ws_settings.WS_QUEUE_LIMIT),
+            send_key_ttl=float(ws_settings.WS_SEND_KEY_TTL),
         )
         self._allowed_origins = self._origin_hosts()
         #: Pings every open client (WS_PING_INTERVAL) from one timer.

@@ -30,7 +30,7 @@ import uuid
 import zmq
 import zmq.asyncio
 
-from django_ws import security, wire
+from django_ws import links, security, wire
 from django_ws.handlers import CloseCode
 
 if typing.TYPE_CHECKING:  # pragma: no cover
@@ -86,7 +86,7 @@ class Bridge:
     """One edge's ZeroMQ endpoints and the state they share with the handlers."""
 
     def __init__(self, push_endpoint: str, sub_endpoint: str, *, heartbeat_interval: float,
-                 heartbeat_timeout: float, handshake_timeout: float, queue_limit: int):
+                 heartbeat_timeout: float, handshake_timeout: float, queue_limit: int, send_key_ttl: float = 60.0):
         self.edge_id = uuid.uuid4().hex[:16]
         self.push_endpoint, self.sub_endpoint = push_endpoint, sub_endpoint
         self.heartbeat_interval = heartbeat_interval
@@ -107,6 +107,9 @@ class Bridge:
         #: worker identity -> client frames waiting for the end of this loop turn.
         self._batches: dict[bytes, _Batch] = {}
         self._flush_scheduled = False
+        #: Idempotency keys of recent sends (their ref) -> (expiry, clients reached): see _once.
+        self._recent_sends: collections.OrderedDict[str, tuple[float, int]] = collections.OrderedDict()
+        self.send_key_ttl = send_key_ttl
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -131,13 +134,31 @@ class Bridge:
         loop = self._loop = asyncio.get_event_loop()
         self._events_pump = _Pump(loop, self.events, lambda frames: self._handle_safely(self._on_worker_event, frames))
         self._replies_pump = _Pump(loop, self.replies, lambda frames: self._handle_safely(self._on_reply, frames))
+        #: (socket, its monitor's pump) for each tcp:// endpoint: see _watch_refusals.
+        self._monitors = [(sock, self._watch_refusals(loop, sock, endpoint))
+                          for sock, endpoint in ((self.events, self.push_endpoint), (self.replies, self.sub_endpoint))
+                          if endpoint.startswith("tcp://")]
         self._tasks = [asyncio.ensure_future(self._heartbeat())]
+
+    def _watch_refusals(self, loop, sock, endpoint: str) -> "_Pump":
+        """Log the peers whose handshakes this endpoint refuses (links.RefusalLog)."""
+        refusals = links.RefusalLog(endpoint, security.uses_curve(endpoint))
+        address = f"inproc://django-ws-monitor-{uuid.uuid4().hex}"
+        sock.monitor(address, links.RefusalLog.MONITOR_EVENTS)
+        monitor = zmq.Socket(self.context, zmq.PAIR)  # a plain socket, read by a pump like the others
+        monitor.connect(address)
+        return _Pump(loop, monitor, refusals.handle)
 
     def _bind(self, kind: int, endpoint: str):
         sock = zmq.Socket(self.context, kind)
         sock.setsockopt(zmq.SNDHWM, self.queue_limit)
         sock.setsockopt(zmq.RCVHWM, self.queue_limit)
         sock.setsockopt(zmq.LINGER, 500)
+        # A worker or sender that reconnects after a partition comes back
+        # with the same routing id while the dead connection may linger:
+        # the new one takes over instead of waiting for the old to time out.
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        links.keep_alive(sock)
         security.secure_server(sock, endpoint)
         if endpoint.startswith("ipc://"):
             _prepare_ipc_path(endpoint[len("ipc://"):])
@@ -153,6 +174,10 @@ class Bridge:
             task.cancel()
         self._events_pump.stop()
         self._replies_pump.stop()
+        for sock, pump in self._monitors:
+            pump.stop()
+            sock.disable_monitor()
+            pump.sock.close(linger=0)
         for sock in (self.events, self.replies):
             sock.close(linger=500)
         if self.authenticator is not None:
@@ -374,16 +399,17 @@ class Bridge:
             else:
                 logger.debug("send to gone connection %s dropped", message.conn_id)
         elif isinstance(message, wire.GroupSend):
-            delivered = self._group_send(message)
             if message.ref:
+                delivered = self._once(message.ref, lambda: self._group_send(message))
                 self._answer(identity, wire.Ack(message.ref, self.edge_id, delivered))
+            else:
+                self._group_send(message)
         elif isinstance(message, wire.SendTo):
-            conn = self.connections.get(message.conn_id)
-            if conn is not None:
-                self.stats.frames_out += 1
-                conn.deliver(message.binary, message.payload)
             if message.ref:
-                self._answer(identity, wire.Ack(message.ref, self.edge_id, int(conn is not None)))
+                delivered = self._once(message.ref, lambda: self._send_to(message))
+                self._answer(identity, wire.Ack(message.ref, self.edge_id, delivered))
+            else:
+                self._send_to(message)
         elif isinstance(message, wire.Presence):
             members = sorted(self.groups.get(message.group, ()))
             self._answer(identity, wire.Members(message.ref, self.edge_id, {"ids": members}))
@@ -414,6 +440,33 @@ class Bridge:
                     del self.groups[message.group]
         else:
             logger.warning("edge dropped an unexpected %s on the sub endpoint", type(message).__name__)
+
+    def _send_to(self, message: wire.SendTo) -> int:
+        conn = self.connections.get(message.conn_id)
+        if conn is None:
+            return 0
+        self.stats.frames_out += 1
+        conn.deliver(message.binary, message.payload)
+        return 1
+
+    def _once(self, ref: str, deliver: typing.Callable[[], int]) -> int:
+        """Deliver a sender's message unless its ref was seen within ``send_key_ttl``; return clients reached.
+
+        A sender's ref is its idempotency key: a retry with the same key (or
+        the original, arriving late after a partition) is acknowledged with
+        the first delivery's count and not delivered twice.
+        """
+        now = time.monotonic()
+        recent = self._recent_sends
+        while recent and (next(iter(recent.values()))[0] <= now or len(recent) > _RECENT_SENDS_LIMIT):
+            recent.popitem(last=False)  # oldest first: every entry lives the same ttl
+        seen = recent.get(ref)
+        if seen is not None:
+            return seen[1]
+        delivered = deliver()
+        if self.send_key_ttl > 0:
+            recent[ref] = (now + self.send_key_ttl, delivered)
+        return delivered
 
     def _group_send(self, message: wire.GroupSend) -> int:
         members = self.groups.get(message.group)
@@ -474,6 +527,8 @@ class Bridge:
 
 #: A batch this long is sent at once instead of at the end of the loop turn.
 _BATCH_LIMIT = 64
+#: Most idempotency keys an edge remembers, whatever WS_SEND_KEY_TTL says.
+_RECENT_SENDS_LIMIT = 100_000
 
 
 class _Batch:
