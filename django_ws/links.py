@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import typing
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -67,24 +68,20 @@ def _client_cause(event: int, value: int, curve: bool) -> str | None:
     if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
         return ("the edge does not know this process's CURVE client key: WS_CURVE's client_public/client_secret "
                 f"here differ from the edge's (ZAP status {value})")
-    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-        if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
-            if curve:
-                return "the edge does not use CURVE on this endpoint: set WS_CURVE on the edge's host too"
-            return "the edge requires CURVE and this process has no keys: set WS_CURVE here (manage.py ws_keygen)"
-        return f"ZeroMQ protocol error {value:#x} during the handshake"
+    mismatch = event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+    # A peer that sees the mechanism mismatch first hangs up, so the other
+    # side may get only a hang-up (NO_DETAIL): without keys of our own, that
+    # is still the edge wanting CURVE; with keys, a wrong server key too.
+    if not curve and (mismatch or event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+        return "the edge requires CURVE and this process has no keys: set WS_CURVE here (manage.py ws_keygen)"
+    if mismatch:
+        return "the edge does not use CURVE on this endpoint: set WS_CURVE on the edge's host too"
     if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-        if curve:
-            # A CURVE server that cannot open our HELLO hangs up without a word.
-            return "the edge hung up during the CURVE handshake: WS_CURVE's server_public here is most likely not that edge's key"
-        return f"the edge hung up during the handshake ({_errno_name(value)})"
+        return ("the edge hung up during the CURVE handshake: WS_CURVE's server_public here is most likely "
+                "not that edge's key (or the edge does not use CURVE)")
+    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        return f"ZeroMQ protocol error {value:#x} during the handshake"
     return None
-
-
-def _errno_name(value: int) -> str:
-    import errno
-
-    return errno.errorcode.get(value, f"error {value}")
 
 
 class HandshakeWatch:
@@ -94,13 +91,15 @@ class HandshakeWatch:
     the first time each cause appears for the endpoint; a successful
     handshake forgets them, so a later misconfiguration is reported again.
     ``refusal`` is the latest cause, or None once a handshake succeeded.
+    Watches that pass the same ``said`` set (a worker's two sockets to one
+    edge) say each cause once between them.
     """
 
-    def __init__(self, sock: zmq.Socket, endpoint: str, curve: bool, who: str):
+    def __init__(self, sock: zmq.Socket, endpoint: str, curve: bool, who: str, said: set[str] | None = None):
         self.endpoint, self.curve, self.who = endpoint, curve, who
         self.monitor = sock.get_monitor_socket(HANDSHAKE_EVENTS)
         self.refusal: str | None = None
-        self._said: set[str] = set()
+        self._said: set[str] = set() if said is None else said
 
     def poll(self) -> str | None:
         while True:
@@ -130,16 +129,18 @@ class HandshakeWatch:
 
 
 def _server_cause(event: int, value: int, curve: bool) -> str | None:
-    """Why a peer's handshake with this edge failed, in words; None when the ZAP handler already said."""
+    """Why a peer's handshake with this edge failed, in words; None when there is nothing to say."""
+    mismatch = event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+    if mismatch or event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        # The peer may see the mismatch first and hang up: all we get then is NO_DETAIL.
+        if curve:
+            return "it has no CURVE keys (WS_CURVE is not set on its host), or it is not a django-ws process"
+        return "it most likely uses CURVE, and WS_CURVE is not set here"
     if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-        if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
-            if curve:
-                return "it has no CURVE keys (WS_CURVE is not set on its host)"
-            return "it uses CURVE but WS_CURVE is not set here"
         if value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
             return "its WS_CURVE server_public is not this edge's key (it could not encrypt to us)"
         return f"ZeroMQ protocol error {value:#x}"
-    return None  # AUTH: logged by the ZAP handler with the key; NO_DETAIL: the peer hung up (a port probe)
+    return None  # AUTH: the ZAP handler logs it with the key
 
 
 class RefusalLog:
@@ -149,36 +150,45 @@ class RefusalLog:
     the ACCEPTED event (its file descriptor, whose peer address is read at
     once); libzmq emits a failure and the DISCONNECTED of the same
     connection back to back, so the failure belongs to the next DISCONNECTED.
+    One log serves both of the edge's sockets (``watch`` each): a peer
+    refused on both is logged once.
     """
 
-    MONITOR_EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+    MONITOR_EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                      | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
-    def __init__(self, endpoint: str, curve: bool, limit: int = 100):
-        self.endpoint, self.curve, self.limit = endpoint, curve, limit
-        self._peers: dict[int, str] = {}
-        self._failure: str | None = None
+    def __init__(self, limit: int = 100):
+        self.limit = limit
         self.said: set[tuple[str, str]] = set()
 
-    def handle(self, frames: list) -> None:
-        event = parse_monitor_message(frames)
-        kind, value = event["event"], event["value"]
-        if kind == zmq.EVENT_ACCEPTED:
-            self._peers[value] = _peer_host(value)
-        elif kind == zmq.EVENT_DISCONNECTED:
-            host = self._peers.pop(value, "an unknown address")
-            if self._failure is not None:
-                self._say(host, self._failure)
-                self._failure = None
-        else:
-            self._failure = _server_cause(kind, value, self.curve)
+    def watch(self, endpoint: str, curve: bool) -> typing.Callable[[list], None]:
+        """A handler for the monitor messages of the socket bound to ``endpoint``."""
+        peers: dict[int, str] = {}
+        failure: list[str] = []
 
-    def _say(self, host: str, cause: str) -> None:
-        # A refused peer retries every reconnect interval: once per host and
+        def handle(frames: list) -> None:
+            event = parse_monitor_message(frames)
+            kind, value = event["event"], event["value"]
+            if kind == zmq.EVENT_ACCEPTED:
+                peers[value] = _peer_host(value)
+            elif kind == zmq.EVENT_DISCONNECTED:
+                host = peers.pop(value, "an unknown address")
+                if failure:
+                    self._say(host, endpoint, failure.pop())
+            else:
+                cause = _server_cause(kind, value, curve)
+                if cause is not None:
+                    failure[:] = [cause]
+
+        return handle
+
+    def _say(self, host: str, endpoint: str, cause: str) -> None:
+        # Refused peers may retry every reconnect interval: once per host and
         # cause is enough (and stop remembering past ``limit``).
         if (host, cause) in self.said or len(self.said) >= self.limit:
             return
         self.said.add((host, cause))
-        logger.warning("refused a ZeroMQ peer from %s on %s: %s", host, self.endpoint, cause)
+        logger.warning("refused a ZeroMQ peer from %s on %s: %s", host, endpoint, cause)
 
 
 def _peer_host(fd: int) -> str:

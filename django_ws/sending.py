@@ -26,7 +26,7 @@ import uuid
 from django_ws import links, wire
 from django_ws.conf import ws_settings
 from django_ws.exceptions import SendError
-from django_ws.security import secure_client
+from django_ws.security import curve_keys, secure_client
 
 __all__ = ["group_members", "group_size", "send_to_connection", "send_to_group"]
 
@@ -113,28 +113,27 @@ class _EdgeClient:
         self.zmq = zmq
         self.pid = os.getpid()
         self.context = zmq.Context.instance()
-        self.sockets = {}
-        #: endpoint -> the handshake monitor of its socket (tcp:// only).
-        self.watches: dict[str, links.HandshakeWatch] = {}
+        #: (endpoint, its CURVE keys) -> (socket, its handshake monitor or None): new
+        #: keys (override_settings in tests) get a new socket, never one set up with others.
+        self.sockets: dict[tuple, tuple] = {}
 
     def _socket(self, endpoint: str):
-        sock = self.sockets.get(endpoint)
-        if sock is None:
+        """The socket to ``endpoint`` and its handshake watch (None for ipc://)."""
+        config = (endpoint, curve_keys() if endpoint.startswith("tcp://") else None)
+        link = self.sockets.get(config)
+        if link is None:
             zmq = self.zmq
             sock = self.context.socket(zmq.DEALER)
             sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.LINGER, 0)
             links.keep_alive(sock)
             curve = secure_client(sock, endpoint)  # CURVE for tcp:// when WS_CURVE is set
+            watch = None
             if endpoint.startswith("tcp://"):
-                self.watches[endpoint] = links.HandshakeWatch(sock, endpoint, curve, f"sender (pid {self.pid})")
+                watch = links.HandshakeWatch(sock, endpoint, curve, f"sender (pid {self.pid})")
             sock.connect(endpoint)
-            self.sockets[endpoint] = sock
-        return sock
-
-    def _refusal(self, endpoint: str) -> str | None:
-        watch = self.watches.get(endpoint)
-        return watch.poll() if watch is not None else None
+            link = self.sockets[config] = (sock, watch)
+        return link
 
     def request(self, make, timeout: float | None, key: str | None = None) -> list:
         """Send to every edge at once; return their answers, or raise SendError naming those missing.
@@ -147,14 +146,17 @@ class _EdgeClient:
         ref = key or uuid.uuid4().hex
         frames = make(ref).encode()
         deadline = _now() + timeout
-        unsent = {self._socket(endpoint): endpoint for endpoint in edge_endpoints()}
+        unsent, watches = {}, {}
+        for endpoint in edge_endpoints():
+            sock, watches[endpoint] = self._socket(endpoint)
+            unsent[sock] = endpoint
         waiting, answered, refused = {}, {}, {}
         while True:
             for sock, endpoint in list(unsent.items()):
                 try:
                     sock.send_multipart(frames, zmq.DONTWAIT)  # Again: not connected (IMMEDIATE)
                 except zmq.Again:
-                    cause = self._refusal(endpoint)
+                    cause = watches[endpoint] and watches[endpoint].poll()
                     if cause is not None:  # refused handshakes will not start working by waiting
                         refused[endpoint] = f"the edge refused the handshake: {cause}"
                         del unsent[sock]
@@ -166,7 +168,7 @@ class _EdgeClient:
             poller = zmq.Poller()
             for sock in unsent:
                 poller.register(sock, zmq.POLLOUT)
-                watch = self.watches.get(unsent[sock])
+                watch = watches[unsent[sock]]
                 if watch is not None:
                     poller.register(watch.monitor, zmq.POLLIN)
             for sock in waiting:

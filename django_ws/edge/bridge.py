@@ -135,6 +135,7 @@ class Bridge:
         self._events_pump = _Pump(loop, self.events, lambda frames: self._handle_safely(self._on_worker_event, frames))
         self._replies_pump = _Pump(loop, self.replies, lambda frames: self._handle_safely(self._on_reply, frames))
         #: (socket, its monitor's pump) for each tcp:// endpoint: see _watch_refusals.
+        self.refusals = links.RefusalLog()
         self._monitors = [(sock, self._watch_refusals(loop, sock, endpoint))
                           for sock, endpoint in ((self.events, self.push_endpoint), (self.replies, self.sub_endpoint))
                           if endpoint.startswith("tcp://")]
@@ -142,12 +143,11 @@ class Bridge:
 
     def _watch_refusals(self, loop, sock, endpoint: str) -> "_Pump":
         """Log the peers whose handshakes this endpoint refuses (links.RefusalLog)."""
-        refusals = links.RefusalLog(endpoint, security.uses_curve(endpoint))
         address = f"inproc://django-ws-monitor-{uuid.uuid4().hex}"
         sock.monitor(address, links.RefusalLog.MONITOR_EVENTS)
         monitor = zmq.Socket(self.context, zmq.PAIR)  # a plain socket, read by a pump like the others
         monitor.connect(address)
-        return _Pump(loop, monitor, refusals.handle)
+        return _Pump(loop, monitor, self.refusals.watch(endpoint, security.uses_curve(endpoint)))
 
     def _bind(self, kind: int, endpoint: str):
         sock = zmq.Socket(self.context, kind)

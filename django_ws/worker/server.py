@@ -47,13 +47,13 @@ class EdgeLink:
         curve = secure_client(self.events, push_endpoint)  # CURVE for tcp:// when WS_CURVE is set
         #: Handshake monitors of the tcp:// sockets: a refused worker says why (see _heartbeat).
         self.watches: list[links.HandshakeWatch] = []
-        who = f"worker {worker.worker_id}"
+        who, said = f"worker {worker.worker_id}", set()
         if push_endpoint.startswith("tcp://"):
-            self.watches.append(links.HandshakeWatch(self.events, push_endpoint, curve, who))
+            self.watches.append(links.HandshakeWatch(self.events, push_endpoint, curve, who, said))
         self.events.connect(push_endpoint)
         self.open_replies(worker, ctx, identity=worker.worker_id)
         if self.sub_endpoint.startswith("tcp://"):
-            self.watches.append(links.HandshakeWatch(self.replies, self.sub_endpoint, curve, who))
+            self.watches.append(links.HandshakeWatch(self.replies, self.sub_endpoint, curve, who, said))
         self.edge_id: str | None = None
         self.last_seen = 0.0
 
