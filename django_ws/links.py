@@ -17,7 +17,9 @@ socket of every link:
   timeout, and TCP keepalive, for peers whose libzmq predates heartbeats.
 
 So once a partition of any length heals, a link is up again within about
-``WS_HEARTBEAT_TIMEOUT + WS_HEARTBEAT_INTERVAL`` (docs/reliability.rst).
+``WS_HEARTBEAT_TIMEOUT + 2 * WS_HEARTBEAT_INTERVAL``: a connect attempt
+lost in the partition gives up after the timeout, the next starts within an
+interval, and the worker's Hello follows within another (docs/reliability.rst).
 
 Refusals. A CURVE handshake that fails is otherwise invisible: the peer just
 retries. :class:`HandshakeWatch` (workers and senders) turns the events of a

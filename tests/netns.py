@@ -5,10 +5,11 @@ namespace (so the test talks to every host as a client would) and one
 namespace per host, joined to the bridge by a veth pair. Names and the
 subnet are random, so parallel runs never meet; ``close()`` removes them.
 
-A partition drops every packet both ways on a host's veth pair with a
-``pfifo`` queue of length 0 (this needs no netem, iptables or nft, which
-minimal kernels lack); the link stays up, as when a switch or a route
-between two hosts fails.
+A partition disables the host's port on the bridge (``bridge link set
+state 0``): the switch drops every frame to and from it, while both hosts'
+links stay up and neither side gets an error, as when a switch or a route
+between two hosts fails. This needs no netem, iptables or nft, which minimal
+kernels lack.
 
 ``python -m tests.netns sender GROUP`` is a long-lived sender for the
 tests: it sends to GROUP through WS_EDGES in a loop and prints each outcome.
@@ -35,8 +36,8 @@ def unavailable() -> str | None:
     """Why namespaces cannot be made here, or None if they can."""
     if os.geteuid() != 0:
         return "network namespaces need root"
-    if shutil.which("ip") is None or shutil.which("tc") is None:
-        return "network namespaces need iproute2 (ip, tc)"
+    if shutil.which("ip") is None or shutil.which("bridge") is None:
+        return "network namespaces need iproute2 (ip, bridge)"
     probe = f"dwprobe{secrets.token_hex(3)}"
     try:
         _run("ip", "netns", "add", probe)
@@ -64,13 +65,11 @@ class Host:
         _run(*self.exec, "ip", "link", "set", self.inner, "up")
 
     def cut(self) -> None:
-        """Drop every packet to and from this host until heal()."""
-        _run("tc", "qdisc", "replace", "dev", self.outer, "root", "pfifo", "limit", "0")
-        _run(*self.exec, "tc", "qdisc", "replace", "dev", self.inner, "root", "pfifo", "limit", "0")
+        """Drop every frame to and from this host in the switch until heal()."""
+        _run("bridge", "link", "set", "dev", self.outer, "state", "0")  # disabled
 
     def heal(self) -> None:
-        _run("tc", "qdisc", "del", "dev", self.outer, "root")
-        _run(*self.exec, "tc", "qdisc", "del", "dev", self.inner, "root")
+        _run("bridge", "link", "set", "dev", self.outer, "state", "3")  # forwarding
 
     def remove(self) -> None:
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)  # takes its veth pair along
