@@ -41,6 +41,9 @@ DEFAULTS = {
     "WS_EDGES": None,
     # Seconds send_to_group() & co. wait for every edge to confirm (outside workers).
     "WS_SEND_TIMEOUT": 2.0,
+    # Seconds an edge remembers a sender's idempotency key (send_to_group(key=...)):
+    # a retry with the same key within it is not delivered twice. 0 forgets at once.
+    "WS_SEND_KEY_TTL": 60.0,
     # Keepalive: the edge pings every client this often (seconds; 0 disables) and
     # drops one that has not answered within WS_PING_TIMEOUT.
     "WS_PING_INTERVAL": 20.0,

@@ -42,7 +42,33 @@ class HandshakeDenied(WebSocketError):
 
 
 class SendError(WebSocketError):
-    """A message for clients could not be handed to the websocket server in time."""
+    """A message for clients could not be handed to every websocket edge in time.
+
+    Outside a worker, ``send_to_group()`` and friends send to every edge at
+    once and raise this when some edge did not confirm within the timeout.
+    The attributes tell "nobody got it" from "some did":
+
+    ``unreached``
+        ``{endpoint: why}`` for each edge that did not confirm. An edge that
+        took the message but whose answer was lost counts here too, so it may
+        have delivered it: retry with ``key``.
+    ``delivered``
+        How many clients the edges that did confirm wrote the message to.
+    ``reached``
+        The endpoints of the edges that confirmed.
+    ``key``
+        The idempotency key the message went out with. Pass it as ``key=`` to
+        a retry: edges that already delivered it do not deliver it again
+        (for ``WS_SEND_KEY_TTL`` seconds).
+    """
+
+    def __init__(self, message: str, *, unreached: dict[str, str] | None = None, delivered: int = 0,
+                 reached: list[str] | None = None, key: str | None = None):
+        super().__init__(message)
+        self.unreached = dict(unreached or {})
+        self.delivered = delivered
+        self.reached = list(reached or [])
+        self.key = key
 
 
 class EdgeUnreachable(SendError):

@@ -8,10 +8,13 @@ endpoint of every edge; default: WS_SUB_SOCKET, the one local edge).
 * Inside a worker process the sends travel on the worker's own links to its
   edges, fire-and-forget, so a handler broadcasting to its room costs one
   message per edge.
-* Anywhere else each call waits until every edge has confirmed it (an Ack),
-  at most ``timeout`` seconds (WS_SEND_TIMEOUT, default 2). An edge that is
-  down or does not answer in time raises :class:`~django_ws.SendError`, so a
-  view can catch it and carry on; nothing is left queued to arrive later.
+* Anywhere else each call sends to every edge at once and waits until each
+  has confirmed (an Ack), at most ``timeout`` seconds overall
+  (WS_SEND_TIMEOUT, default 2). An edge that is down, refuses this process
+  or does not answer in time does not keep the others from the message;
+  the call then raises :class:`~django_ws.SendError`, which says which
+  edges were not reached and how many clients were, so a view can catch it
+  and carry on. Nothing is queued for an edge that is not connected.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ import os
 import threading
 import uuid
 
-from django_ws import wire
+from django_ws import links, wire
 from django_ws.conf import ws_settings
 from django_ws.exceptions import SendError
-from django_ws.security import secure_client
+from django_ws.security import curve_keys, secure_client
 
 __all__ = ["group_members", "group_size", "send_to_connection", "send_to_group"]
 
@@ -41,28 +44,39 @@ def _encode(data) -> tuple[bool, bytes]:
     raise TypeError(f"send str (a text frame) or bytes (a binary frame), not {type(data).__name__}")
 
 
-def send_to_group(group: str, data: str | bytes, *, exclude: str | None = None, timeout: float | None = None) -> int | None:
+def send_to_group(group: str, data: str | bytes, *, exclude: str | None = None, timeout: float | None = None,
+                  key: str | None = None) -> int | None:
     """Send ``data`` to every connection in ``group`` except ``exclude`` (a connection id).
 
     Returns how many clients it was written to, or None inside a worker,
-    where it does not wait to find out.
+    where it does not wait to find out. ``key`` names this message for
+    retries: an edge that has delivered a message with the same key within
+    WS_SEND_KEY_TTL does not deliver it again (ignored inside a worker).
     """
     binary, payload = _encode(data)
     if _worker_broadcast is not None:
         _worker_broadcast(wire.GroupSend(group, exclude or "", binary, payload, ""))
         return None
-    acks = _client().request(lambda ref: wire.GroupSend(group, exclude or "", binary, payload, ref), timeout)
+    acks = _client().request(lambda ref: wire.GroupSend(group, exclude or "", binary, payload, ref), timeout,
+                             _check_key(key))
     return sum(ack.delivered for ack in acks)
 
 
-def send_to_connection(connection_id: str, data: str | bytes, *, timeout: float | None = None) -> bool:
-    """Send ``data`` to one connection; True if an edge held it and wrote it."""
+def send_to_connection(connection_id: str, data: str | bytes, *, timeout: float | None = None,
+                       key: str | None = None) -> bool:
+    """Send ``data`` to one connection; True if an edge held it and wrote it. ``key``: as for send_to_group."""
     binary, payload = _encode(data)
     if _worker_broadcast is not None:
         _worker_broadcast(wire.SendTo(connection_id, binary, payload, ""))
         return True
-    acks = _client().request(lambda ref: wire.SendTo(connection_id, binary, payload, ref), timeout)
+    acks = _client().request(lambda ref: wire.SendTo(connection_id, binary, payload, ref), timeout, _check_key(key))
     return any(ack.delivered for ack in acks)
+
+
+def _check_key(key: str | None) -> str | None:
+    if key is not None and (not isinstance(key, str) or not key or len(key) > 200):
+        raise ValueError(f"key must be a non-empty str of at most 200 characters, not {key!r}")
+    return key
 
 
 def group_members(group: str, *, timeout: float | None = None) -> list[str]:
@@ -99,54 +113,94 @@ class _EdgeClient:
         self.zmq = zmq
         self.pid = os.getpid()
         self.context = zmq.Context.instance()
-        self.sockets = {}
+        #: (endpoint, its CURVE keys) -> (socket, its handshake monitor or None): new
+        #: keys (override_settings in tests) get a new socket, never one set up with others.
+        self.sockets: dict[tuple, tuple] = {}
 
     def _socket(self, endpoint: str):
-        sock = self.sockets.get(endpoint)
-        if sock is None:
+        """The socket to ``endpoint`` and its handshake watch (None for ipc://)."""
+        config = (endpoint, curve_keys() if endpoint.startswith("tcp://") else None)
+        link = self.sockets.get(config)
+        if link is None:
             zmq = self.zmq
             sock = self.context.socket(zmq.DEALER)
             sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.LINGER, 0)
-            secure_client(sock, endpoint)  # CURVE for tcp:// when WS_CURVE is set
+            links.keep_alive(sock)
+            curve = secure_client(sock, endpoint)  # CURVE for tcp:// when WS_CURVE is set
+            watch = None
+            if endpoint.startswith("tcp://"):
+                watch = links.HandshakeWatch(sock, endpoint, curve, f"sender (pid {self.pid})")
             sock.connect(endpoint)
-            self.sockets[endpoint] = sock
-        return sock
+            link = self.sockets[config] = (sock, watch)
+        return link
 
-    def request(self, make, timeout: float | None) -> list:
+    def request(self, make, timeout: float | None, key: str | None = None) -> list:
+        """Send to every edge at once; return their answers, or raise SendError naming those missing.
+
+        One deadline for all: a dead edge costs ``timeout`` once, whatever
+        its place in WS_EDGES, and never keeps the others from the message.
+        """
         zmq = self.zmq
         timeout = float(ws_settings.WS_SEND_TIMEOUT if timeout is None else timeout)
-        ref = uuid.uuid4().hex
+        ref = key or uuid.uuid4().hex
         frames = make(ref).encode()
-        waiting = {}
-        poller = zmq.Poller()
-        for endpoint in edge_endpoints():
-            sock = self._socket(endpoint)
-            # POLLOUT with IMMEDIATE: the connection to the edge is up.
-            if not sock.poll(int(timeout * 1000), zmq.POLLOUT):
-                raise SendError(f"no websocket edge reachable at {endpoint} within {timeout}s")
-            try:
-                sock.send_multipart(frames, zmq.DONTWAIT)
-            except zmq.Again:
-                raise SendError(f"the websocket edge at {endpoint} is not accepting messages") from None
-            waiting[sock] = endpoint
-            poller.register(sock, zmq.POLLIN)
-        replies = []
         deadline = _now() + timeout
-        while waiting:
+        unsent, watches = {}, {}
+        for endpoint in edge_endpoints():
+            sock, watches[endpoint] = self._socket(endpoint)
+            unsent[sock] = endpoint
+        waiting, answered, refused = {}, {}, {}
+        while True:
+            for sock, endpoint in list(unsent.items()):
+                try:
+                    sock.send_multipart(frames, zmq.DONTWAIT)  # Again: not connected (IMMEDIATE)
+                except zmq.Again:
+                    cause = watches[endpoint] and watches[endpoint].poll()
+                    if cause is not None:  # refused handshakes will not start working by waiting
+                        refused[endpoint] = f"the edge refused the handshake: {cause}"
+                        del unsent[sock]
+                    continue
+                waiting[sock] = unsent.pop(sock)
             left = deadline - _now()
-            if left <= 0:
-                raise SendError(f"no answer from the websocket edge at {', '.join(waiting.values())} within {timeout}s")
+            if not (unsent or waiting) or left <= 0:
+                break
+            poller = zmq.Poller()
+            for sock in unsent:
+                poller.register(sock, zmq.POLLOUT)
+                watch = watches[unsent[sock]]
+                if watch is not None:
+                    poller.register(watch.monitor, zmq.POLLIN)
+            for sock in waiting:
+                poller.register(sock, zmq.POLLIN)
             for sock, _ in poller.poll(int(left * 1000) + 1):
+                if sock not in waiting:
+                    continue  # writable or a monitor event: the next round sends or gives up
                 try:
                     message = wire.decode(sock.recv_multipart())
                 except wire.ProtocolError:
                     continue
-                if getattr(message, "ref", None) == ref:
-                    replies.append(message)
-                    waiting.pop(sock, None)
-                    poller.unregister(sock)
-        return replies
+                if getattr(message, "ref", None) == ref:  # not a late answer to an earlier request
+                    answered[waiting.pop(sock)] = message
+        if unsent or waiting or refused:
+            unreached = dict(refused)
+            for endpoint in unsent.values():
+                unreached[endpoint] = f"not connected within {timeout}s"
+            for endpoint in waiting.values():
+                unreached[endpoint] = f"no answer within {timeout}s"
+            raise _partial(unreached, answered, ref)
+        return list(answered.values())
+
+
+def _partial(unreached: dict[str, str], answered: dict, key: str) -> SendError:
+    delivered = sum(getattr(reply, "delivered", 0) for reply in answered.values())
+    missing = "; ".join(f"{endpoint}: {why}" for endpoint, why in unreached.items())
+    if answered:
+        text = (f"{len(unreached)} of {len(unreached) + len(answered)} websocket edges not reached ({missing}); "
+                f"the {len(answered)} that confirmed wrote it to {delivered} client(s)")
+    else:
+        text = f"no websocket edge reachable ({missing})"
+    return SendError(text, unreached=unreached, delivered=delivered, reached=list(answered), key=key)
 
 
 def _now() -> float:

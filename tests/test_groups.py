@@ -92,6 +92,47 @@ def test_sending_with_no_server_fails_fast_with_send_error(tmp_path):
     assert result.returncode == 1 and "no websocket edge reachable" in result.stderr
 
 
+@pytest.mark.parametrize("dead_first", [True, False], ids=["dead-edge-first", "dead-edge-last"])
+def test_a_dead_edge_costs_one_timeout_and_keeps_no_edge_from_the_message(threaded_server, tmp_path, dead_first):
+    srv = threaded_server
+    dead = f"ipc://{tmp_path}/dead-edge"
+    edges = [dead, f"ipc://{tmp_path}/dead-too", srv.sub_socket] if dead_first else [srv.sub_socket, dead]
+    members = [join(srv, "halfway") for _ in range(3)]
+    with override_settings(WS_EDGES=edges):
+        started = time.monotonic()
+        with pytest.raises(SendError) as failed:
+            send_to_group("room.halfway", "first try", timeout=1.0)
+        took = time.monotonic() - started
+    error = failed.value
+    assert error.delivered == 3 and error.reached == [srv.sub_socket], f"the live edge reached its 3 members: {error}"
+    assert set(error.unreached) == set(edges) - {srv.sub_socket}, f"the dead edges are named: {error}"
+    assert dead in str(error) and "not connected" in error.unreached[dead]
+    assert took < 1.0 + 1.5, f"one timeout for all the dead edges, not one each ({took:.2f}s)"
+    for ws, _ in members:
+        assert ws.recv(timeout=10) == "first try"
+    # A retry with the error's key reaches the edges it missed, and the others not twice.
+    with override_settings(WS_EDGES=[srv.sub_socket]):
+        assert send_to_group("room.halfway", "first try", key=error.key) == 3, "a retry reports the first delivery"
+        assert send_to_group("room.halfway", "second message") == 3
+    for ws, _ in members:
+        assert ws.recv(timeout=10) == "second message", "the retry was not delivered a second time"
+    # ws_send says the same, with an exit status for "some got it", and the key to retry with.
+    result = manage("ws_send", "--group", "room.halfway", "from cron", "--timeout", "0.5",
+                    env={"DJANGO_WS_EDGES": ",".join(edges)})
+    assert result.returncode == 3, f"exit 3 when some clients got it: {result.stderr}"
+    assert f"Not reached: {dead}" in result.stderr and "Delivered to 3 connection(s)" in result.stderr
+    key = result.stderr.split("--key ")[1].split()[0]
+    result = manage("ws_send", "--group", "room.halfway", "from cron", "--key", key, env={"DJANGO_WS_EDGES": srv.sub_socket})
+    assert result.returncode == 0 and "Delivered to 3 connection(s)" in result.stdout, result.stderr
+    result = manage("ws_send", "--group", "room.nobody", "hi", "--timeout", "0.5", env={"DJANGO_WS_EDGES": ",".join(edges)})
+    assert result.returncode == 1 and "Delivered to no connection" in result.stderr, result.stderr
+    for ws, _ in members:
+        assert ws.recv(timeout=10) == "from cron"
+        with pytest.raises(TimeoutError):  # once, although sent twice
+            ws.recv(timeout=0.3)
+        ws.close()
+
+
 def test_a_group_spans_two_edges_and_a_third_process_reaches_every_member_once(make_server, tmp_path):
     a = make_server(edge_only=True)
     b = make_server(edge_only=True)

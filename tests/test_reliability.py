@@ -125,6 +125,16 @@ def test_no_worker_means_503_at_once_not_a_hang(make_server):
     assert time.monotonic() - started < 5
 
 
+def test_sighup_to_an_edge_only_server_is_reported_and_ignored(make_server):
+    srv = make_server(edge_only=True)
+    srv.process.send_signal(signal.SIGHUP)
+    srv.wait_for("SIGHUP: no workers here to restart (--edge-only); ignored.")
+    with pytest.raises(InvalidStatus) as refused:  # still there, answering as before
+        connect(srv.url("echo"), open_timeout=10)
+    assert refused.value.response.status_code == 503
+    assert srv.process.poll() is None, "SIGHUP must not end an --edge-only server"
+
+
 def test_keepalive_drops_a_client_that_stops_answering_pings(make_server, close_log):
     srv = make_server(env={**close_log.env, "DJANGO_WS_PING_INTERVAL": "0.3", "DJANGO_WS_PING_TIMEOUT": "0.5"})
     # A client that completes the handshake and then never reads: no pongs.

@@ -54,6 +54,7 @@ class Edge:
             heartbeat_timeout=float(ws_settings.WS_HEARTBEAT_TIMEOUT),
             max_connections=max_connections,
             limits=limit_settings(),
+            send_key_ttl=float(ws_settings.WS_SEND_KEY_TTL),
         )
         self.link = ZmqLink(push_endpoint, sub_endpoint, queue_limit=int(ws_settings.WS_QUEUE_LIMIT), events=self)
         self.heartbeat_interval = float(ws_settings.WS_HEARTBEAT_INTERVAL)

@@ -47,6 +47,8 @@ logger = logging.getLogger("django_ws.edge")
 
 #: How many workers a handshake tries when the one asked vanishes meanwhile.
 HANDSHAKE_ATTEMPTS = 3
+#: Most idempotency keys an edge remembers, whatever WS_SEND_KEY_TTL says.
+RECENT_SENDS_LIMIT = 100_000
 
 
 class ConnectionState(enum.Enum):
@@ -246,8 +248,8 @@ class EdgeCore:
     """
 
     def __init__(self, *, resolve: typing.Callable[[str], object], heartbeat_timeout: float,
-                 max_connections: int = 0, limits: LimitSettings | None = None, edge_id: str | None = None,
-                 clock: typing.Callable[[], float] = time.monotonic):
+                 max_connections: int = 0, limits: LimitSettings | None = None, send_key_ttl: float = 60.0,
+                 edge_id: str | None = None, clock: typing.Callable[[], float] = time.monotonic):
         self.edge_id = edge_id or uuid.uuid4().hex[:16]
         self.resolve = resolve
         self.heartbeat_timeout = heartbeat_timeout
@@ -262,6 +264,9 @@ class EdgeCore:
         #: The rate limits of docs/security.rst (all off by default here; the edge passes the settings).
         self.limit_settings = limits or LimitSettings()
         self.address_limits = AddressLimits(self.limit_settings)
+        #: Idempotency keys of recent sends (their ref) -> (expiry, clients reached): see _once.
+        self._recent_sends: collections.OrderedDict[str, tuple[float, int]] = collections.OrderedDict()
+        self.send_key_ttl = send_key_ttl
         self._open = 0
         self._on_reply = {
             wire.Send: self._send, wire.GroupSend: self._group_send, wire.SendTo: self._send_to,
@@ -515,12 +520,7 @@ class EdgeCore:
         return []
 
     def _group_send(self, identity: bytes, message: wire.GroupSend) -> list[Action]:
-        targets = self.members_of(message.group, exclude=message.exclude)
-        self.stats.frames_out += len(targets)
-        actions: list[Action] = [Deliver(targets, message.binary, message.payload)] if targets else []
-        if message.ref:
-            actions.append(Answer(identity, wire.Ack(message.ref, self.edge_id, len(targets))))
-        return actions
+        return self._once(identity, message, lambda: self.members_of(message.group, exclude=message.exclude))
 
     def members_of(self, group: str, exclude: str = "") -> list[Connection]:
         """The open connections of ``group`` (but ``exclude``)."""
@@ -538,14 +538,38 @@ class EdgeCore:
         return targets
 
     def _send_to(self, identity: bytes, message: wire.SendTo) -> list[Action]:
-        conn = self.connections.get(message.conn_id)
-        delivered = conn is not None and conn.state is ConnectionState.OPEN
-        actions: list[Action] = []
-        if delivered:
-            self.stats.frames_out += 1
-            actions.append(Deliver([conn], message.binary, message.payload))
-        if message.ref:
-            actions.append(Answer(identity, wire.Ack(message.ref, self.edge_id, int(delivered))))
+        def target() -> list[Connection]:
+            conn = self.connections.get(message.conn_id)
+            return [conn] if conn is not None and conn.state is ConnectionState.OPEN else []
+
+        return self._once(identity, message, target)
+
+    def _once(self, identity: bytes, message: wire.GroupSend | wire.SendTo,
+              targets: typing.Callable[[], list[Connection]]) -> list[Action]:
+        """Deliver a sender's message, acknowledged when it has a ref, unless that ref came before.
+
+        A sender's ref is its idempotency key: a retry with the same key (or
+        the original, arriving late after a partition) within ``send_key_ttl``
+        is acknowledged with the first delivery's count and not delivered twice.
+        """
+        ref = message.ref
+        if not ref:
+            found = targets()
+            self.stats.frames_out += len(found)
+            return [Deliver(found, message.binary, message.payload)] if found else []
+        now = self.clock()
+        recent = self._recent_sends
+        while recent and (next(iter(recent.values()))[0] <= now or len(recent) > RECENT_SENDS_LIMIT):
+            recent.popitem(last=False)  # oldest first: every entry lives the same ttl
+        seen = recent.get(ref)
+        if seen is not None:
+            return [Answer(identity, wire.Ack(ref, self.edge_id, seen[1]))]
+        found = targets()
+        self.stats.frames_out += len(found)
+        if self.send_key_ttl > 0:
+            recent[ref] = (now + self.send_key_ttl, len(found))
+        actions: list[Action] = [Deliver(found, message.binary, message.payload)] if found else []
+        actions.append(Answer(identity, wire.Ack(ref, self.edge_id, len(found))))
         return actions
 
     def _presence(self, identity: bytes, message: wire.Presence) -> list[Action]:

@@ -26,11 +26,12 @@ import logging
 import os
 import socket
 import typing
+import uuid
 
 import zmq
 import zmq.asyncio
 
-from django_ws import security, wire
+from django_ws import links, security, wire
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from .core import Connection, WorkerState
@@ -84,12 +85,30 @@ class ZmqLink:
         loop = self._loop = asyncio.get_event_loop()
         self._workers_pump = _Pump(loop, self.to_workers, lambda f: self._decode(f, self.events.worker_message))
         self._replies_pump = _Pump(loop, self.replies, lambda f: self._decode(f, self.events.reply_message))
+        #: (socket, its monitor's pump) for each tcp:// endpoint: see _watch_refusals.
+        self.refusals = links.RefusalLog()
+        self._monitors = [(sock, self._watch_refusals(loop, sock, endpoint))
+                          for sock, endpoint in ((self.to_workers, self.push_endpoint), (self.replies, self.sub_endpoint))
+                          if endpoint.startswith("tcp://")]
+
+    def _watch_refusals(self, loop: asyncio.AbstractEventLoop, sock: zmq.Socket, endpoint: str) -> _Pump:
+        """Log the peers whose handshakes this endpoint refuses (links.RefusalLog)."""
+        address = f"inproc://django-ws-monitor-{uuid.uuid4().hex}"
+        sock.monitor(address, links.RefusalLog.MONITOR_EVENTS)
+        monitor = zmq.Socket(self.context, zmq.PAIR)  # a plain socket, read by a pump like the others
+        monitor.connect(address)
+        return _Pump(loop, monitor, self.refusals.watch(endpoint, security.uses_curve(endpoint)))
 
     def _bind(self, kind: int, endpoint: str) -> zmq.Socket:
         sock = zmq.Socket(self.context, kind)
         sock.setsockopt(zmq.SNDHWM, self.queue_limit)
         sock.setsockopt(zmq.RCVHWM, self.queue_limit)
         sock.setsockopt(zmq.LINGER, 500)
+        # A worker or sender that reconnects after a partition comes back
+        # with the same routing id while the dead connection may linger:
+        # the new one takes over instead of waiting for the old to time out.
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        links.keep_alive(sock)
         security.secure_server(sock, endpoint)
         if endpoint.startswith("ipc://"):
             _prepare_ipc_path(endpoint[len("ipc://"):])
@@ -103,6 +122,10 @@ class ZmqLink:
     def stop(self) -> None:
         self._workers_pump.stop()
         self._replies_pump.stop()
+        for sock, pump in self._monitors:
+            pump.stop()
+            sock.disable_monitor()
+            pump.sock.close(linger=0)
         for sock in (self.to_workers, self.replies):
             sock.close(linger=500)
         if self.authenticator is not None:

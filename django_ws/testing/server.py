@@ -48,8 +48,11 @@ class WebSocketServer:
     Each server gets its own port and its own ipc endpoints in a private
     temporary directory, so servers started by parallel tests never meet.
     ``lines`` collects everything the server printed; ``wait_for(text)``
-    blocks until a line containing ``text`` appears.
+    blocks until a line containing ``text`` appears. ``start()`` returns once
+    the server has printed ``ready_text``.
     """
+
+    ready_text = "Ready:"
 
     def __init__(self, *, settings: str | None = None, mode: str = "threaded", workers: int = 1,
                  websocket_url: str = "/socket", extra_args: tuple = (), env: dict | None = None,
@@ -113,7 +116,7 @@ class WebSocketServer:
             text=True, bufsize=1, start_new_session=True, preexec_fn=_die_with_parent,
         )
         threading.Thread(target=self._read, daemon=True).start()
-        self.wait_for("Ready:", timeout=self.ready_timeout)
+        self.wait_for(self.ready_text, timeout=self.ready_timeout)
         return self
 
     def _read(self) -> None:

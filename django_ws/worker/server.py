@@ -19,7 +19,7 @@ import signal
 import time
 import uuid
 
-from django_ws import wire
+from django_ws import links, wire
 from django_ws.conf import ws_settings
 from django_ws.exceptions import EdgeUnreachable
 from django_ws.security import secure_client
@@ -43,9 +43,17 @@ class EdgeLink:
         self.events.setsockopt(zmq.RCVHWM, worker.queue_limit)
         self.events.setsockopt(zmq.SNDHWM, 10)  # heartbeats only: stale ones may wait
         self.events.setsockopt(zmq.LINGER, 0)
-        secure_client(self.events, push_endpoint)  # CURVE for tcp:// when WS_CURVE is set
+        links.keep_alive(self.events)
+        curve = secure_client(self.events, push_endpoint)  # CURVE for tcp:// when WS_CURVE is set
+        #: Handshake monitors of the tcp:// sockets: a refused worker says why (see _heartbeat).
+        self.watches: list[links.HandshakeWatch] = []
+        who, said = f"worker {worker.worker_id}", set()
+        if push_endpoint.startswith("tcp://"):
+            self.watches.append(links.HandshakeWatch(self.events, push_endpoint, curve, who, said))
         self.events.connect(push_endpoint)
         self.open_replies(worker, ctx, identity=worker.worker_id)
+        if self.sub_endpoint.startswith("tcp://"):
+            self.watches.append(links.HandshakeWatch(self.replies, self.sub_endpoint, curve, who, said))
         self.edge_id: str | None = None
         self.last_seen = 0.0
 
@@ -61,6 +69,7 @@ class EdgeLink:
         # edge is gone or stuck; the handler then gets ConnectionClosed.
         self.replies.setsockopt(zmq.SNDTIMEO, int(worker.heartbeat_timeout * 1000))
         self.replies.setsockopt(zmq.LINGER, 1000)
+        links.keep_alive(self.replies)
         secure_client(self.replies, self.sub_endpoint)
         self.replies.connect(self.sub_endpoint)
         self.lock = worker.mode.lock()
@@ -81,6 +90,8 @@ class EdgeLink:
                 raise EdgeUnreachable(f"edge at {self.sub_endpoint} took nothing in time") from None
 
     def close(self) -> None:
+        for watch in self.watches:
+            watch.close()
         self.events.close(linger=0)
         with self.lock:
             self.replies.close()
@@ -122,6 +133,7 @@ class Worker:
         self.context = self.mode.zmq.Context()
         for link in self.links:
             link.events = None
+            link.watches = []  # the parent's monitors: the parent reads them
             link.open_replies(self, self.context)
 
     def _close_in_child(self) -> None:
@@ -258,6 +270,8 @@ class Worker:
             self.stopping = True
         hello = wire.Hello(self.worker_id, self.mode.capacity, len(self.dispatcher)).encode()
         for link in self.links:
+            for watch in link.watches:
+                watch.poll()  # logs a refused handshake, once per cause
             try:
                 link.events.send_multipart(hello, zmq.NOBLOCK)
             except zmq.Again:

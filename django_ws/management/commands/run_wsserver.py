@@ -142,9 +142,8 @@ class Command(BaseCommand):
             await ready.wait()
             self._say(f"Ready: {len(edge.core.workers)} workers connected.")
 
-        announcer = asyncio.ensure_future(announce_ready()) if wanted else None
-        if not wanted:
-            self._say("Ready: edge only; waiting for workers.")
+        # Before "Ready:": a SIGHUP sent as soon as the server says it is
+        # ready must find its handler, not the default action (exit).
         timeout = float(ws_settings.WS_SHUTDOWN_TIMEOUT)
         if supervisor:
             def restart_workers():
@@ -156,6 +155,9 @@ class Command(BaseCommand):
             loop.add_signal_handler(
                 signal.SIGHUP, lambda: self._say("SIGHUP: no workers here to restart (--edge-only); ignored.")
             )
+        announcer = asyncio.ensure_future(announce_ready()) if wanted else None
+        if not wanted:
+            self._say("Ready: edge only; waiting for workers.")
         await stop.wait()
         if announcer:
             announcer.cancel()
