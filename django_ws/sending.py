@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
+import typing
 import uuid
 
 from django_ws import links, wire
@@ -30,10 +31,62 @@ from django_ws.security import curve_keys, secure_client
 
 __all__ = ["group_members", "group_size", "send_to_connection", "send_to_group"]
 
-#: Set by a worker process: a callable taking one wire message, sending it to every edge.
-_worker_broadcast = None
-#: Set by a worker process: the sub endpoints of the edges it serves.
-_worker_edges: list[str] | None = None
+
+class EdgeRoute:
+    """How a process that is not a worker reaches the edges: every edge in WS_EDGES, each send acknowledged."""
+
+    #: Whether sends wait for the edges' acknowledgements (and so return a count).
+    acknowledged = True
+
+    def endpoints(self) -> list[str]:
+        """The sub endpoints of the edges this process reaches."""
+        edges = ws_settings.WS_EDGES
+        return list(edges) if edges else [ws_settings.WS_SUB_SOCKET]
+
+    def send(self, make: typing.Callable[[str], wire.Message], timeout: float | None, key: str | None) -> int:
+        """Send the message ``make(ref)`` builds to every edge; return how many clients they wrote it to."""
+        acks = _client().request(make, timeout, key, self.endpoints())
+        return sum(ack.delivered for ack in acks)
+
+    def ask(self, make: typing.Callable[[str], wire.Message], timeout: float | None) -> list[wire.Message]:
+        """Send a question (Presence) to every edge; return their answers."""
+        return _client().request(make, timeout, None, self.endpoints())
+
+
+class WorkerRoute(EdgeRoute):
+    """Inside a worker: sends travel on the worker's own links to its edges, fire-and-forget.
+
+    A handler broadcasting to its room costs one message per edge and no
+    round trip, so a send does not know how many clients it reached
+    (``send`` returns None). Presence still asks the edges, with answers.
+    """
+
+    acknowledged = False
+
+    def __init__(self, broadcast: typing.Callable[[wire.Message], None], endpoints: list[str]):
+        self._broadcast = broadcast
+        self._endpoints = list(endpoints)
+
+    def endpoints(self) -> list[str]:
+        return list(self._endpoints)
+
+    def send(self, make: typing.Callable[[str], wire.Message], timeout: float | None, key: str | None) -> None:
+        self._broadcast(make(""))
+
+
+#: The route of this process: chosen once, by whoever runs it (see use_route).
+_route: EdgeRoute = EdgeRoute()
+
+
+def use_route(route: EdgeRoute) -> EdgeRoute:
+    """Make ``route`` how this process reaches the edges; returns the one it replaces.
+
+    A worker installs a WorkerRoute when it starts; the testing helpers install
+    theirs for a test and put the previous one back.
+    """
+    global _route
+    previous, _route = _route, route
+    return previous
 
 
 def _encode(data) -> tuple[bool, bytes]:
@@ -54,23 +107,16 @@ def send_to_group(group: str, data: str | bytes, *, exclude: str | None = None, 
     WS_SEND_KEY_TTL does not deliver it again (ignored inside a worker).
     """
     binary, payload = _encode(data)
-    if _worker_broadcast is not None:
-        _worker_broadcast(wire.GroupSend(group, exclude or "", binary, payload, ""))
-        return None
-    acks = _client().request(lambda ref: wire.GroupSend(group, exclude or "", binary, payload, ref), timeout,
-                             _check_key(key))
-    return sum(ack.delivered for ack in acks)
+    return _route.send(lambda ref: wire.GroupSend(group, exclude or "", binary, payload, ref), timeout,
+                       _check_key(key))
 
 
 def send_to_connection(connection_id: str, data: str | bytes, *, timeout: float | None = None,
                        key: str | None = None) -> bool:
     """Send ``data`` to one connection; True if an edge held it and wrote it. ``key``: as for send_to_group."""
     binary, payload = _encode(data)
-    if _worker_broadcast is not None:
-        _worker_broadcast(wire.SendTo(connection_id, binary, payload, ""))
-        return True
-    acks = _client().request(lambda ref: wire.SendTo(connection_id, binary, payload, ref), timeout, _check_key(key))
-    return any(ack.delivered for ack in acks)
+    delivered = _route.send(lambda ref: wire.SendTo(connection_id, binary, payload, ref), timeout, _check_key(key))
+    return delivered is None or delivered > 0
 
 
 def _check_key(key: str | None) -> str | None:
@@ -81,7 +127,7 @@ def _check_key(key: str | None) -> str | None:
 
 def group_members(group: str, *, timeout: float | None = None) -> list[str]:
     """The connection ids in ``group``, across every edge."""
-    replies = _client().request(lambda ref: wire.Presence(ref, group), timeout)
+    replies = _route.ask(lambda ref: wire.Presence(ref, group), timeout)
     return sorted(conn_id for reply in replies for conn_id in reply.members.get("ids", []))
 
 
@@ -92,10 +138,7 @@ def group_size(group: str, *, timeout: float | None = None) -> int:
 
 def edge_endpoints() -> list[str]:
     """Where the edges are: the worker's own edges inside a worker, else WS_EDGES."""
-    if _worker_edges is not None:
-        return list(_worker_edges)
-    edges = ws_settings.WS_EDGES
-    return list(edges) if edges else [ws_settings.WS_SUB_SOCKET]
+    return _route.endpoints()
 
 
 class _EdgeClient:
@@ -135,7 +178,7 @@ class _EdgeClient:
             link = self.sockets[config] = (sock, watch)
         return link
 
-    def request(self, make, timeout: float | None, key: str | None = None) -> list:
+    def request(self, make, timeout: float | None, key: str | None, endpoints: list[str]) -> list:
         """Send to every edge at once; return their answers, or raise SendError naming those missing.
 
         One deadline for all: a dead edge costs ``timeout`` once, whatever
@@ -147,7 +190,7 @@ class _EdgeClient:
         frames = make(ref).encode()
         deadline = _now() + timeout
         unsent, watches = {}, {}
-        for endpoint in edge_endpoints():
+        for endpoint in endpoints:
             sock, watches[endpoint] = self._socket(endpoint)
             unsent[sock] = endpoint
         waiting, answered, refused = {}, {}, {}

@@ -213,6 +213,34 @@ def test_sighup_restarts_the_workers_and_the_edge_keeps_serving(make_server, clo
     assert srv.process.poll() is None, "the edge did not restart"
 
 
+def test_a_route_added_or_removed_by_a_deploy_is_served_or_refused_after_sighup(server_db, tmp_path):
+    """The new workers load the routes now on disk; the edge defers to them for paths it does not know."""
+    import json
+
+    from django_ws.testing import WebSocketServer
+
+    routes = tmp_path / "routes.json"
+    routes.write_text(json.dumps([r"^old$"]))
+    srv = WebSocketServer(settings="tests.project.deploy_settings", cwd=ROOT,
+                          env={"DJANGO_WS_TEST_DB": server_db, "DJANGO_WS_DEPLOYED_ROUTES": str(routes)}).start()
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            connect(srv.url("new"))
+        assert refused.value.response.status_code == 404, "not deployed yet"
+        routes.write_text(json.dumps([r"^new$"]))  # the deploy: new code on disk, then a reload
+        mark = len(srv.lines)
+        srv.process.send_signal(signal.SIGHUP)
+        srv.wait_for("Restarted 1 worker(s)", timeout=30, start=mark)
+        with connect(srv.url("new")) as ws:
+            ws.send("deployed")
+            assert ws.recv(timeout=10) == "deployed"
+        with pytest.raises(InvalidStatus) as refused:
+            connect(srv.url("old"))
+        assert refused.value.response.status_code == 404, "a route the deploy removed is refused (by a worker)"
+    finally:
+        assert srv.stop() == 0
+
+
 def test_an_edge_that_hangs_past_the_timeout_and_resumes_closes_what_the_worker_ended(make_server, server_db):
     """No silent gap: the worker ended the connection while the edge was silent; the client must hear of it."""
     import threading

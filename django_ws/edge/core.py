@@ -267,6 +267,10 @@ class EdgeCore:
         #: Idempotency keys of recent sends (their ref) -> (expiry, clients reached): see _once.
         self._recent_sends: collections.OrderedDict[str, tuple[float, int]] = collections.OrderedDict()
         self.send_key_ttl = send_key_ttl
+        #: Set once the workers were restarted with code the edge has not loaded (SIGHUP):
+        #: the edge's route table may be stale, so a path it does not know goes to a
+        #: worker, which answers 404 itself if the new code has no such route.
+        self.routes_from_workers = False
         self._open = 0
         self._on_reply = {
             wire.Send: self._send, wire.GroupSend: self._group_send, wire.SendTo: self._send_to,
@@ -288,10 +292,14 @@ class EdgeCore:
 
     # -- handshakes ---------------------------------------------------------------
 
+    def knows(self, route: str) -> bool:
+        """Whether ``route`` may exist: it resolves here, or the workers decide (see routes_from_workers)."""
+        return self.routes_from_workers or self.resolve(route) is not None
+
     def connect(self, route: str, request: dict, transport: typing.Any, address: str | None = None
                 ) -> tuple[Connection | None, list[Action]]:
         """A client at ``address`` asks for ``route``: refuse it at once, or ask a worker to take it."""
-        if self.resolve(route) is None:
+        if not self.knows(route):
             return None, [self._refused(None, 404, "no websocket route here")]
         # Handshakes still waiting for a worker count too: a burst of them
         # must not carry the server past its limit.

@@ -37,8 +37,7 @@ class _MemoryGroups:
     def register(self, communicator: HandlerCommunicator) -> None:
         with self.lock:
             if not self.communicators:
-                self._saved = (sending._worker_broadcast, sending._worker_edges)
-                sending._worker_broadcast = self.dispatch
+                self._saved = sending.use_route(sending.WorkerRoute(self.dispatch, []))
             self.communicators[communicator.connection_id] = communicator
 
     def unregister(self, communicator: HandlerCommunicator) -> None:
@@ -47,7 +46,7 @@ class _MemoryGroups:
             for members in self.members.values():
                 members.discard(communicator.connection_id)
             if not self.communicators and self._saved is not None:
-                sending._worker_broadcast, sending._worker_edges = self._saved
+                sending.use_route(self._saved)
                 self._saved = None
 
     def dispatch(self, message: wire.Message) -> None:

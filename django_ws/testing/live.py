@@ -38,7 +38,7 @@ class LiveWebSocketServer:
         from django_ws.worker.modes import ThreadedMode
         from django_ws.worker.server import Worker
 
-        self._saved_sending = (sending._worker_broadcast, sending._worker_edges)
+        self._saved_route = sending.use_route(sending.EdgeRoute())
         self.loop = asyncio.new_event_loop()
         self.edge = Edge(self.mount, self.push, self.sub)
         ready = threading.Event()
@@ -56,7 +56,7 @@ class LiveWebSocketServer:
         ready.wait(10)
         self.worker = Worker(ThreadedMode(), [(self.push, self.sub)])
         # The test's own send_to_group() goes to the edge the normal way, with acks.
-        sending._worker_broadcast, sending._worker_edges = self._saved_sending
+        sending.use_route(self._saved_route)
         self.worker_thread = threading.Thread(target=self.worker.serve, name="django-ws-live-worker", daemon=True)
         self.worker_thread.start()
         asyncio.run_coroutine_threadsafe(asyncio.wait_for(joined.wait(), 10), self.loop).result(15)
@@ -68,7 +68,7 @@ class LiveWebSocketServer:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.edge_thread.join(15)
         self.loop.close()
-        sending._worker_broadcast, sending._worker_edges = self._saved_sending
+        sending.use_route(self._saved_route)
         self._tmp.cleanup()
 
 

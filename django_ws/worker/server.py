@@ -118,8 +118,7 @@ class Worker:
         from django_ws import sending
 
         # send_to_group() and friends, called from handlers, use our links.
-        sending._worker_broadcast = self.broadcast
-        sending._worker_edges = [link.sub_endpoint for link in self.links]
+        sending.use_route(sending.WorkerRoute(self.broadcast, [link.sub_endpoint for link in self.links]))
         if hasattr(mode, "in_child"):  # --multiprocess
             mode.in_child(self._reopen_in_child, self._close_in_child)
             mode.on_child_exit = self._child_exited

@@ -274,7 +274,7 @@ def test_send_to_a_connection_and_presence_answer_the_sender(core):
     core.reply(b"w1", wire.Join(conn.id, "g"))
     actions = core.reply(b"s", wire.SendTo(conn.id, False, b"hi", "r"))
     assert kinds(actions) == ["Deliver", "Answer"] and actions[1].message.delivered == 1
-    assert core.reply(b"s", wire.SendTo("e1.gone", False, b"hi", "r"))[0].message.delivered == 0
+    assert core.reply(b"s", wire.SendTo("e1.gone", False, b"hi", "r1"))[0].message.delivered == 0
     members = only(core.reply(b"s", wire.Presence("r2", "g")), Answer).message
     assert members.members == {"ids": [conn.id]}
 
@@ -363,3 +363,15 @@ def test_a_connection_over_its_message_budget_is_failed_with_1008_and_its_worker
     assert (close.code, close.fail) == (1008, True)
     assert only(actions, ToWorker).message.code == 1008, "the worker hears now, not when the client answers"
     assert core.closed(conn) == [] and core.stats.rate_limited["messages"] == 1
+
+
+def test_a_retried_send_with_the_same_key_is_acknowledged_but_not_delivered_twice(core, clock):
+    hello(core)
+    conn = open_connection(core)
+    core.reply(b"w1", wire.Join(conn.id, "g"))
+    first = core.reply(b"s", wire.GroupSend("g", "", False, b"once", "key-1"))
+    assert kinds(first) == ["Deliver", "Answer"]
+    again = core.reply(b"s2", wire.GroupSend("g", "", False, b"once", "key-1"))
+    assert again == [Answer(b"s2", wire.Ack("key-1", "e1", 1))], "the first delivery's count, nothing sent"
+    clock.now += 61  # WS_SEND_KEY_TTL's default is 60 s
+    assert kinds(core.reply(b"s", wire.GroupSend("g", "", False, b"once", "key-1"))) == ["Deliver", "Answer"]

@@ -62,7 +62,7 @@ class WebSocketHandshake(tornado.web.RequestHandler):
     async def get(self, route: str | None = None, *args: str) -> None:
         route = route or ""
         edge = self.edge
-        if edge.core.resolve(route) is None:
+        if not edge.core.knows(route):
             self._refuse(404, "no websocket route here")
             return
         invalid = self._invalid_handshake()

@@ -148,6 +148,8 @@ class Command(BaseCommand):
         if supervisor:
             def restart_workers():
                 self._say("SIGHUP: restarting the workers; the edge and its clients stay.")
+                # The new workers load the routes now on disk; the edge's may be stale.
+                edge.core.routes_from_workers = True
                 asyncio.ensure_future(supervisor.restart(lambda: len(edge.core.workers), timeout))
 
             loop.add_signal_handler(signal.SIGHUP, restart_workers)
