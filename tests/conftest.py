@@ -27,6 +27,15 @@ def server_db():
     return path
 
 
+def django_script(server_db, script: str) -> str:
+    """Run ``script`` in ``manage.py shell`` against the servers' database (not pytest-django's); its last line."""
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE=SETTINGS, DJANGO_WS_TEST_DB=server_db, PYTHONPATH=ROOT)
+    result = subprocess.run([sys.executable, "-m", "django", "shell", "-c", script], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
 def start_server(server_db, **kwargs) -> WebSocketServer:
     env = dict(kwargs.pop("env", {}))
     env.setdefault("DJANGO_WS_TEST_DB", server_db)

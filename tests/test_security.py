@@ -24,7 +24,7 @@ from websockets.sync.client import connect
 from django_ws import group_members, security, wire
 from django_ws.testing.server import free_port
 from tests import procinfo
-from tests.conftest import ROOT, SETTINGS, Observer, start_server
+from tests.conftest import ROOT, SETTINGS, Observer, django_script, start_server
 from tests.test_modes import stats, wait_until
 
 # -- helpers ---------------------------------------------------------------------------
@@ -49,12 +49,7 @@ def login(server_db, username: str, superuser: bool = False) -> str:
     Run in a subprocess: this process's database is pytest-django's, not the
     sqlite file (DJANGO_WS_TEST_DB) the servers use.
     """
-    script = f"USERNAME = {username!r}\nSUPERUSER = {superuser!r}\n{LOGIN_SCRIPT}"
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE=SETTINGS, DJANGO_WS_TEST_DB=server_db, PYTHONPATH=ROOT)
-    result = subprocess.run([sys.executable, "-m", "django", "shell", "-c", script], env=env, cwd=ROOT,
-                            capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()[-1]
+    return django_script(server_db, f"USERNAME = {username!r}\nSUPERUSER = {superuser!r}\n{LOGIN_SCRIPT}")
 
 
 @pytest.fixture(scope="module")

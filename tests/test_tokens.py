@@ -15,7 +15,7 @@ import pytest
 from websockets.sync.client import connect
 
 from django_ws.testing.server import free_port
-from tests.conftest import ROOT, SETTINGS, Observer, start_server
+from tests.conftest import ROOT, SETTINGS, Observer, django_script, start_server
 from tests.test_security import refused_status
 
 jwt = pytest.importorskip("jwt", reason="PyJWT is in the [jwt] and [test] extras")
@@ -51,15 +51,6 @@ print(json.dumps(tokens))
 JWT_KEY = "a-shared-secret-long-enough-for-hs512-which-wants-64-bytes-or-more"
 JWT_SETTINGS = {"algorithms": ["HS256"], "key": JWT_KEY, "issuer": "https://id.example",
                 "audience": "django-ws-tests"}
-
-
-def django_script(server_db, script: str) -> str:
-    """Run ``script`` with the servers' database (not pytest-django's); return its last line."""
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE=SETTINGS, DJANGO_WS_TEST_DB=server_db, PYTHONPATH=ROOT)
-    result = subprocess.run([sys.executable, "-m", "django", "shell", "-c", script], env=env, cwd=ROOT,
-                            capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
