@@ -273,7 +273,10 @@ def test_the_js_client_fetches_a_fresh_token_before_each_connect(token_server, t
     node_path = os.environ.get("DJANGO_WS_TEST_NODE_PATH") or os.environ.get("NODE_PATH", "")
     require(bool(node_path) and os.path.isdir(os.path.join(node_path, "ws")),
             f"no ws npm package in DJANGO_WS_TEST_NODE_PATH ({node_path or 'unset'}): npm install ws, and point it there")
-    client = os.path.join(ROOT, "django_ws", "static", "django_ws", "django-ws.js")
+    import django_ws
+
+    # The client as installed: the package's own static file, wherever the package is.
+    client = os.path.join(os.path.dirname(django_ws.__file__), "static", "django_ws", "django-ws.js")
     mode, failing = token_in.split("-")[0], token_in.endswith("failed-fetch")
     sequence = [tokens["alice"], "REJECT", tokens["bob"]] if failing else [tokens["alice"], tokens["bob"]]
     result = subprocess.run(
