@@ -245,7 +245,8 @@ class WebSocketConnection:
             elif kind is ws.ProtocolFailed:
                 # The protocol has queued the close frame: the core records why, the transport fails.
                 logger.info("connection %s: %s; closing it with %d", conn.id, event.reason, event.code)
-                execute(core.close(conn, event.code, event.reason, fail=True))
+                # Failed, not closed: the worker hears now, not once the lingering close is over.
+                execute(core.close(conn, event.code, event.reason, fail=True, release=True))
                 self._fail()
                 return
             if self._failing:
@@ -352,7 +353,7 @@ class WebSocketConnection:
         """No pong within WS_PING_TIMEOUT: close with 1011 and drop the TCP connection without waiting."""
         logger.info("connection %s: no pong within the keepalive timeout; closing it with 1011", self.conn.id)
         self.edge.execute(self.edge.core.close(self.conn, CloseCode.INTERNAL_ERROR, "keepalive ping timeout",
-                                               fail=True))
+                                               fail=True, release=True))
 
     def _ended(self) -> None:
         """The TCP connection is closed, whoever closed it: the core records how it ended."""
