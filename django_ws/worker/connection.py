@@ -228,6 +228,8 @@ class ConnectionRunner:
             return False
         if isinstance(event, wire.Data):
             self.receive(event.payload if event.binary else event.payload.decode("utf-8"))
+        elif isinstance(event, wire.Recovery):
+            self._call("on_recovered" if event.recovered else "on_resync", event.group)
         return not conn.closed_here
 
     def receive(self, message: str | bytes) -> None:
