@@ -252,6 +252,9 @@ class History:
 
     def figures(self) -> dict:
         """For the stats endpoint: logs, messages and payload bytes kept."""
+        now = self.clock()
+        for log in self.logs.values():
+            log.expire(now)
         return {
             "epoch": self.epoch,
             "groups": len(self.logs),
