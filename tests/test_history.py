@@ -327,3 +327,107 @@ def test_the_history_bound_holds_with_1mb_messages(make_server):
     after = procinfo.status(edge)["rss_kb"]
     print(f"edge RSS with 100 x 1 MB kept: {full // 1024} MB; after 200 more: {after // 1024} MB")
     assert after < full + 60 * 1024, f"200 more 1 MB messages grew the edge from {full} kB to {after} kB"
+
+
+# -- the shipped JavaScript client, under Node -----------------------------------------------
+
+
+class NodeClient:
+    """django-ws.js in Node (as an ES module, with the ws package passed in options), driven line by line."""
+
+    def __init__(self, url: str, base_delay_ms: int = 300):
+        import shutil
+        import subprocess
+
+        from tests.conftest import ROOT, require
+
+        node = shutil.which("node")
+        require(node is not None, "node is not installed")
+        node_path = os.environ.get("DJANGO_WS_TEST_NODE_PATH") or os.environ.get("NODE_PATH", "")
+        require(bool(node_path) and os.path.isdir(os.path.join(node_path, "ws")),
+                f"no ws npm package in DJANGO_WS_TEST_NODE_PATH ({node_path or 'unset'}): npm install ws there")
+        client = os.path.join(ROOT, "django_ws", "static", "django_ws", "django-ws.mjs")
+        self.process = subprocess.Popen(
+            [node, os.path.join(ROOT, "tests", "js_recovery_client.mjs"), client, url, str(base_delay_ms)],
+            env=dict(os.environ, NODE_PATH=node_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.events: list[dict] = []
+
+    def next(self) -> dict:
+        line = self.process.stdout.readline()  # the script exits with {"timeout"} after 60 s at most
+        assert line, f"the Node client ended (exit {self.process.poll()}); events so far: {self.events}"
+        event = json.loads(line)
+        assert "timeout" not in event, f"the Node client timed out; events so far: {self.events}"
+        self.events.append(event)
+        return event
+
+    def until(self, **match) -> list[dict]:
+        """Read events up to one with ``match``; return those before it."""
+        before = []
+        while True:
+            event = self.next()
+            if all(event.get(k) == v for k, v in match.items()):
+                return before
+            before.append(event)
+
+    def command(self, line: str) -> None:
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.command("quit")
+            self.process.wait(10)
+
+
+def test_the_js_client_recovers_a_gap_and_its_handlers_never_see_positions(make_server):
+    server = make_server()
+    client = NodeClient(server.url("history/js"))
+    try:
+        client.until(json={"joined": "js", "recovering": []})
+        with override_settings(WS_EDGES=[server.sub_socket]):
+            send_to_group("hist.js", "one")
+            assert client.until(message="one") == [], "onmessage sees the data as sent, without its envelope"
+            client.command("drop")
+            client.until(open=True)
+            # Reconnected: the handler's on_connect ran with the position presented.
+            client.until(json={"joined": "js", "recovering": ["hist.js"]})
+            send_to_group("hist.js", "two")
+            client.until(message="two")
+            client.command("drop")
+            wait_until(lambda: stats(server)["connections"] == 0, 10, "the edge saw the client leave")
+            for text in ("three", "four", "five"):  # while it is away
+                send_to_group("hist.js", text)
+            client.until(json={"joined": "js", "recovering": ["hist.js"]})
+            send_to_group("hist.js", "six")
+            client.until(message="six")
+        got = [e["message"] for e in client.events if "message" in e and not e["message"].startswith("{")]
+        assert got == ["one", "two", "three", "four", "five", "six"], f"each message once, in order: {got}"
+        assert not any("resync" in e for e in client.events)
+        assert client.events.count({"json": {"recovered": "hist.js"}}) == 2, "the handler's on_recovered ran twice"
+        client.command("positions")
+        assert client.next()["positions"]["hist.js"][1] == 6, "the client kept the last offset it saw"
+    finally:
+        client.close()
+
+
+def test_the_js_client_calls_onresync_when_the_gap_is_too_old(make_server):
+    server = make_server(env={"DJANGO_WS_GROUP_HISTORY": json.dumps({"hist.*": {"size": 2, "ttl": 300}})})
+    client = NodeClient(server.url("history/jsgap"), base_delay_ms=2000)
+    try:
+        client.until(json={"joined": "jsgap", "recovering": []})
+        with override_settings(WS_EDGES=[server.sub_socket]):
+            send_to_group("hist.jsgap", "seen")
+            client.until(message="seen")
+            client.command("drop")
+            wait_until(lambda: stats(server)["connections"] == 0, 10, "the edge saw the client leave")
+            for i in range(5):  # size 2: the first of them will be gone
+                send_to_group("hist.jsgap", f"missed {i}")
+            client.until(open=True)
+        before = client.until(resync="hist.jsgap")
+        assert not [e for e in before if "message" in e and "missed" in e["message"]], f"nothing was replayed: {before}"
+        client.until(json={"resync": "hist.jsgap"})  # and the handler's on_resync ran
+        with override_settings(WS_EDGES=[server.sub_socket]):
+            send_to_group("hist.jsgap", "after")
+            client.until(message="after")
+    finally:
+        client.close()

@@ -273,6 +273,14 @@ class Positions:
         self.positions = positions
 
 
+def without_positions(query: str) -> str:
+    """``query`` without the parameters of docs/protocol.rst: the handler's ``request.GET`` is the application's own."""
+    if ENVELOPE_PARAM not in query:
+        return query
+    return "&".join(part for part in query.split("&")
+                    if part.partition("=")[0] not in (ENVELOPE_PARAM, SINCE_PARAM))
+
+
 def parse_positions(query: str) -> Positions | None:
     """The client's ``dws`` and ``dws_since`` query parameters; None when it asked for nothing.
 

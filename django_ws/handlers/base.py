@@ -122,13 +122,7 @@ class WebSocketHandler:
         first time. A handler that sends a group's state on join can skip it
         for these groups: ``on_resync`` says when it is needed after all.
         """
-        from django_ws.edge.history import BadPositions, parse_positions
-
-        try:
-            positions = parse_positions(self.request.META.get("QUERY_STRING", ""))
-        except BadPositions:  # the edge refuses such a handshake; a test communicator may not
-            return frozenset()
-        return frozenset(positions.positions) if positions is not None else frozenset()
+        return self.connection.recovering
 
     @property
     def closed(self) -> bool:

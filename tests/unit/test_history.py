@@ -147,3 +147,10 @@ def test_bad_settings_say_what_is_wrong(value, message):
 def test_settings_default_ttl():
     ((pattern, bound),) = parse_settings({"a": {"size": 2}})
     assert pattern == "a" and isinstance(bound, HistoryBound) and bound.ttl == 300
+
+
+def test_the_handler_sees_the_query_without_the_position_parameters():
+    from django_ws.edge.history import without_positions
+
+    assert without_positions("room=1&dws=1&dws_since=%7B%7D&b=a%20b") == "room=1&b=a%20b"
+    assert without_positions("a=1") == "a=1"

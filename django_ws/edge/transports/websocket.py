@@ -27,7 +27,7 @@ from django_ws.conf import ws_settings
 from .. import protocol as ws
 from .. import tornado_compat
 from ..core import ConnectionState, Refuse, Upgrade
-from ..history import BadPositions, Position, envelope, parse_positions
+from ..history import BadPositions, Position, envelope, parse_positions, without_positions
 from ..logs import redact_uri
 
 if typing.TYPE_CHECKING:  # pragma: no cover
@@ -81,8 +81,11 @@ class WebSocketHandshake(tornado.web.RequestHandler):
             return
         self._answer = asyncio.get_running_loop().create_future()
         # remote_ip is the proxy's view only with WS_TRUST_PROXY_HEADERS (Tornado's xheaders).
-        conn, actions = edge.core.connect(route, self._request_meta(), self, address=self.request.remote_ip,
-                                          positions=positions)
+        meta = self._request_meta()
+        if positions is not None:
+            meta["query"] = without_positions(meta["query"])
+            meta["recovering"] = sorted(positions.positions)
+        conn, actions = edge.core.connect(route, meta, self, address=self.request.remote_ip, positions=positions)
         if conn is None:  # refused at once, before a record was made
             (refusal,) = actions
             self._refuse(refusal.status, refusal.reason, refusal.headers, counted=True)
