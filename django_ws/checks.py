@@ -71,3 +71,17 @@ def check_jwt(app_configs, **kwargs):
     except ImproperlyConfigured as exc:
         return [checks.Error(str(exc), hint="See WS_JWT in docs/settings.rst.", id="django_ws.E006")]
     return []
+
+
+@checks.register()
+def check_group_history(app_configs, **kwargs):
+    """WS_GROUP_HISTORY must map patterns to {"size": N, "ttl": seconds}, or the edge could not start."""
+    from .conf import ws_settings
+    from .edge.history import parse_settings
+
+    try:
+        parse_settings(ws_settings.WS_GROUP_HISTORY)
+    except ValueError as exc:
+        return [checks.Error(str(exc), hint='For example WS_GROUP_HISTORY = {"chat.*": {"size": 100, "ttl": 300}}.',
+                             id="django_ws.E007")]
+    return []

@@ -44,6 +44,10 @@ DEFAULTS = {
     # Seconds an edge remembers a sender's idempotency key (send_to_group(key=...)):
     # a retry with the same key within it is not delivered twice. 0 forgets at once.
     "WS_SEND_KEY_TTL": 60.0,
+    # Group-name patterns (shell-style) -> {"size": messages, "ttl": seconds}: the
+    # edge keeps that much of each matching group's messages, with positions, to
+    # replay to a client that comes back (docs/protocol.rst). {}: no history.
+    "WS_GROUP_HISTORY": {},
     # Keepalive: the edge pings every client this often (seconds; 0 disables) and
     # drops one that has not answered within WS_PING_TIMEOUT.
     "WS_PING_INTERVAL": 20.0,

@@ -34,8 +34,8 @@ EXAMPLE = os.path.join(ROOT, "example_project")
 TIMEOUT_MS = 20_000
 
 # A seed line in the room's history: a page that shows it has joined the room
-# (the chat replays history right after joining), so what is said next reaches
-# it exactly once, by broadcast.
+# (the room sends its recent lines to a page that has none), so what is said
+# next reaches it exactly once, by broadcast.
 SEED = "seed line from the database"
 
 SETUP_DB = f"""
@@ -209,15 +209,35 @@ def test_example_chat_in_two_browsers_survives_a_websocket_server_restart(chromi
             for text in before:
                 expect(lines(page, text)).to_have_count(1)
 
-        # Restart the websocket server on the same port. The pages see the
-        # close, then the client reconnects by itself, with backoff.
+        # A deploy (SIGHUP: new workers, the same edge). The pages get 1012 and
+        # come back by themselves; a line announced meanwhile reaches them from
+        # the room's history, the page has no replay code of its own.
+        mark = len(example.ws.lines)
+        for page in pages:
+            page.evaluate("window.beforeDeploy = socket.ws")
+        example.ws.process.send_signal(signal.SIGHUP)
+        during = f"said during the deploy {tag}"
+        assert announce(alice, example, during)["status"] == 200
+        example.ws.wait_for("Restarted", timeout=30, start=mark)
+        for page in pages:
+            # The page's connection was replaced (its status line may have said
+            # "reconnecting" for too short a time to be seen).
+            page.wait_for_function("socket.ws !== window.beforeDeploy && socket.readyState === 1")
+            for text in [f"history: {SEED}", *before, f"announcer: {during}"]:
+                expect(lines(page, text)).to_have_count(1)
+            assert page.evaluate("document.body.dataset.resynced") is None, "the gap was recovered, not reloaded"
+
+        # Restart the websocket server on the same port: a new edge, whose
+        # history is new (another epoch). The pages are told to resync, and
+        # the room sends its saved lines again (announcements are not saved):
+        # each shows once.
         assert example.stop_ws() == 0, "run_wsserver exited non-zero on SIGTERM"
         for page in pages:
             expect(page.locator("#status")).to_contain_text("reconnecting")
         example.start_ws()
         for page in pages:
             expect(page.locator("#status")).to_have_text("connected")
-            # Rejoining replays the history; the page shows each line once still.
+            expect(page.locator("body")).to_have_attribute("data-resynced", "chat.lobby")
             for text in [f"history: {SEED}", *before]:
                 expect(lines(page, text)).to_have_count(1)
 
@@ -230,8 +250,8 @@ def test_example_chat_in_two_browsers_survives_a_websocket_server_restart(chromi
 
         # An ordinary Django view speaks into the room. CSRF is on: without a
         # token the POST is refused...
-        announce = f"{example.http_url}/room/lobby/announce/"
-        refused = alice.request.post(announce, form={"text": "no token"}, headers={"Origin": example.http_url})
+        announce_url = f"{example.http_url}/room/lobby/announce/"
+        refused = alice.request.post(announce_url, form={"text": "no token"}, headers={"Origin": example.http_url})
         assert refused.status == 403, refused.text()
         # ... and with the csrftoken cookie echoed in X-CSRFToken, as Django's
         # docs have JavaScript do, it goes through. The example's pages never
@@ -239,24 +259,7 @@ def test_example_chat_in_two_browsers_survives_a_websocket_server_restart(chromi
         # page sets one itself (Django accepts any well-formed token it gets
         # in both the cookie and the header).
         text = f"announcement {tag}"
-        reply = alice.evaluate(
-            """async ([url, text]) => {
-                let token = (document.cookie.match(/(?:^|; )csrftoken=([^;]+)/) || [])[1];
-                if (!token) {
-                    const chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-                    const bytes = crypto.getRandomValues(new Uint8Array(32));
-                    token = Array.from(bytes, b => chars[b % chars.length]).join("");
-                    document.cookie = "csrftoken=" + token + "; path=/; SameSite=Lax";
-                }
-                const response = await fetch(url, {
-                    method: "POST",
-                    headers: {"X-CSRFToken": token},
-                    body: new URLSearchParams({text: text}),
-                });
-                return {status: response.status, body: await response.text()};
-            }""",
-            [announce, text],
-        )
+        reply = announce(alice, example, text)
         assert reply["status"] == 200, reply
         for page in pages:
             expect(lines(page, f"announcer: {text}")).to_have_count(1)
@@ -267,3 +270,25 @@ def test_example_chat_in_two_browsers_survives_a_websocket_server_restart(chromi
     finally:
         for context in contexts:
             context.close()
+
+
+def announce(page, example, text):
+    """POST ``text`` to the room's announce view from ``page``, with a CSRF token as Django's docs have it."""
+    return page.evaluate(
+        """async ([url, text]) => {
+            let token = (document.cookie.match(/(?:^|; )csrftoken=([^;]+)/) || [])[1];
+            if (!token) {
+                const chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+                const bytes = crypto.getRandomValues(new Uint8Array(32));
+                token = Array.from(bytes, b => chars[b % chars.length]).join("");
+                document.cookie = "csrftoken=" + token + "; path=/; SameSite=Lax";
+            }
+            const response = await fetch(url, {
+                method: "POST",
+                headers: {"X-CSRFToken": token},
+                body: new URLSearchParams({text: text}),
+            });
+            return {status: response.status, body: await response.text()};
+        }""",
+        [f"{example.http_url}/room/lobby/announce/", text],
+    )

@@ -34,6 +34,7 @@ from .core import (
     WorkerChanged,
     WorkerState,
 )
+from .history import History, parse_settings
 from .keepalive import Keepalive
 from .limits import LimitSettings
 from .logs import log_request
@@ -55,6 +56,7 @@ class Edge:
             max_connections=max_connections,
             limits=limit_settings(),
             send_key_ttl=float(ws_settings.WS_SEND_KEY_TTL),
+            history=History(parse_settings(ws_settings.WS_GROUP_HISTORY)),
         )
         self.link = ZmqLink(push_endpoint, sub_endpoint, queue_limit=int(ws_settings.WS_QUEUE_LIMIT), events=self)
         self.heartbeat_interval = float(ws_settings.WS_HEARTBEAT_INTERVAL)
@@ -96,9 +98,9 @@ class Edge:
             run[type(action)](action)
 
     def _deliver(self, action: Deliver) -> None:
-        binary, payload = action.binary, action.payload
+        binary, payload, position = action.binary, action.payload, action.position
         for conn in action.targets:
-            conn.transport.deliver(binary, payload)
+            conn.transport.deliver(binary, payload, position)
 
     def _close_client(self, action: CloseClient) -> None:
         action.conn.transport.close(action.code, action.reason, action.fail)

@@ -41,6 +41,7 @@ import uuid
 from django_ws import wire
 from django_ws.codes import CloseCode
 
+from .history import History, Position, Positions
 from .limits import AddressLimits, LimitSettings, MessageLimits
 
 logger = logging.getLogger("django_ws.edge")
@@ -68,7 +69,7 @@ class Connection:
     """One client connection, as the edge knows it."""
 
     __slots__ = ("address", "attempts", "close_after_upgrade", "close_sent", "data_headers", "early", "groups",
-                 "id", "limits", "request", "route", "state", "transport", "worker")
+                 "id", "limits", "positions", "request", "route", "state", "transport", "worker")
 
     def __init__(self, conn_id: str, route: str, transport: typing.Any):
         self.id = conn_id
@@ -79,8 +80,9 @@ class Connection:
         self.worker: WorkerState | None = None
         #: Groups joined (made on first join: most connections never join one).
         self.groups: set[str] | None = None
-        #: What on_connect sent, written right after the upgrade.
-        self.early: list[tuple[bool, bytes]] | None = None
+        #: What on_connect sent (and replays, and live messages of groups with
+        #: history for a client that asked for positions), written right after the upgrade.
+        self.early: list[tuple[bool, bytes, Position | None]] | None = None
         #: (code, reason) to close with as soon as the upgrade completes.
         self.close_after_upgrade: tuple[int, str] | None = None
         #: (code, reason) of the close this side started.
@@ -95,6 +97,9 @@ class Connection:
         self.address: str | None = None
         #: Its budget of messages and bytes, made on its first message (idle connections carry none).
         self.limits: MessageLimits | None = None
+        #: Set when the client asked for positions (docs/protocol.rst): its
+        #: frames then carry the envelope, and it may have presented positions to recover from.
+        self.positions: Positions | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.state.value} route={self.route!r}>"
@@ -162,12 +167,17 @@ class Action:
 
 
 class Deliver(Action):
-    """Write one message to each of ``targets`` (open connections)."""
+    """Write one message to each of ``targets`` (open connections).
 
-    __slots__ = ("binary", "payload", "targets")
+    ``position``: the message's place in its group's history (or a resync
+    signal). The transport gives it to the targets that asked for positions,
+    in its own framing, and plain clients the payload alone.
+    """
 
-    def __init__(self, targets: list[Connection], binary: bool, payload: bytes):
-        self.targets, self.binary, self.payload = targets, binary, payload
+    __slots__ = ("binary", "payload", "position", "targets")
+
+    def __init__(self, targets: list[Connection], binary: bool, payload: bytes, position: Position | None = None):
+        self.targets, self.binary, self.payload, self.position = targets, binary, payload, position
 
 
 class CloseClient(Action):
@@ -249,7 +259,8 @@ class EdgeCore:
 
     def __init__(self, *, resolve: typing.Callable[[str], object], heartbeat_timeout: float,
                  max_connections: int = 0, limits: LimitSettings | None = None, send_key_ttl: float = 60.0,
-                 edge_id: str | None = None, clock: typing.Callable[[], float] = time.monotonic):
+                 edge_id: str | None = None, history: History | None = None,
+                 clock: typing.Callable[[], float] = time.monotonic):
         self.edge_id = edge_id or uuid.uuid4().hex[:16]
         self.resolve = resolve
         self.heartbeat_timeout = heartbeat_timeout
@@ -260,6 +271,8 @@ class EdgeCore:
         self.connections: dict[str, Connection] = {}
         self.workers: dict[bytes, WorkerState] = {}
         self.groups: dict[str, set[str]] = {}
+        #: The groups' history (WS_GROUP_HISTORY); falsy when no pattern is set.
+        self.history = history if history is not None else History([], clock=clock)
         self.stats = Stats()
         #: The rate limits of docs/security.rst (all off by default here; the edge passes the settings).
         self.limit_settings = limits or LimitSettings()
@@ -296,9 +309,13 @@ class EdgeCore:
         """Whether ``route`` may exist: it resolves here, or the workers decide (see routes_from_workers)."""
         return self.routes_from_workers or self.resolve(route) is not None
 
-    def connect(self, route: str, request: dict, transport: typing.Any, address: str | None = None
-                ) -> tuple[Connection | None, list[Action]]:
-        """A client at ``address`` asks for ``route``: refuse it at once, or ask a worker to take it."""
+    def connect(self, route: str, request: dict, transport: typing.Any, address: str | None = None,
+                positions: Positions | None = None) -> tuple[Connection | None, list[Action]]:
+        """A client at ``address`` asks for ``route``: refuse it at once, or ask a worker to take it.
+
+        ``positions``: the client asked for positions, and presented the last
+        ones it saw (the transport read them from its handshake).
+        """
         if not self.knows(route):
             return None, [self._refused(None, 404, "no websocket route here")]
         # Handshakes still waiting for a worker count too: a burst of them
@@ -318,6 +335,7 @@ class EdgeCore:
         if address is not None and self.address_limits.enabled:
             conn.address = address  # released by _end(), which every admitted connection reaches
         conn.request = request
+        conn.positions = positions
         return conn, self._place(conn)
 
     def _place(self, conn: Connection) -> list[Action]:
@@ -392,9 +410,9 @@ class EdgeCore:
         self.stats.connections_total += 1
         actions: list[Action] = []
         if conn.early:
-            for binary, payload in conn.early:
+            for binary, payload, position in conn.early:
                 self.stats.frames_out += 1
-                actions.append(Deliver([conn], binary, payload))
+                actions.append(Deliver([conn], binary, payload, position))
             conn.early = None
         return actions
 
@@ -524,11 +542,42 @@ class EdgeCore:
             # Sent from on_connect: the client gets it first thing after the upgrade.
             if conn.early is None:
                 conn.early = []
-            conn.early.append((message.binary, message.payload))
+            conn.early.append((message.binary, message.payload, None))
         return []
 
     def _group_send(self, identity: bytes, message: wire.GroupSend) -> list[Action]:
-        return self._once(identity, message, lambda: self.members_of(message.group, exclude=message.exclude))
+        if not self.history:
+            return self._once(identity, message, lambda: self.members_of(message.group, exclude=message.exclude))
+        return self._once(identity, message, lambda: self._fan_out(message))
+
+    def _fan_out(self, message: wire.GroupSend) -> tuple[list[Connection], Position | None]:
+        """The open members of a group that may keep history; the message is kept first, if it does.
+
+        Members that asked for positions and are still in their handshake (a
+        replay waits for them in ``early``) get it after that replay: between
+        their join and their upgrade, nothing sent to the group falls in a gap.
+        """
+        position = self.history.record(message.group, message.binary, message.payload)
+        if position is None:
+            return self.members_of(message.group, exclude=message.exclude), None
+        members = self.groups.get(message.group)
+        targets: list[Connection] = []
+        if not members:
+            return targets, position
+        open_, connections, exclude = ConnectionState.OPEN, self.connections, message.exclude
+        for conn_id in members:
+            if conn_id == exclude:
+                continue
+            conn = connections.get(conn_id)
+            if conn is None:
+                continue
+            if conn.state is open_:
+                targets.append(conn)
+            elif conn.positions is not None and conn.state in _EARLY:
+                if conn.early is None:
+                    conn.early = []
+                conn.early.append((message.binary, message.payload, position))
+        return targets, position
 
     def members_of(self, group: str, exclude: str = "") -> list[Connection]:
         """The open connections of ``group`` (but ``exclude``)."""
@@ -553,7 +602,8 @@ class EdgeCore:
         return self._once(identity, message, target)
 
     def _once(self, identity: bytes, message: wire.GroupSend | wire.SendTo,
-              targets: typing.Callable[[], list[Connection]]) -> list[Action]:
+              targets: typing.Callable[[], list[Connection] | tuple[list[Connection], Position | None]]
+              ) -> list[Action]:
         """Deliver a sender's message, acknowledged when it has a ref, unless that ref came before.
 
         A sender's ref is its idempotency key: a retry with the same key (or
@@ -563,8 +613,11 @@ class EdgeCore:
         ref = message.ref
         if not ref:
             found = targets()
+            position = None
+            if type(found) is tuple:
+                found, position = found
             self.stats.frames_out += len(found)
-            return [Deliver(found, message.binary, message.payload)] if found else []
+            return [Deliver(found, message.binary, message.payload, position)] if found else []
         now = self.clock()
         recent = self._recent_sends
         while recent and (next(iter(recent.values()))[0] <= now or len(recent) > RECENT_SENDS_LIMIT):
@@ -573,10 +626,13 @@ class EdgeCore:
         if seen is not None:
             return [Answer(identity, wire.Ack(ref, self.edge_id, seen[1]))]
         found = targets()
+        position = None
+        if type(found) is tuple:
+            found, position = found
         self.stats.frames_out += len(found)
         if self.send_key_ttl > 0:
             recent[ref] = (now + self.send_key_ttl, len(found))
-        actions: list[Action] = [Deliver(found, message.binary, message.payload)] if found else []
+        actions: list[Action] = [Deliver(found, message.binary, message.payload, position)] if found else []
         actions.append(Answer(identity, wire.Ack(ref, self.edge_id, len(found))))
         return actions
 
@@ -597,7 +653,36 @@ class EdgeCore:
             if conn.groups is None:
                 conn.groups = set()
             conn.groups.add(message.group)
+            positions = conn.positions
+            if positions is not None and message.group in positions.positions:
+                return self._recover(conn, message.group, *positions.positions.pop(message.group))
         return []
+
+    def _recover(self, conn: Connection, group: str, epoch: str, offset: int) -> list[Action]:
+        """``conn`` joined ``group``, for which its client presented ``(epoch, offset)``: replay the gap, or say resync.
+
+        Done here, in the join's own event, so that no message of the group
+        can come between the replay and the live ones: the live ones are
+        delivered by later events, and find the connection a member already.
+        Its worker hears the outcome (wire.Recovery) for the handler's hooks.
+        """
+        entries, here = self.history.replay(group, epoch, offset)
+        if entries is None:
+            logger.debug("connection %s: gap in %s after %s:%d not covered; resync", conn.id, group, epoch, offset)
+            frames = [(False, b"", here)]
+        else:
+            frames = [(e.binary, e.payload, Position(group, here.epoch, e.offset)) for e in entries]
+        actions: list[Action] = []
+        if conn.state is ConnectionState.OPEN:
+            self.stats.frames_out += len(frames)
+            actions += [Deliver([conn], binary, payload, position) for binary, payload, position in frames]
+        elif frames:
+            if conn.early is None:
+                conn.early = []
+            conn.early += frames
+        if conn.worker is not None:
+            actions.append(ToWorker(conn.worker, wire.Recovery(conn.id, group, entries is not None)))
+        return actions
 
     def _leave(self, identity: bytes, message: wire.Leave) -> list[Action]:
         conn = self.connections.get(message.conn_id)
@@ -642,6 +727,9 @@ class EdgeCore:
             # One at a time: send_failed() puts it back in front if the queue is still full.
             if worker.backlog:
                 actions.append(ToWorker(worker, worker.backlog.popleft()))
+        if self.history:
+            # A log kept while its group has members; forgotten after ttl of silence without any.
+            self.history.sweep(self.groups.__contains__)
         return actions
 
     def send_failed(self, worker: WorkerState, message: wire.Message | None,
@@ -714,3 +802,5 @@ class EdgeCore:
 
 #: States in which a handler's join() counts (from on_connect, or once open).
 _MAY_JOIN = (ConnectionState.CONNECTING, ConnectionState.UPGRADING, ConnectionState.OPEN)
+#: States in which what a connection is sent waits in ``early`` for the upgrade.
+_EARLY = (ConnectionState.CONNECTING, ConnectionState.UPGRADING)

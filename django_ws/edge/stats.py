@@ -32,6 +32,8 @@ def snapshot(core: EdgeCore) -> dict:
         "rate_limits": _rate_limits(core),
         "groups": len(core.groups),
         "group_members": sum(len(m) for m in core.groups.values()),
+        #: What WS_GROUP_HISTORY keeps: group logs, messages and their payload bytes.
+        "history": core.history.figures(),
         "workers": [
             {
                 "id": w.worker_id,

@@ -79,6 +79,20 @@ class WebSocketHandler:
     def on_close(self) -> None:
         """The connection has ended; ``send()`` would raise. Clean up here."""
 
+    def on_recovered(self, group: str) -> None:
+        """The client came back with a position in ``group``, and this connection's join replayed what it missed.
+
+        Runs after the join, in order with the messages (before ``on_open`` if
+        the join was in ``on_connect``). Only for groups in :attr:`recovering`.
+        """
+
+    def on_resync(self, group: str) -> None:
+        """The client came back with a position in ``group`` that the edge's history no longer covers.
+
+        The client has been told (its ``onresync``); send it what it needs to
+        rebuild its state of ``group`` here. Only for groups in :attr:`recovering`.
+        """
+
     # -- actions ---------------------------------------------------------------
 
     def send(self, data: str | bytes) -> None:
@@ -99,6 +113,16 @@ class WebSocketHandler:
     def leave(self, group: str) -> None:
         """Remove this connection from ``group``."""
         self.connection.leave(group)
+
+    @property
+    def recovering(self) -> frozenset[str]:
+        """The groups whose last position the client presented: joining one replays the gap, or asks for a resync.
+
+        Empty for a client that did not ask for positions, or came for the
+        first time. A handler that sends a group's state on join can skip it
+        for these groups: ``on_resync`` says when it is needed after all.
+        """
+        return self.connection.recovering
 
     @property
     def closed(self) -> bool:

@@ -36,6 +36,10 @@ class HandlerConnection(typing.Protocol):
     def closed(self) -> bool:
         """True once the connection has ended, from either side."""
 
+    @property
+    def recovering(self) -> frozenset[str]:
+        """The groups whose last position the client presented at its handshake (docs/protocol.rst)."""
+
     def send(self, data: str | bytes) -> None:
         """One message to the client: ``str`` as text, ``bytes`` as binary; ConnectionClosed once it has ended."""
 

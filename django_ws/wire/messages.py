@@ -252,6 +252,20 @@ class Disconnect(Message):
     reason: str
 
 
+@_message(b"R")
+class Recovery(Message):
+    """The client of ``conn_id`` presented a position in ``group`` and its handler joined it.
+
+    ``recovered``: the edge replayed what the client missed; false, it told
+    the client to resync (docs/protocol.rst, "Positions and recovery"). The
+    worker calls the handler's ``on_recovered`` or ``on_resync``.
+    """
+
+    conn_id: str
+    group: str
+    recovered: bool
+
+
 # -- worker -> edge ------------------------------------------------------------
 
 

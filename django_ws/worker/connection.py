@@ -59,6 +59,11 @@ class Connection:
     def closed(self) -> bool:
         return self.close_code is not None
 
+    @property
+    def recovering(self) -> frozenset[str]:
+        """The groups whose last position the client presented (the edge lists them in the Connect)."""
+        return frozenset(self.request_meta.get("recovering", ()))
+
     def mark_closed(self, code: int, reason: str = "") -> bool:
         """Record the end of the connection; False if it had already ended."""
         if self.close_code is not None:
@@ -228,6 +233,8 @@ class ConnectionRunner:
             return False
         if isinstance(event, wire.Data):
             self.receive(event.payload if event.binary else event.payload.decode("utf-8"))
+        elif isinstance(event, wire.Recovery):
+            self._call("on_recovered" if event.recovered else "on_resync", event.group)
         return not conn.closed_here
 
     def receive(self, message: str | bytes) -> None:

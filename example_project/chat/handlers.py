@@ -18,19 +18,31 @@ class EchoHandler(WebSocketHandler):
 
 
 class ChatHandler(JsonWebSocketHandler):
-    """A room: history from the database on join, every line saved and broadcast.
+    """A room: every line saved and broadcast; the room's recent lines for a page that has none.
 
     Messages are JSON: the client sends ``{"author": ..., "text": ...}``; the
-    room receives ``{"type": "message", "author", "text", "id"}``.
+    room receives ``{"type": "message", "author", "text", "id"}``, and a page
+    that must (re)load its state ``{"type": "history", "lines": [...]}``.
+    A page that reconnects with its positions gets the lines it missed from
+    the edge's group history (WS_GROUP_HISTORY), not from here.
     """
 
     def on_open_json(self, content):
         self.room = self.kwargs["room"]
         self.join(self.group)
-        recent = Message.objects.filter(room=self.room).order_by("-created", "-id")[:HISTORY]
-        for line in reversed(list(recent)):
-            self.send_json({"type": "message", "author": line.author, "text": line.text, "id": line.id})
+        if self.group not in self.recovering:
+            self.send_history()
         # Returning None: the first message is also handled by on_json.
+
+    def on_resync(self, group):
+        # The edge could not replay what the page missed (it restarted, or the gap is too old).
+        self.send_history()
+
+    def send_history(self):
+        recent = Message.objects.filter(room=self.room).order_by("-created", "-id")[:HISTORY]
+        self.send_json({"type": "history", "lines": [
+            {"author": line.author, "text": line.text, "id": line.id} for line in reversed(list(recent))
+        ]})
 
     @property
     def group(self):

@@ -69,3 +69,8 @@ WS_BASE_URL = os.environ.get("WS_BASE_URL", "ws://localhost:8888/socket")
 # Where the websocket server's endpoints are (the announce view sends there).
 WS_PUSH_SOCKET = os.environ.get("WS_PUSH_SOCKET", "ipc:///tmp/ws_push")
 WS_SUB_SOCKET = os.environ.get("WS_SUB_SOCKET", "ipc:///tmp/ws_sub")
+
+# The chat rooms keep their last 100 lines for 5 minutes: a page that reconnects
+# (a deploy, a network change) gets what it missed from the edge, without
+# replaying anything itself (django-ws.js presents its positions).
+WS_GROUP_HISTORY = {"chat.*": {"size": 100, "ttl": 300}}

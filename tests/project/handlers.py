@@ -242,3 +242,20 @@ class TokenConnectReportHandler(WhoAmIHandler):
     def on_connect(self):
         user = self.request.user
         report("connect", tag=self.kwargs["tag"], user=user.get_username() if user.is_authenticated else None)
+
+
+class HistoryRoomHandler(WebSocketHandler):
+    """Joins ``hist.<room>`` (a group with history) in on_connect and says when the handler hears of a recovery."""
+
+    def on_connect(self):
+        self.join(f"hist.{self.kwargs['room']}")
+        self.send(json.dumps({"joined": self.kwargs["room"], "recovering": sorted(self.recovering)}))
+
+    def on_open(self, message):
+        return True
+
+    def on_recovered(self, group):
+        self.send(json.dumps({"recovered": group}))
+
+    def on_resync(self, group):
+        self.send(json.dumps({"resync": group}))

@@ -81,6 +81,8 @@ WS_TRUST_PROXY_HEADERS = bool(os.environ.get("DJANGO_WS_TRUST_PROXY_HEADERS"))
 WS_HEADER_TIMEOUT = float(os.environ.get("DJANGO_WS_HEADER_TIMEOUT", "10"))
 WS_THREAD_IDLE_TIMEOUT = float(os.environ.get("DJANGO_WS_THREAD_IDLE_TIMEOUT", "30"))
 WS_EVENT_LOOP = os.environ.get("DJANGO_WS_EVENT_LOOP", "auto")
+# Groups with history (tests/test_history.py passes other bounds as JSON).
+WS_GROUP_HISTORY = json.loads(os.environ.get("DJANGO_WS_GROUP_HISTORY", '{"hist.*": {"size": 100, "ttl": 300}}'))
 
 # The tests open many connections from 127.0.0.1 and flood some on purpose:
 # the edge's rate limits are off unless a test asks for them, with

@@ -11,6 +11,7 @@ urlpatterns = [
     ws_path(r"^loop/(?P<tag>[\w-]+)$", handlers.LoopHandler, name="loop"),
     ws_path(r"^closer$", handlers.ClosingHandler, name="closer"),
     ws_path(r"^room/(?P<room>\w+)$", handlers.RoomHandler, name="room"),
+    ws_path(r"^history/(?P<room>\w+)$", handlers.HistoryRoomHandler, name="history"),
     ws_path(r"^whoami$", handlers.WhoAmIHandler, name="whoami"),
     ws_path(r"^private$", handlers.PrivateHandler, name="private"),
     ws_path(r"^db/(?P<tag>[\w-]+)$", handlers.DatabaseHandler, name="db"),

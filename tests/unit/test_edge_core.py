@@ -375,3 +375,127 @@ def test_a_retried_send_with_the_same_key_is_acknowledged_but_not_delivered_twic
     assert again == [Answer(b"s2", wire.Ack("key-1", "e1", 1))], "the first delivery's count, nothing sent"
     clock.now += 61  # WS_SEND_KEY_TTL's default is 60 s
     assert kinds(core.reply(b"s", wire.GroupSend("g", "", False, b"once", "key-1"))) == ["Deliver", "Answer"]
+
+
+# -- group history and recovery ---------------------------------------------------------
+
+from django_ws.edge.history import History, Position, Positions, parse_settings  # noqa: E402
+
+
+@pytest.fixture
+def hcore(clock):
+    history = History(parse_settings({"chat.*": {"size": 5, "ttl": 60}}), epoch="ep", clock=clock)
+    core = EdgeCore(resolve=lambda route: route if route in ROUTES else None, heartbeat_timeout=2.0,
+                    edge_id="e1", history=history, clock=clock)
+    hello(core)
+    return core
+
+
+def group_send(core, group, text, exclude=""):
+    return core.reply(b"sender", wire.GroupSend(group, exclude, False, text.encode(), ""))
+
+
+def delivered(actions, conn=None):
+    """(payload, offset or 'resync') of every Deliver in ``actions`` (that reaches ``conn``)."""
+    return [(a.payload.decode(), "resync" if a.position and a.position.resync else a.position and a.position.offset)
+            for a in actions if isinstance(a, Deliver) and (conn is None or conn in a.targets)]
+
+
+def reconnect(core, positions, route="chat/lobby"):
+    """A client that comes back presenting ``positions``; its handshake is pending (CONNECTING)."""
+    conn, actions = core.connect(route, {"path": "/" + route}, "t", positions=Positions(dict(positions)))
+    assert isinstance(only(actions, ToWorker).message, wire.Connect)
+    return conn
+
+
+def test_messages_to_a_group_with_history_carry_their_position(hcore):
+    conn = open_connection(hcore, "chat/lobby")
+    hcore.reply(b"w1", wire.Join(conn.id, "chat.lobby"))
+    hcore.reply(b"w1", wire.Join(conn.id, "plain"))
+    assert delivered(group_send(hcore, "chat.lobby", "a")) == [("a", 1)]
+    assert delivered(group_send(hcore, "chat.lobby", "b")) == [("b", 2)]
+    assert delivered(group_send(hcore, "plain", "c")) == [("c", None)], "no pattern: no position"
+
+
+def test_a_join_in_on_connect_replays_the_gap_then_the_live_messages_in_order(hcore):
+    epoch = hcore.history.record("chat.lobby", False, b"m1").epoch
+    for text in ("m2", "m3"):
+        hcore.history.record("chat.lobby", False, text.encode())
+    conn = reconnect(hcore, {"chat.lobby": (epoch, 1)})
+    actions = hcore.reply(b"w1", wire.Join(conn.id, "chat.lobby"))
+    assert actions == [ToWorker(hcore.workers[b"w1"], wire.Recovery(conn.id, "chat.lobby", True))], \
+        "the replay waits for the upgrade; the worker hears the outcome now"
+    # Live messages arrive during the handshake: they queue behind the replay.
+    assert delivered(group_send(hcore, "chat.lobby", "m4")) == []
+    assert hcore.reply(b"w1", wire.Accept(conn.id, "")) == [Upgrade(conn, "")]
+    assert delivered(group_send(hcore, "chat.lobby", "m5")) == []
+    assert delivered(hcore.opened(conn)) == [("m2", 2), ("m3", 3), ("m4", 4), ("m5", 5)]
+    assert delivered(group_send(hcore, "chat.lobby", "m6")) == [("m6", 6)], "then live, exactly once"
+
+
+def test_a_join_once_open_replays_at_once(hcore):
+    epoch = hcore.history.record("chat.lobby", False, b"m1").epoch
+    hcore.history.record("chat.lobby", False, b"m2")
+    conn = reconnect(hcore, {"chat.lobby": (epoch, 0)})
+    hcore.reply(b"w1", wire.Accept(conn.id, ""))
+    assert hcore.opened(conn) == []
+    actions = hcore.reply(b"w1", wire.Join(conn.id, "chat.lobby"))
+    assert delivered(actions, conn) == [("m1", 1), ("m2", 2)]
+    assert wire.Recovery(conn.id, "chat.lobby", True) in [a.message for a in actions if isinstance(a, ToWorker)]
+    assert delivered(hcore.reply(b"w1", wire.Join(conn.id, "chat.lobby"))) == [], "a position is used once"
+
+
+@pytest.mark.parametrize("gap", ["size", "ttl", "epoch"])
+def test_a_gap_the_history_does_not_cover_gets_the_resync_signal(hcore, clock, gap):
+    epoch = hcore.history.record("chat.lobby", False, b"m1").epoch
+    presented = (epoch, 1)
+    if gap == "size":
+        for i in range(6):  # size 5: message 2 is gone
+            hcore.history.record("chat.lobby", False, b"x")
+    elif gap == "ttl":
+        hcore.history.record("chat.lobby", False, b"m2")
+        clock.now += 61
+    else:
+        hcore.history.record("chat.lobby", False, b"m2")
+        presented = ("an-edge-before-a-restart-1", 1)
+    conn = open_connection_with(hcore, {"chat.lobby": presented})
+    actions = hcore.reply(b"w1", wire.Join(conn.id, "chat.lobby"))
+    (resync,) = [a for a in actions if isinstance(a, Deliver)]
+    assert resync.payload == b"" and resync.position == Position("chat.lobby", epoch, hcore.history.logs[
+        "chat.lobby"].last, resync=True), "nothing is replayed; the signal says where the group stands"
+    assert wire.Recovery(conn.id, "chat.lobby", False) in [a.message for a in actions if isinstance(a, ToWorker)]
+
+
+def open_connection_with(core, positions):
+    conn = reconnect(core, positions)
+    core.reply(b"w1", wire.Accept(conn.id, ""))
+    core.opened(conn)
+    return conn
+
+
+def test_a_position_for_a_group_the_handler_does_not_join_gives_nothing(hcore):
+    epoch = hcore.history.record("chat.secret", False, b"s1").epoch
+    hcore.history.record("chat.secret", False, b"s2")
+    conn = open_connection_with(hcore, {"chat.secret": (epoch, 0)})
+    actions = hcore.reply(b"w1", wire.Join(conn.id, "chat.lobby"))
+    assert actions == [], "joining another group replays nothing of chat.secret"
+    assert delivered(group_send(hcore, "chat.secret", "s3")) == [], "and it is not a member of it"
+
+
+def test_a_plain_client_in_its_handshake_gets_no_group_message_as_before(hcore):
+    conn, _ = hcore.connect("chat/lobby", {"path": "/chat/lobby"}, "t")
+    hcore.reply(b"w1", wire.Join(conn.id, "chat.lobby"))
+    group_send(hcore, "chat.lobby", "early")
+    hcore.reply(b"w1", wire.Accept(conn.id, ""))
+    assert hcore.opened(conn) == [], "only a client that asked for positions gets what was sent during its handshake"
+
+
+def test_history_of_silent_groups_without_members_is_forgotten_on_tick(hcore, clock):
+    conn = open_connection(hcore, "chat/lobby")
+    hcore.reply(b"w1", wire.Join(conn.id, "chat.kept"))
+    group_send(hcore, "chat.kept", "a")
+    group_send(hcore, "chat.gone", "b")
+    clock.now += 61
+    hcore.reply(b"w1", wire.Hello("w1", 0, 1))
+    hcore.tick()
+    assert set(hcore.history.logs) == {"chat.kept"}

@@ -13,6 +13,8 @@ MESSAGES = [
     wire.Data("e.1", "chat/lobby", True, NON_UTF8),
     wire.Data("e.1", "", True, b""),
     wire.Disconnect("e.1", "chat/lobby", 1001, "going away"),
+    wire.Recovery("e.1", "chat.lobby", True),
+    wire.Recovery("e.1", "chat.lobby", False),
     wire.Hello("worker-7", 0, 12),
     wire.Goodbye("worker-7"),
     wire.Accept("e.1", ""),

@@ -27,6 +27,7 @@ from django_ws.conf import ws_settings
 from .. import protocol as ws
 from .. import tornado_compat
 from ..core import ConnectionState, Refuse, Upgrade
+from ..history import BadPositions, Position, envelope, parse_positions, without_positions
 from ..logs import redact_uri
 
 if typing.TYPE_CHECKING:  # pragma: no cover
@@ -73,9 +74,18 @@ class WebSocketHandshake(tornado.web.RequestHandler):
         if origin and not edge.origin_allowed(origin):
             self._refuse(403, "origin not allowed")
             return
+        try:
+            positions = parse_positions(self.request.query)
+        except BadPositions as exc:
+            self._refuse(400, str(exc))
+            return
         self._answer = asyncio.get_running_loop().create_future()
         # remote_ip is the proxy's view only with WS_TRUST_PROXY_HEADERS (Tornado's xheaders).
-        conn, actions = edge.core.connect(route, self._request_meta(), self, address=self.request.remote_ip)
+        meta = self._request_meta()
+        if positions is not None:
+            meta["query"] = without_positions(meta["query"])
+            meta["recovering"] = sorted(positions.positions)
+        conn, actions = edge.core.connect(route, meta, self, address=self.request.remote_ip, positions=positions)
         if conn is None:  # refused at once, before a record was made
             (refusal,) = actions
             self._refuse(refusal.status, refusal.reason, refusal.headers, counted=True)
@@ -258,8 +268,14 @@ class WebSocketConnection:
 
     # -- writing ----------------------------------------------------------------------
 
-    def deliver(self, binary: bool, payload: bytes) -> None:
-        """Write one message from a worker; text payloads are UTF-8 already."""
+    def deliver(self, binary: bool, payload: bytes, position: Position | None = None) -> None:
+        """Write one message from a worker; text payloads are UTF-8 already.
+
+        A client that asked for positions gets every message in the envelope
+        of docs/protocol.rst; any other client, the payload alone.
+        """
+        if self.conn.positions is not None:
+            payload = envelope(position, payload)
         frame = self.protocol.send_message(binary, payload)
         if frame:
             self._write(frame)
