@@ -27,6 +27,63 @@ class HandlerCommunicatorTests(TestCase):
             assert db.receive() == "2"
         assert Visit.objects.filter(tag="tx").count() == 2  # written inside this test's transaction
 
+    def test_presence_answers_from_the_communicators_groups(self):
+        from django_ws import group_members, group_size
+
+        first, second = HandlerCommunicator("room/lobby"), HandlerCommunicator("room/lobby")
+        ids = []
+        for comm in (first, second):
+            assert comm.connect()
+            comm.send_json({"hello": True})
+            ids.append(comm.receive_json()["id"])
+        assert group_size("room.lobby") == 2 and group_members("room.lobby") == sorted(ids)
+        assert group_size("room.elsewhere") == 0
+        first.close()
+        assert group_members("room.lobby") == [ids[1]], "a closed connection leaves its groups"
+        second.close()
+
+    def test_history_and_recovery_as_the_edge_does_them(self):
+        """A client that comes back with its last position gets the gap, and its handler hears it was recovered."""
+        import json
+
+        from django.test import override_settings
+
+        from django_ws import send_to_group
+
+        with override_settings(WS_GROUP_HISTORY={"hist.*": {"size": 3, "ttl": 60}}):
+            # Someone stays in the room meanwhile (the groups live while a communicator does).
+            bystander = HandlerCommunicator("history/r1")
+            assert bystander.connect()
+            self.addCleanup(bystander.close)
+            first = HandlerCommunicator("history/r1")
+            assert first.connect()
+            assert json.loads(first.receive()) == {"joined": "r1", "recovering": []}
+            send_to_group("hist.r1", "one")
+            assert first.receive() == "one"
+            since = dict(first.positions)
+            first.close()
+            for text in ("two", "three"):
+                send_to_group("hist.r1", text)  # while the client is away
+
+            back = HandlerCommunicator("history/r1", since=since)
+            assert back.connect()
+            # The handler joined in on_connect, before its greeting: the gap comes first, as from an edge.
+            assert [back.receive(), back.receive()] == ["two", "three"], "the gap, in order"
+            assert json.loads(back.receive()) == {"joined": "r1", "recovering": ["hist.r1"]}
+            assert json.loads(back.receive()) == {"recovered": "hist.r1"}
+            assert back.receive_nothing()
+            stale = dict(back.positions)
+            back.close()
+
+            for n in range(5):  # more than the history's size
+                send_to_group("hist.r1", f"later {n}")
+            late = HandlerCommunicator("history/r1", since=stale)
+            assert late.connect()
+            late.receive()  # joined
+            assert json.loads(late.receive()) == {"resync": "hist.r1"}, "the gap is no longer covered"
+            assert late.receive_nothing()
+            late.close()
+
     def test_on_open_contract(self):
         with HandlerCommunicator("open/true") as comm:
             comm.send("first")

@@ -10,12 +10,14 @@ from __future__ import annotations
 import collections
 import json
 import threading
+import typing
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django_ws import sending, wire
 from django_ws.conf import ws_settings
+from django_ws.edge.history import History, parse_settings
 from django_ws.handlers import CloseCode
 from django_ws.worker.connection import Connection, ConnectionRunner
 
@@ -33,11 +35,21 @@ class _MemoryGroups:
         self.communicators: dict[str, HandlerCommunicator] = {}
         self.lock = threading.RLock()
         self._saved = None
+        #: The groups' history (WS_GROUP_HISTORY), as an edge keeps it: kept across
+        #: communicators, so that one can come back with another's positions.
+        self.history: History | None = None
+        self._history_settings = None
+
+    def _history(self) -> History:
+        configured = ws_settings.WS_GROUP_HISTORY
+        if self.history is None or configured != self._history_settings:
+            self.history, self._history_settings = History(parse_settings(configured)), configured
+        return self.history
 
     def register(self, communicator: HandlerCommunicator) -> None:
         with self.lock:
             if not self.communicators:
-                self._saved = sending.use_route(sending.WorkerRoute(self.dispatch, []))
+                self._saved = sending.use_route(_MemoryRoute(self))
             self.communicators[communicator.connection_id] = communicator
 
     def unregister(self, communicator: HandlerCommunicator) -> None:
@@ -51,12 +63,17 @@ class _MemoryGroups:
 
     def dispatch(self, message: wire.Message) -> None:
         with self.lock:
+            position = None
             if isinstance(message, wire.GroupSend):
                 targets = [c for c in sorted(self.members.get(message.group, ())) if c != message.exclude]
+                position = self._history().record(message.group, message.binary, message.payload)
             elif isinstance(message, wire.SendTo):
                 targets = [message.conn_id]
             elif isinstance(message, wire.Join):
                 self.members[message.group].add(message.conn_id)
+                communicator = self.communicators.get(message.conn_id)
+                if communicator is not None and message.group in communicator.since:
+                    self._recover(communicator, message.group, *communicator.since.pop(message.group))
                 return
             elif isinstance(message, wire.Leave):
                 self.members[message.group].discard(message.conn_id)
@@ -67,6 +84,34 @@ class _MemoryGroups:
                 communicator = self.communicators.get(conn_id)
                 if communicator is not None and not communicator.closed:
                     communicator.output.append(message.payload if message.binary else message.payload.decode())
+                    if position is not None:
+                        communicator.positions[message.group] = (position.epoch, position.offset)
+
+    def _recover(self, communicator: HandlerCommunicator, group: str, epoch: str, offset: int) -> None:
+        """As the edge does on a join: replay the gap after ``(epoch, offset)``, or tell the handler to resync."""
+        entries, here = self._history().replay(group, epoch, offset)
+        for entry in entries or ():
+            communicator.output.append(entry.payload if entry.binary else entry.payload.decode())
+        last = entries[-1].offset if entries else here.offset
+        communicator.positions[group] = (here.epoch, last)
+        # Run after the hook that joined returns: a handler's hooks never run inside each other.
+        communicator.pending.append(wire.Recovery(communicator.connection_id, group, entries is not None))
+
+
+class _MemoryRoute(sending.WorkerRoute):
+    """``send_to_group()`` and friends during a test: delivered in memory, presence answered from it."""
+
+    def __init__(self, groups: _MemoryGroups):
+        super().__init__(groups.dispatch, [])
+        self.groups = groups
+
+    def ask(self, make: typing.Callable[[str], wire.Message], timeout: float | None) -> list[wire.Message]:
+        question = make("memory")
+        if not isinstance(question, wire.Presence):
+            raise TypeError(f"the test communicator answers Presence, not {type(question).__name__}")
+        with self.groups.lock:
+            ids = sorted(self.groups.members.get(question.group, ()))
+        return [wire.Members(question.ref, "memory", {"ids": ids})]
 
 
 groups = _MemoryGroups()
@@ -96,7 +141,7 @@ class HandlerCommunicator:
     def __init__(self, path: str, *, user: AbstractBaseUser | AnonymousUser | None = None,
                  session: SessionBase | None = None, headers: dict[str, str] | None = None,
                  cookies: dict[str, str] | SimpleCookie | None = None, query: str = "",
-                 subprotocols: tuple[str, ...] = ()):
+                 subprotocols: tuple[str, ...] = (), since: dict[str, tuple[str, int]] | None = None):
         route, query_from_path = self._route(path)
         HandlerCommunicator._ids += 1
         self.connection_id = f"test.{HandlerCommunicator._ids:x}"
@@ -117,6 +162,14 @@ class HandlerCommunicator:
             "secure": False,
             "subprotocols": list(subprotocols),
         }
+        if since:
+            meta["recovering"] = sorted(since)
+        #: The positions presented, as a client coming back presents its last ones (docs/protocol.rst).
+        self.since = dict(since or {})
+        #: The last position of each group with history that this client received: ``since=`` for the next one.
+        self.positions: dict[str, tuple[str, int]] = {}
+        #: What the edge would tell the worker after a hook (the outcome of a recovery).
+        self.pending: list[wire.Message] = []
         self.output: collections.deque = collections.deque()
         self.accepted: bool | None = None
         self.subprotocol: str | None = None
@@ -162,7 +215,13 @@ class HandlerCommunicator:
         if not self.runner.handshake():
             groups.unregister(self)
             return False
+        self._run_pending()
         return True
+
+    def _run_pending(self) -> None:
+        """What the edge told the worker during the last hook (a recovery's outcome), handled in order."""
+        while self.pending and not self.connection.closed_here:
+            self.runner.handle(self.pending.pop(0))
 
     def send(self, data: str | bytes) -> None:
         """Send one message to the handler; it runs before this returns."""
@@ -171,6 +230,7 @@ class HandlerCommunicator:
         if self.connection.closed_here:
             raise AssertionError(f"the handler closed the connection (code {self.close_code}); nothing more is read")
         self.runner.receive(data)
+        self._run_pending()
         if self.connection.closed_here:
             # The handler closed (or failed): as in the worker, on_close runs now.
             self._finish()
