@@ -79,6 +79,9 @@ class Edge:
         )
         self.server = None
         self._heartbeat_task: asyncio.Task | None = None
+        #: Transports with frames written during the current execute(): flushed, one write each, at its end.
+        self._unflushed: list = []
+        self._depth = 0
         self._run = {
             Deliver: self._deliver, CloseClient: self._close_client, Upgrade: self._answer_handshake,
             Refuse: self._answer_handshake, ToWorker: self._to_worker, Forward: self._forward,
@@ -92,10 +95,32 @@ class Edge:
     # -- carrying out the core's actions -------------------------------------------------
 
     def execute(self, actions: list) -> None:
-        """Carry out ``actions`` in order; what they report back to the core is carried out in turn."""
+        """Carry out ``actions`` in order; what they report back to the core is carried out in turn.
+
+        What the transports write meanwhile goes out when the outermost call
+        ends, one write per connection: a replay of a hundred messages, or a
+        burst of them, costs one write and one future, not a hundred.
+        """
         run = self._run
-        for action in actions:
-            run[type(action)](action)
+        self._depth += 1
+        try:
+            for action in actions:
+                run[type(action)](action)
+        finally:
+            self._depth -= 1
+            if not self._depth and self._unflushed:
+                self.flush()
+
+    def unflushed(self, transport) -> None:
+        """``transport`` holds frames to write: at the end of the current execute(), or now outside one."""
+        self._unflushed.append(transport)
+        if not self._depth:
+            self.flush()
+
+    def flush(self) -> None:
+        transports, self._unflushed = self._unflushed, []
+        for transport in transports:
+            transport.flush()
 
     def _deliver(self, action: Deliver) -> None:
         binary, payload, position = action.binary, action.payload, action.position

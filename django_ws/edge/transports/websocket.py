@@ -205,7 +205,8 @@ class WebSocketConnection:
     pending read, no task of its own.
     """
 
-    __slots__ = ("_closer", "_failing", "conn", "edge", "keepalive", "pong_received", "protocol", "stream")
+    __slots__ = ("_closer", "_failing", "_unflushed", "conn", "edge", "keepalive", "pong_received", "protocol",
+                 "stream")
 
     def __init__(self, edge: Edge, conn: Connection, stream: tornado.iostream.IOStream,
                  protocol: ws.ServerProtocol):
@@ -214,6 +215,8 @@ class WebSocketConnection:
         self.keepalive: Watched | None = None
         self._closer: asyncio.TimerHandle | None = None
         self._failing = False
+        #: Data frames waiting for the end of the edge's current execute() (see Edge.execute).
+        self._unflushed: list[bytes] | None = None
 
     def start(self) -> None:
         stream = self.stream
@@ -278,7 +281,18 @@ class WebSocketConnection:
             payload = envelope(position, payload)
         frame = self.protocol.send_message(binary, payload)
         if frame:
-            self._write(frame)
+            unflushed = self._unflushed
+            if unflushed is None:
+                self._unflushed = [frame]
+                self.edge.unflushed(self)
+            else:
+                unflushed.append(frame)
+
+    def flush(self) -> None:
+        """Write the data frames gathered since the last flush, in one write."""
+        frames, self._unflushed = self._unflushed, None
+        if frames:
+            self._write(frames[0] if len(frames) == 1 else b"".join(frames))
 
     def _write(self, frame: bytes) -> None:
         try:
@@ -289,7 +303,12 @@ class WebSocketConnection:
             self._buffer_full(frame)
 
     def _write_control(self, frames: bytes) -> None:
-        """Write control frames (pongs, close): small, so they pass the write-buffer limit."""
+        """Write control frames (pongs, close): small, so they pass the write-buffer limit.
+
+        Data frames gathered before them go first: a close frame is the last thing a client reads.
+        """
+        if self._unflushed:
+            self.flush()
         stream = self.stream
         limit = tornado_compat.write_limit(stream)
         tornado_compat.set_write_limit(stream, None)
