@@ -346,7 +346,10 @@ class NodeClient:
         node_path = os.environ.get("DJANGO_WS_TEST_NODE_PATH") or os.environ.get("NODE_PATH", "")
         require(bool(node_path) and os.path.isdir(os.path.join(node_path, "ws")),
                 f"no ws npm package in DJANGO_WS_TEST_NODE_PATH ({node_path or 'unset'}): npm install ws there")
-        client = os.path.join(ROOT, "django_ws", "static", "django_ws", "django-ws.mjs")
+        import django_ws
+
+        # The client as installed: the package's own static file, wherever the package is.
+        client = os.path.join(os.path.dirname(django_ws.__file__), "static", "django_ws", "django-ws.mjs")
         self.process = subprocess.Popen(
             [node, os.path.join(ROOT, "tests", "js_recovery_client.mjs"), client, url, str(base_delay_ms)],
             env=dict(os.environ, NODE_PATH=node_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
