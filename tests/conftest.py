@@ -171,6 +171,32 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@dataclasses.dataclass(frozen=True)
+class NodeClient:
+    """What a test needs to run the installed django-ws client under Node."""
+
+    node: str
+    node_path: str  # a node_modules holding the ws package
+    script: str  # the client file, as installed
+
+
+def node_client(filename: str = "django-ws.js") -> NodeClient:
+    """Node, the ws package (DJANGO_WS_TEST_NODE_PATH or NODE_PATH) and the installed client ``filename``."""
+    import shutil
+
+    import django_ws
+
+    node = shutil.which("node")
+    require(node is not None, "node is not installed")
+    # A node_modules directory holding the ws package (npm install ws), as Node has no WebSocket client before 22.
+    node_path = os.environ.get("DJANGO_WS_TEST_NODE_PATH") or os.environ.get("NODE_PATH", "")
+    require(bool(node_path) and os.path.isdir(os.path.join(node_path, "ws")),
+            f"no ws npm package in DJANGO_WS_TEST_NODE_PATH ({node_path or 'unset'}): npm install ws, and point it there")
+    # The client as installed: the package's own static file, wherever the package is.
+    script = os.path.join(os.path.dirname(django_ws.__file__), "static", "django_ws", filename)
+    return NodeClient(node, node_path, script)
+
+
 CHROMIUM = os.environ.get("DJANGO_WS_TEST_CHROMIUM", "/usr/bin/chromium")
 #: As root, with no network: no sandbox, and none of Chromium's background calls home.
 CHROMIUM_ARGS = [

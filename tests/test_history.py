@@ -336,23 +336,14 @@ class NodeClient:
     """django-ws.js in Node (as an ES module, with the ws package passed in options), driven line by line."""
 
     def __init__(self, url: str, base_delay_ms: int = 300):
-        import shutil
         import subprocess
 
-        from tests.conftest import ROOT, require
+        from tests.conftest import ROOT, node_client
 
-        node = shutil.which("node")
-        require(node is not None, "node is not installed")
-        node_path = os.environ.get("DJANGO_WS_TEST_NODE_PATH") or os.environ.get("NODE_PATH", "")
-        require(bool(node_path) and os.path.isdir(os.path.join(node_path, "ws")),
-                f"no ws npm package in DJANGO_WS_TEST_NODE_PATH ({node_path or 'unset'}): npm install ws there")
-        import django_ws
-
-        # The client as installed: the package's own static file, wherever the package is.
-        client = os.path.join(os.path.dirname(django_ws.__file__), "static", "django_ws", "django-ws.mjs")
+        client = node_client("django-ws.mjs")
         self.process = subprocess.Popen(
-            [node, os.path.join(ROOT, "tests", "js_recovery_client.mjs"), client, url, str(base_delay_ms)],
-            env=dict(os.environ, NODE_PATH=node_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            [client.node, os.path.join(ROOT, "tests", "js_recovery_client.mjs"), client.script, url, str(base_delay_ms)],
+            env=dict(os.environ, NODE_PATH=client.node_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.events: list[dict] = []
 
     def next(self) -> dict:

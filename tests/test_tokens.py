@@ -15,7 +15,7 @@ import pytest
 from websockets.sync.client import connect
 
 from django_ws.testing.server import free_port
-from tests.conftest import ROOT, SETTINGS, Observer, django_script, start_server
+from tests.conftest import ROOT, SETTINGS, Observer, django_script, node_client, start_server
 from tests.test_security import refused_status
 
 jwt = pytest.importorskip("jwt", reason="PyJWT is in the [jwt] and [test] extras")
@@ -263,26 +263,13 @@ def test_a_token_appears_in_no_log_line(server_db, tokens):
 
 @pytest.mark.parametrize("token_in", ["protocol", "query", "protocol-after-a-failed-fetch"])
 def test_the_js_client_fetches_a_fresh_token_before_each_connect(token_server, tokens, token_in):
-    import shutil
-
-    from tests.conftest import require
-
-    node = shutil.which("node")
-    require(node is not None, "node is not installed")
-    # A node_modules directory holding the ws package (npm install ws), as Node has no WebSocket client before 22.
-    node_path = os.environ.get("DJANGO_WS_TEST_NODE_PATH") or os.environ.get("NODE_PATH", "")
-    require(bool(node_path) and os.path.isdir(os.path.join(node_path, "ws")),
-            f"no ws npm package in DJANGO_WS_TEST_NODE_PATH ({node_path or 'unset'}): npm install ws, and point it there")
-    import django_ws
-
-    # The client as installed: the package's own static file, wherever the package is.
-    client = os.path.join(os.path.dirname(django_ws.__file__), "static", "django_ws", "django-ws.js")
+    client = node_client("django-ws.js")
     mode, failing = token_in.split("-")[0], token_in.endswith("failed-fetch")
     sequence = [tokens["alice"], "REJECT", tokens["bob"]] if failing else [tokens["alice"], tokens["bob"]]
     result = subprocess.run(
-        [node, os.path.join(ROOT, "tests", "js_token_client.js"), client, token_server.url("whoami"),
+        [client.node, os.path.join(ROOT, "tests", "js_token_client.js"), client.script, token_server.url("whoami"),
          mode, *sequence],
-        env=dict(os.environ, NODE_PATH=node_path), capture_output=True, text=True, timeout=60, check=False)
+        env=dict(os.environ, NODE_PATH=client.node_path), capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["calls"] == len(sequence), "the token function runs before the connect and each reconnect"

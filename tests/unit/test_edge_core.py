@@ -26,19 +26,6 @@ from django_ws.edge.core import (
 ROUTES = {"echo", "chat/lobby"}
 
 
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
 @pytest.fixture
 def core(clock):
     return EdgeCore(resolve=lambda route: route if route in ROUTES else None, heartbeat_timeout=2.0,

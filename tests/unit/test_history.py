@@ -19,19 +19,6 @@ from django_ws.edge.history import (
 )
 
 
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
 @pytest.fixture
 def history(clock):
     return History(parse_settings({"chat.*": {"size": 3, "ttl": 10}}), epoch="ep", clock=clock)
