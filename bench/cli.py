@@ -25,7 +25,7 @@ from .procs import listen_overflows, load_average, raise_nofile
 from .profile import render_profiles
 from .report import check_targets, machine_info, render_checks, render_tables, source_state, summarize
 from .scenarios import PARAMS, SCENARIOS, Context
-from .targets import REPO, SERVERS, TARGETS, Target, select_targets, skipped_targets
+from .targets import REPO, SERVERS, TARGETS, Target, baseline_targets, select_targets, skipped_targets
 
 RESULTS = REPO / "bench" / "results"
 
@@ -54,6 +54,8 @@ def parse_args(argv):
     parser.add_argument("--database", default=os.environ.get("BENCH_DATABASE"), metavar="DSN",
                         help="PostgreSQL for the chat, 'name=...;user=...;host=...;port=...' (default: "
                              "$BENCH_DATABASE, else a private cluster started with this machine's initdb)")
+    parser.add_argument("--compare", default=None, metavar="COMMIT",
+                        help="also run every django-ws target on the django_ws/ of COMMIT, in the same rounds (A/B)")
     parser.add_argument("--profile", action="store_true",
                         help="sample the django-ws processes with py-spy during echo (figures are then perturbed)")
     parser.add_argument("--output", default=None, metavar="FILE",
@@ -151,6 +153,8 @@ def main(argv=None) -> int:
     params = PARAMS["quick" if args.quick else "full"]
     skipped = skipped_targets()
     targets = select_targets(args.only, skipped)
+    if args.compare:
+        targets = baseline_targets(targets, args.compare)
     if args.profile and __import__("shutil").which("py-spy") is None:
         raise SystemExit("--profile needs py-spy on PATH (pip install py-spy)")
     nofile = raise_nofile(params["hold"]["conns"] + 1024 if "hold" in args.scenarios else 1024)

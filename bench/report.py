@@ -230,7 +230,8 @@ def summarize(results: dict, scenarios: list[str]) -> dict:
                 s = spread(ok, key)
                 entry = {"value": s.as_dict() if s else None}
                 for label, ref_name in (("/async", REFERENCE), ("/sync", SECOND_REFERENCE)):
-                    r = ratio_spread(ok, refs[ref_name], key) if len(refs[ref_name]) == len(by_target[ref_name]) else None
+                    complete = len(refs[ref_name]) == len(by_target.get(ref_name, ()))
+                    r = ratio_spread(ok, refs[ref_name], key) if complete else None
                     entry[label] = r.as_dict() if r else None
                 figures[key] = entry
             summary.setdefault(scenario, {})[name] = figures
@@ -287,11 +288,34 @@ def render_tables(results: dict, targets: list, scenarios: list[str], params: di
                 out.append("  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
         if scenario in ("echo", "chat"):
             out += _switch_detail(by_target, targets, "round trip" if scenario == "echo" else "message")
+        out += _compared(by_target, scenario, warnings)
         out.append("")
     out.append("Ratios: per round, the figure over the same round's figure of channels-async (/async) or")
     out.append("channels-sync (/sync); then their median [min-max]. Above 1 is better for rates, below 1 for")
     out.append("times and memory. '!' marks a ratio whose rounds fall on both sides of 1.0.")
     return "\n".join(out), warnings
+
+
+def _compared(by_target: dict, scenario: str, warnings: list[str]) -> list[str]:
+    """--compare: each django-ws target over the same target on the other commit, per round."""
+    lines = []
+    for name, rounds in by_target.items():
+        base, _, commit = name.partition("@")
+        if not commit or base not in by_target:
+            continue
+        new = [r for r in by_target[base] if "error" not in r]
+        old = [r for r in rounds if "error" not in r]
+        if len(new) != len(by_target[base]) or len(old) != len(rounds):
+            continue
+        parts = []
+        for title, key, _, _ in COLUMNS[scenario]:
+            s = ratio_spread(new, old, key)
+            parts.append(f"{title} {_ratio(s)}")
+            if s is not None and s.crosses_one():
+                warnings.append(f"warning: {scenario} {title} of {base} over {commit}: per-round ratios "
+                                f"{s.low:.2f}x to {s.high:.2f}x cross 1.0; this run cannot tell which is better")
+        lines.append(f"  {base} (this checkout) over {commit}: " + ", ".join(parts))
+    return lines
 
 
 def _switch_detail(by_target: dict, targets: list, unit: str) -> list[str]:
@@ -330,7 +354,7 @@ def check_targets(results: dict) -> list[dict]:
                        "met": None if ok is None else bool(ok)})
 
     for name in summary.get("echo", {}):
-        if not name.startswith("djws-"):
+        if not name.startswith("djws-") or "@" in name:
             continue
         least_sync = 2.0 if "gevent" in name else 2.5
         r = ratio("echo", name, "rate_per_s", "/sync")
@@ -341,7 +365,7 @@ def check_targets(results: dict) -> list[dict]:
             r = ratio("echo", name, "p99_ms", "/async")
             add(name, "echo p99 <= channels-async's", r, r and r["median"] <= 1.0)
     for name, rounds in results.get("chat", {}).items():
-        if not name.startswith("djws-") or name not in summary.get("chat", {}):
+        if not name.startswith("djws-") or "@" in name or name not in summary.get("chat", {}):
             continue
         r = ratio("chat", name, "messages_per_s", "/sync")
         add(name, "chat messages/s >= 2x channels-sync", r, r and r["median"] >= 2.0)
@@ -353,13 +377,13 @@ def check_targets(results: dict) -> list[dict]:
                       + (r.get("misrouted") or 0) for r in rounds)
             add(name, "chat: nothing lost, reordered or misrouted, every round", None, bad == 0)
     for name in summary.get("broadcast", {}):
-        if name.startswith("djws-"):
+        if name.startswith("djws-") and "@" not in name:
             r = ratio("broadcast", name, "deliveries_per_s", "/async")
             add(name, "broadcast deliveries/s >= 5x channels-async (in-memory group_send)", r, r and r["median"] >= 5)
             lost = sum(x.get("lost", 0) for x in results["broadcast"][name])
             add(name, "broadcast: no loss, every round", None, lost == 0)
     for name, rounds in results.get("hold", {}).items():
-        if not name.startswith("djws-") or name not in summary.get("hold", {}):
+        if not name.startswith("djws-") or "@" in name or name not in summary.get("hold", {}):
             continue
         r = ratio("hold", name, "open_seconds", "/async")
         add(name, "hold: opening all >= 5x faster than channels-async", r, r and r["median"] <= 0.2)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from django_ws.testing.server import WebSocketServer, free_port
@@ -56,7 +58,9 @@ class Server:
 class DjwsServer(Server):
     """``manage.py run_wsserver`` on the bench project, through WebSocketServer."""
 
-    def __init__(self, mode: str, workers: int, env: dict | None = None):
+    def __init__(self, mode: str, workers: int, env: dict | None = None, root: Path = REPO):
+        # The django_ws of ``root`` (this checkout, or another commit's for --compare) comes first.
+        env = dict(env or {}, PYTHONPATH=os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p))
         self.inner = WebSocketServer(settings="djws_project.settings", mode=mode, workers=workers,
                                      cwd=str(SERVERS), ready_timeout=60, env=env)
         self.port = self.inner.port
@@ -213,6 +217,29 @@ def skipped_targets() -> dict[str, str]:
                 if target.kind == "channels":
                     skipped[target.name] = f"{module} is not installed (see bench/README.rst)"
     return skipped
+
+
+def baseline_targets(targets: list[Target], commit: str) -> list[Target]:
+    """``targets`` with, after each django-ws one, the same server running ``commit``'s django_ws.
+
+    The commit's django_ws/ is exported to a temporary directory (git
+    archive), so both run side by side in the same rounds: an A/B whose
+    ratio is taken within each round like any other.
+    """
+    short = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", commit], capture_output=True, text=True,
+                           check=False).stdout.strip()
+    if not short:
+        raise SystemExit(f"--compare: {commit!r} is not a commit of {REPO}")
+    root = Path(tempfile.mkdtemp(prefix=f"django-ws-{short}."))
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", short, "django_ws"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
+    out = []
+    for target in targets:
+        out.append(target)
+        if target.kind == "djws":
+            out.append(Target(f"{target.name}@{short}", f"{target.label}, django_ws of {short}", "djws",
+                              root=root, **target.options))
+    return out
 
 
 def select_targets(only: str | None, skipped: dict) -> list[Target]:
