@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -155,7 +156,7 @@ def main(argv=None) -> int:
     targets = select_targets(args.only, skipped)
     if args.compare:
         targets = baseline_targets(targets, args.compare)
-    if args.profile and __import__("shutil").which("py-spy") is None:
+    if args.profile and shutil.which("py-spy") is None:
         raise SystemExit("--profile needs py-spy on PATH (pip install py-spy)")
     nofile = raise_nofile(params["hold"]["conns"] + 1024 if "hold" in args.scenarios else 1024)
 
