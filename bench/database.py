@@ -119,13 +119,17 @@ class PrivateCluster:
             raise RuntimeError(f"{args[0]} failed: {detail.strip()}")
 
     def start(self) -> Database:
-        self._run("initdb", "-D", self.datadir, "-A", "trust", "-U", "postgres")
-        options = (f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c max_connections=300 "
-                   "-c synchronous_commit=off")
-        self._run("pg_ctl", "-D", self.datadir, "-l", f"{self.datadir}/server.log", "-o", options, "-w", "start")
-        with open(f"{self.datadir}/postmaster.pid") as f:
-            self.pid = int(f.readline())
-        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "bench")
+        try:
+            self._run("initdb", "-D", self.datadir, "-A", "trust", "-U", "postgres")
+            options = (f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c max_connections=300 "
+                       "-c synchronous_commit=off")
+            self._run("pg_ctl", "-D", self.datadir, "-l", f"{self.datadir}/server.log", "-o", options, "-w", "start")
+            with open(f"{self.datadir}/postmaster.pid") as f:
+                self.pid = int(f.readline())
+            self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "bench")
+        except BaseException:
+            self.stop()  # a half-made cluster must not outlive the run
+            raise
         return Database(f"name=bench;user=postgres;host=127.0.0.1;port={self.port}", cluster=self)
 
     def stop(self) -> None:
