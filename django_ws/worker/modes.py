@@ -65,6 +65,8 @@ class PooledMode(Mode):
 
     #: How long work may wait for a busy pool before another thread joins it.
     starvation_delay = 0.005
+    #: Threads a new message may wake while others are awake (None: any idle one); see ThreadPool.
+    awake_limit: int | None = None
 
     def __init__(self, idle_timeout: float | None = None):
         from django_ws.conf import ws_settings
@@ -73,7 +75,8 @@ class PooledMode(Mode):
 
         if idle_timeout is None:
             idle_timeout = float(ws_settings.WS_THREAD_IDLE_TIMEOUT)
-        self.pool = ThreadPool(idle_timeout, self.starvation_delay, name=f"ws-{self.name}")
+        self.pool = ThreadPool(idle_timeout, self.starvation_delay, name=f"ws-{self.name}",
+                               awake_limit=self.awake_limit)
         self._finished = threading.Condition()
 
     def mailbox(self):
@@ -97,6 +100,9 @@ class ThreadedMode(PooledMode):
     """
 
     name = "threaded"
+    # One thread running Python and one more, say, waiting on the database:
+    # beyond that, waking a thread per message mostly buys GIL handoffs.
+    awake_limit = 2
 
     def lock(self):
         return threading.Lock()

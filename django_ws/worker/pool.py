@@ -60,14 +60,28 @@ class ThreadPool:
     task waits about N delays, never a stall. With ``starvation_delay=0`` a
     task that finds no idle thread starts one at once.
 
+    With ``awake_limit`` set, a submit wakes an idle thread only while fewer
+    than that many threads are awake (running a task or handed one): past
+    it, the task is queued for an awake thread to take when its task
+    returns. Waking a parked thread costs a futex wake, a context switch
+    and a GIL handoff, and a woken thread mostly waits for the GIL held by
+    the thread that woke it, so for short handlers the awake threads going
+    from one task to the next is cheaper than a thread per task. Handlers
+    that block are covered as when every thread is busy: the watcher wakes
+    (or starts) one more thread once the oldest task has waited
+    ``starvation_delay``.
+
     Idle threads park without a timeout (a timed wait per task is dear under
     gevent); the watcher ends those idle for ``idle_timeout`` (0 or None:
     never). ``stop()`` ends the watcher and the idle threads.
     """
 
-    def __init__(self, idle_timeout: float = 30.0, starvation_delay: float = 0.005, name: str = "ws-pool"):
+    def __init__(self, idle_timeout: float = 30.0, starvation_delay: float = 0.005, name: str = "ws-pool",
+                 awake_limit: int | None = None):
         self.idle_timeout = idle_timeout or None
         self.starvation_delay = starvation_delay
+        self.awake_limit = awake_limit
+        self._awake = 0  # threads running a task or handed one (not parked)
         self._stopping = False
         self.name = name
         self._lock = threading.Lock()
@@ -80,10 +94,8 @@ class ThreadPool:
 
     def submit(self, fn) -> None:
         with self._lock:
-            if self._parked:
-                parked = self._parked.pop()  # the most recently idle: its stack is warm
-                parked.task = fn
-                parked.wake.release()
+            if self._parked and (self.awake_limit is None or self._awake < self.awake_limit):
+                self._hand(fn)
                 return
             self._tasks.append((time.monotonic(), fn))
             if self.threads == 0 or not self.starvation_delay:
@@ -93,14 +105,23 @@ class ThreadPool:
                 # if a thread was just started: a blocking task may take it first.)
                 self._watcher.notify()
 
+    def _hand(self, fn) -> None:
+        # Called with _lock held and a thread parked: wake it with ``fn``.
+        parked = self._parked.pop()  # the most recently idle: its stack is warm
+        parked.task = fn
+        self._awake += 1
+        parked.wake.release()
+
     def _start_thread(self) -> None:
         # Called with _lock held.
         self._started += 1
         self.threads += 1
+        self._awake += 1
         try:
             threading.Thread(target=self._work, name=f"{self.name}-{self._started}", daemon=True).start()
         except BaseException:  # at the system's thread limit: the queued work waits for a busy thread
             self.threads -= 1
+            self._awake -= 1
             raise
 
     def _work(self) -> None:
@@ -117,6 +138,7 @@ class ThreadPool:
                     if self._tasks:
                         fn = self._tasks.popleft()[1]
                         continue
+                    self._awake -= 1
                     if self._stopping:
                         self.threads -= 1
                         return
@@ -129,6 +151,7 @@ class ThreadPool:
         except BaseException:  # gevent.Timeout, SystemExit... out of a handler: this thread is gone
             with self._lock:
                 self.threads -= 1
+                self._awake -= 1
             raise
 
     def _watch_loop(self) -> None:
@@ -155,7 +178,11 @@ class ThreadPool:
         if waited < self.starvation_delay:
             self._watcher.wait(self.starvation_delay - waited)
             return
-        self._start_thread()  # every thread is busy: one more, then look again later
+        # Every awake thread is busy (perhaps blocked): one more takes the oldest task.
+        if self._parked:
+            self._hand(self._tasks.popleft()[1])
+        else:
+            self._start_thread()
         self._watcher.wait(self.starvation_delay)
 
     def _end_idle_threads(self) -> None:

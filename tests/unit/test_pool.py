@@ -54,8 +54,9 @@ def start(pool, runner):
     return mailbox
 
 
-def test_messages_of_one_connection_run_in_order_and_never_at_once():
-    pool = ThreadPool()
+@pytest.mark.parametrize("awake_limit", [None, 1, 2])
+def test_messages_of_one_connection_run_in_order_and_never_at_once(awake_limit):
+    pool = ThreadPool(awake_limit=awake_limit)
     runners = [FakeRunner(on_handle=lambda e: time.sleep(0) if e % 7 else None) for _ in range(20)]
     mailboxes = [start(pool, r) for r in runners]
     for n in range(500):
@@ -99,8 +100,41 @@ def test_a_blocked_handler_does_not_hold_up_other_connections():
     assert blocker.handled == ["block"]
 
 
-def test_many_handlers_blocked_at_once_each_get_a_thread():
-    pool = ThreadPool(starvation_delay=0.005)
+def test_past_the_awake_limit_a_blocked_handler_gets_an_idle_thread_woken_for_the_others():
+    pool = ThreadPool(starvation_delay=0.01, awake_limit=1)
+    # Three threads, all idle again: the ones the watcher must wake.
+    arrived = threading.Barrier(4, timeout=30)
+    warm = [start(pool, FakeRunner(on_handle=lambda e: arrived.wait())) for _ in range(3)]
+    for box in warm:
+        box.put("together")
+    arrived.wait()
+    for box in warm:
+        box.put(STOP)
+        assert box.join(10)
+    started = pool._started
+    release = threading.Event()
+    blocker = FakeRunner(on_handle=lambda e: release.wait(30))
+    blocked = start(pool, blocker)
+    blocked.put("block")
+    others = [FakeRunner() for _ in range(5)]
+    boxes = [start(pool, r) for r in others]
+    for box in boxes:
+        box.put("hello")
+        box.put(STOP)
+    try:
+        for box in boxes:
+            assert box.join(10), "served by an idle thread although the only awake one is blocked"
+    finally:
+        release.set()
+    blocked.put(STOP)
+    assert blocked.join(10)
+    assert [r.handled for r in others] == [["hello"]] * 5
+    assert pool._started == started, "idle threads were woken rather than new ones started"
+
+
+@pytest.mark.parametrize("awake_limit", [None, 2])
+def test_many_handlers_blocked_at_once_each_get_a_thread(awake_limit):
+    pool = ThreadPool(starvation_delay=0.005, awake_limit=awake_limit)
     n = 30
     arrived = threading.Barrier(n + 1, timeout=30)
     runners = [FakeRunner(on_handle=lambda e: arrived.wait()) for _ in range(n)]

@@ -1,4 +1,4 @@
-"""The ASGI application: /socket/{sync,async}/echo and /socket/{sync,async}/room/<name>."""
+"""The ASGI application: /socket/{sync,async}/echo, .../room/<name> and .../chat/<name>."""
 
 import os
 
@@ -20,5 +20,7 @@ application = ProtocolTypeRouter({
         re_path(r"^socket/async/echo$", consumers.AsyncEchoConsumer.as_asgi()),
         re_path(r"^socket/sync/room/(?P<room>\w+)$", consumers.SyncBroadcastConsumer.as_asgi()),
         re_path(r"^socket/async/room/(?P<room>\w+)$", consumers.AsyncBroadcastConsumer.as_asgi()),
+        re_path(r"^socket/sync/chat/(?P<room>\w+)$", consumers.SyncChatConsumer.as_asgi()),
+        re_path(r"^socket/async/chat/(?P<room>\w+)$", consumers.AsyncChatConsumer.as_asgi()),
     ]),
 })

@@ -1,4 +1,4 @@
-"""The two handlers the benchmark drives.
+"""The handlers the benchmark drives.
 
 ``EchoHandler`` sends every frame back. ``BroadcastHandler`` puts every
 connection of ``room/<name>`` in the group ``room.<name>`` from
@@ -6,8 +6,11 @@ connection of ``room/<name>`` in the group ``room.<name>`` from
 never run for them; the edge applies a join made during the handshake when
 the connection opens) and sends every frame it receives to that group, so
 each frame sent on a URL reaches every connection on that URL, the sender
-included.
+included. ``ChatHandler`` does the same after saving each message through
+the ORM (the chat scenario).
 """
+
+from chat.models import Message
 
 from django_ws import WebSocketHandler, send_to_group
 
@@ -26,3 +29,15 @@ class BroadcastHandler(WebSocketHandler):
 
     def on_message(self, message):
         send_to_group(self.group, message)
+
+
+class ChatHandler(WebSocketHandler):
+    """A chat room: each message is saved to the database, then sent to everyone in the room."""
+
+    def on_connect(self):
+        self.room = self.kwargs["room"]
+        self.join(f"chat.{self.room}")
+
+    def on_message(self, message):
+        Message.objects.create(room=self.room, body=message)
+        send_to_group(f"chat.{self.room}", message)

@@ -1,18 +1,21 @@
-"""Settings of the django-ws server the benchmark runs (no database, no sessions).
+"""Settings of the django-ws server the benchmark runs (no sessions; a database for the chat only).
 
 Like the Channels app next to it, this serves bare handlers: no session or
-user lookups, no database, DEBUG off, so both sides pay only for their
-transport and their handler dispatch.
+user lookups, DEBUG off, so both sides pay only for their transport and
+their handler dispatch. The chat scenario adds the same PostgreSQL database
+to both (chat/database.py).
 """
+
+from chat.database import databases
 
 SECRET_KEY = "bench-only-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
-INSTALLED_APPS = ["django_ws"]
+INSTALLED_APPS = ["django_ws", "chat"]
 MIDDLEWARE = []
 ROOT_URLCONF = "djws_project.urls"
 WS_URLCONF = "djws_project.ws_urls"
-DATABASES = {}
+DATABASES = databases()
 USE_TZ = True
 LOGGING = {
     "version": 1,
