@@ -154,7 +154,8 @@ def main() -> int:
                   + (f", replay of {args.messages} to {args.members - 1} members in {replays[-1]:.2f} s"
                      if name == "on" else ""), flush=True)
     ratios = [b / a for a, b in zip(rates["off"], rates["on"])]
-    cpu_ratios = [b / a for a, b in zip(cpu["off"], cpu["on"])]
+    # A run too short for the clock's ticks measures no CPU at all: no ratio then.
+    cpu_ratios = [b / a for a, b in zip(cpu["off"], cpu["on"]) if a] or [float("nan")]
 
     def spread(values: list[float], fmt: str) -> str:
         return f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)} to {format(max(values), fmt)})"
