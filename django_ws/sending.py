@@ -35,9 +35,6 @@ __all__ = ["group_members", "group_size", "send_to_connection", "send_to_group"]
 class EdgeRoute:
     """How a process that is not a worker reaches the edges: every edge in WS_EDGES, each send acknowledged."""
 
-    #: Whether sends wait for the edges' acknowledgements (and so return a count).
-    acknowledged = True
-
     def endpoints(self) -> list[str]:
         """The sub endpoints of the edges this process reaches."""
         edges = ws_settings.WS_EDGES
@@ -60,8 +57,6 @@ class WorkerRoute(EdgeRoute):
     round trip, so a send does not know how many clients it reached
     (``send`` returns None). Presence still asks the edges, with answers.
     """
-
-    acknowledged = False
 
     def __init__(self, broadcast: typing.Callable[[wire.Message], None], endpoints: list[str]):
         self._broadcast = broadcast
@@ -134,11 +129,6 @@ def group_members(group: str, *, timeout: float | None = None) -> list[str]:
 def group_size(group: str, *, timeout: float | None = None) -> int:
     """How many connections ``group`` has, across every edge."""
     return len(group_members(group, timeout=timeout))
-
-
-def edge_endpoints() -> list[str]:
-    """Where the edges are: the worker's own edges inside a worker, else WS_EDGES."""
-    return _route.endpoints()
 
 
 class _EdgeClient:

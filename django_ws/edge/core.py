@@ -277,6 +277,7 @@ class EdgeCore:
         #: The rate limits of docs/security.rst (all off by default here; the edge passes the settings).
         self.limit_settings = limits or LimitSettings()
         self.address_limits = AddressLimits(self.limit_settings)
+        self._per_connection_limits = self.limit_settings.per_connection  # asked once, not per frame
         #: Idempotency keys of recent sends (their ref) -> (expiry, clients reached): see _once.
         self._recent_sends: collections.OrderedDict[str, tuple[float, int]] = collections.OrderedDict()
         self.send_key_ttl = send_key_ttl
@@ -425,7 +426,7 @@ class EdgeCore:
         worker = conn.worker
         if worker is None:
             return self._start_close(conn, CloseCode.SERVICE_RESTART, "worker unavailable")
-        if self.limit_settings.per_connection:
+        if self._per_connection_limits:
             now = self.clock()
             if conn.limits is None:
                 conn.limits = MessageLimits(self.limit_settings, now)
