@@ -79,8 +79,8 @@ def test_a_refused_handshake_finishes_without_handling_anything():
     assert runner.handled == []
 
 
-def test_a_blocked_handler_does_not_hold_up_other_connections():
-    pool = ThreadPool(starvation_delay=0.01)
+def serve_others_while_one_blocks(pool: ThreadPool, why: str) -> list[FakeRunner]:
+    """One handler blocks a pool thread; five other connections must each be served meanwhile."""
     release = threading.Event()
     blocker = FakeRunner(on_handle=lambda e: release.wait(30))
     blocked = start(pool, blocker)
@@ -92,12 +92,17 @@ def test_a_blocked_handler_does_not_hold_up_other_connections():
         box.put(STOP)
     try:
         for box in boxes:
-            assert box.join(10), "served although a handler blocks a pool thread"
+            assert box.join(10), why
     finally:
         release.set()
     blocked.put(STOP)
     assert blocked.join(10)
     assert blocker.handled == ["block"]
+    return others
+
+
+def test_a_blocked_handler_does_not_hold_up_other_connections():
+    serve_others_while_one_blocks(ThreadPool(starvation_delay=0.01), "served although a handler blocks a pool thread")
 
 
 def test_past_the_awake_limit_a_blocked_handler_gets_an_idle_thread_woken_for_the_others():
@@ -112,22 +117,7 @@ def test_past_the_awake_limit_a_blocked_handler_gets_an_idle_thread_woken_for_th
         box.put(STOP)
         assert box.join(10)
     started = pool._started
-    release = threading.Event()
-    blocker = FakeRunner(on_handle=lambda e: release.wait(30))
-    blocked = start(pool, blocker)
-    blocked.put("block")
-    others = [FakeRunner() for _ in range(5)]
-    boxes = [start(pool, r) for r in others]
-    for box in boxes:
-        box.put("hello")
-        box.put(STOP)
-    try:
-        for box in boxes:
-            assert box.join(10), "served by an idle thread although the only awake one is blocked"
-    finally:
-        release.set()
-    blocked.put(STOP)
-    assert blocked.join(10)
+    others = serve_others_while_one_blocks(pool, "served by an idle thread although the only awake one is blocked")
     assert [r.handled for r in others] == [["hello"]] * 5
     assert pool._started == started, "idle threads were woken rather than new ones started"
 
