@@ -385,6 +385,9 @@ def test_the_js_client_recovers_a_gap_and_its_handlers_never_see_positions(make_
             client.until(open=True)
             # Reconnected: the handler's on_connect ran with the position presented.
             client.until(json={"joined": "js", "recovering": ["hist.js"]})
+            # on_recovered runs after on_connect, in its own reply: wait for it before the next
+            # message, which the test sends to the edge directly and could otherwise overtake it.
+            client.until(json={"recovered": "hist.js"})
             send_to_group("hist.js", "two")
             client.until(message="two")
             client.command("drop")
@@ -392,6 +395,7 @@ def test_the_js_client_recovers_a_gap_and_its_handlers_never_see_positions(make_
             for text in ("three", "four", "five"):  # while it is away
                 send_to_group("hist.js", text)
             client.until(json={"joined": "js", "recovering": ["hist.js"]})
+            client.until(json={"recovered": "hist.js"})
             send_to_group("hist.js", "six")
             client.until(message="six")
         got = [e["message"] for e in client.events if "message" in e and not e["message"].startswith("{")]
