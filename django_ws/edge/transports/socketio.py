@@ -31,7 +31,7 @@ from django_ws.conf import ws_settings
 
 from .. import socketio_compat as compat
 from ..core import ConnectionState, Refuse, Upgrade
-from ..history import BadPositions, ENVELOPE_PARAM, SINCE_PARAM, Position, parse_positions
+from ..history import ENVELOPE_PARAM, SINCE_PARAM, BadPositions, Position, parse_positions
 from ..logs import redact_uri
 from .http import request_meta
 

@@ -1,0 +1,345 @@
+"""Socket.IO (WS_SOCKETIO): the official socket.io-client, under Node, against the real server.
+
+Every client test runs in the three transport modes a Socket.IO client may
+use: long-polling only, WebSocket only, and the default (long-polling,
+upgraded to WebSocket). The handlers are the ones WebSocket clients reach.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import threading
+
+import pytest
+from django.test import override_settings
+from websockets.sync.client import connect
+
+from django_ws import send_to_connection, send_to_group
+from tests.conftest import ROOT, Observer, node_client, require, start_server
+
+TRANSPORTS = {"polling": ["polling"], "websocket": ["websocket"], "upgrade": ["polling", "websocket"]}
+SOCKETIO = {"DJANGO_WS_SOCKETIO": "1"}
+
+
+def node_path() -> tuple[str, str]:
+    """Node and a node_modules with socket.io-client (CI npm-installs it into DJANGO_WS_TEST_NODE_PATH)."""
+    client = node_client()
+    require(os.path.isdir(os.path.join(client.node_path, "socket.io-client")),
+            f"no socket.io-client npm package in {client.node_path}: npm install socket.io-client@4 there")
+    return client.node, client.node_path
+
+
+class SocketIOClient:
+    """socket.io-client in Node (tests/js_socketio_client.mjs), driven by JSON lines."""
+
+    def __init__(self, server, namespace: str, transports: list[str] | None = None, port: int | None = None,
+                 **options):
+        node, modules = node_path()
+        options = {"path": f"{server.prefix}/socket.io", **options}
+        if transports is not None:
+            options["transports"] = transports
+        self.process = subprocess.Popen(
+            [node, os.path.join(ROOT, "tests", "js_socketio_client.mjs"),
+             f"http://127.0.0.1:{port or server.port}/{namespace}", json.dumps(options)],
+            env=dict(os.environ, NODE_PATH=modules), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.events: list[dict] = []
+
+    def next(self) -> dict:
+        line = self.process.stdout.readline()  # the script exits with {"timeout"} after 120 s at most
+        assert line, f"the Node client ended (exit {self.process.poll()}); events so far: {self.events}"
+        event = json.loads(line)
+        assert "timeout" not in event, f"the Node client timed out; events so far: {self.events}"
+        self.events.append(event)
+        return event
+
+    def until(self, key: str, value=None) -> tuple[dict, list[dict]]:
+        """Read events up to the first with ``key`` (equal to ``value`` if given); return it and those before."""
+        before = []
+        while True:
+            event = self.next()
+            if key in event and (value is None or event[key] == value):
+                return event, before
+            before.append(event)
+
+    def connected(self) -> dict:
+        """Wait for the connection and the handler's welcome; return the welcome."""
+        self.until("connect")
+        event, _ = self.until("message")
+        return json.loads(event["message"])
+
+    def command(self, **command) -> None:
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+
+    def emit(self, name: str, *args, ack: int | None = None) -> None:
+        self.command(emit=name, args=list(args), **({} if ack is None else {"ack": ack}))
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.command(quit=True)
+            self.process.wait(10)
+
+
+def binary(data: bytes) -> dict:
+    return {"$binary": base64.b64encode(data).decode()}
+
+
+@pytest.fixture(scope="module")
+def sio_server(server_db):
+    srv = start_server(server_db, env=SOCKETIO)
+    yield srv
+    assert srv.stop() == 0
+
+
+@pytest.fixture
+def clients():
+    started = []
+
+    def make(*args, **kwargs) -> SocketIOClient:
+        client = SocketIOClient(*args, **kwargs)
+        started.append(client)
+        return client
+
+    yield make
+    for client in started:
+        client.close()
+
+
+@pytest.fixture(params=list(TRANSPORTS))
+def transports(request) -> list[str]:
+    return TRANSPORTS[request.param]
+
+
+# -- the handler contract, in each transport mode ------------------------------------------
+
+
+def test_echo_text_and_binary(sio_server, clients, transports):
+    client = clients(sio_server, "echo", transports)
+    client.until("connect")
+    client.emit("message", "hello")
+    assert client.until("message")[0] == {"message": "hello"}, "text comes back as a str message event"
+    client.emit("message", binary(b"\x00\x01\xff"))
+    assert client.until("binary")[0] == {"binary": base64.b64encode(b"\x00\x01\xff").decode()}, \
+        "binary comes back as bytes"
+    client.emit("message", "acked", ack=7)
+    event, before = client.until("ack")
+    assert event == {"ack": 7, "args": []}, "a message event's ack says the edge passed it on, with no arguments"
+    client.until("message", "acked")
+
+
+def test_json_events_with_acks_reach_on_type_methods(sio_server, clients, transports):
+    client = clients(sio_server, "sio/events", transports, query={"room": "blue"})
+    welcome = client.connected()
+    assert welcome["transport"] == "socketio", "the handler may ask which transport it is on"
+    assert welcome["path"] == "/socket/sio/events", "request.path is the route's WebSocket path"
+    assert welcome["query"] == {"room": "blue"}, "request.GET has the client's query, without Engine.IO's own"
+    assert welcome["remote_addr"] == "127.0.0.1"
+    client.emit("add", {"a": 2, "b": 40}, ack=1)
+    assert client.until("ack")[0] == {"ack": 1, "args": [42]}, "the @on_type method's return value is the ack"
+    client.emit("pair", [1, 2], ack=2)
+    assert client.until("ack")[0] == {"ack": 2, "args": [[1, 2], "second"]}, "a returned tuple is several arguments"
+    client.emit("elsewhere", 1, 2, ack=3)
+    assert client.until("ack")[0] == {"ack": 3, "args": [{"unrouted": "elsewhere", "payload": [1, 2]}]}, \
+        "an event without an @on_type method goes to on_event, its arguments as a list"
+    client.emit("shout", "hey")  # no ack asked: the handler's send is the answer
+    assert json.loads(client.until("message")[0]["message"]) == {"shouted": "hey"}
+    client.emit("message", {"type": "nothing in particular"})
+    assert json.loads(client.until("message")[0]["message"]) == {"json": {"type": "nothing in particular"}}, \
+        "a message event with an object reaches on_json as its JSON text would"
+
+
+def test_a_denied_connect_is_a_connect_error_with_the_reason(sio_server, clients, transports):
+    client = clients(sio_server, "sio/denied", transports, query={"deny": "1"})
+    event, before = client.until("connect_error")
+    assert event["connect_error"] == {"message": "denied, as the test asked", "data": {"status": 403}}, \
+        "on_connect's HandshakeDenied reaches the client as connect_error, with its status"
+    assert not any("connect" in e for e in before), f"never connected: {before}"
+
+
+def test_an_unknown_namespace_is_refused(sio_server, clients, transports):
+    client = clients(sio_server, "no/such/route", transports)
+    event, _ = client.until("connect_error")
+    assert event["connect_error"] == {"message": "no websocket route here", "data": {"status": 404}}
+
+
+def test_close_codes_reach_the_client_before_it_is_disconnected(sio_server, clients, transports):
+    observer = Observer(sio_server)
+    try:
+        client = clients(sio_server, "sio/closing", transports)
+        conn_id = client.connected()["id"]
+        client.emit("bye", {"code": 4001, "reason": "done here"})
+        event, _ = client.until("event", "close")
+        assert event["args"] == [{"code": 4001, "reason": "done here"}], "the close event carries code and reason"
+        assert client.until("disconnect")[0] == {"disconnect": "io server disconnect"}
+        report = observer.wait(event="close", conn=conn_id)
+        assert report["code"] == 4001 and report["transport"] == "socketio", "on_close ran with the code sent"
+
+        failing = clients(sio_server, "sio/failing", transports)
+        failing.connected()
+        failing.emit("boom", None, ack=1)
+        event, before = failing.until("event", "close")
+        assert event["args"] == [{"code": 1011, "reason": "handler error"}], "a handler exception closes with 1011"
+        assert not any("ack" in e for e in before), "no ack from a handler that raised"
+    finally:
+        observer.close()
+
+
+def test_the_client_leaving_runs_on_close_with_1000(sio_server, clients, transports):
+    observer = Observer(sio_server)
+    try:
+        client = clients(sio_server, "sio/leaving", transports)
+        conn_id = client.connected()["id"]
+        client.emit("add", {"a": 1, "b": 1}, ack=1)  # a named event opens the connection for on_close
+        client.until("ack")
+        client.command(disconnect=True)
+        report = observer.wait(event="close", conn=conn_id)
+        assert report["code"] == 1000, f"a client's disconnect() is a normal close: {report}"
+    finally:
+        observer.close()
+
+
+# -- groups and senders -------------------------------------------------------------------
+
+
+def test_a_group_mixes_socketio_and_websocket_clients(sio_server, clients, transports):
+    room = "mixed_" + "_".join(transports)  # the clients of other tests may linger until their ping timeout
+    client = clients(sio_server, f"room/{room}", transports)
+    client.until("connect")
+    client.emit("message", {"hello": "from socket.io"})  # the first message: on_open_json joins
+    assert json.loads(client.until("message")[0]["message"])["joined"] == room
+    with connect(sio_server.url(f"room/{room}")) as ws:
+        ws.send("{}")
+        assert json.loads(ws.recv(timeout=10))["joined"] == room
+        ws.send(json.dumps({"n": 1, "from": "ws"}))
+        client.emit("message", {"n": 2, "from": "sio"})
+        ws.send(json.dumps({"n": 3, "from": "ws"}))
+        seen_ws = [json.loads(ws.recv(timeout=10)) for _ in range(3)]
+        seen_sio = [json.loads(client.until("message")[0]["message"]) for _ in range(3)]
+        assert sorted(m["n"] for m in seen_ws) == [1, 2, 3], f"the WebSocket member got each once: {seen_ws}"
+        assert sorted(m["n"] for m in seen_sio) == [1, 2, 3], f"the Socket.IO member got each once: {seen_sio}"
+        # Nothing more is on its way: a marker from outside arrives next on both.
+        with override_settings(WS_EDGES=[sio_server.sub_socket]):
+            assert send_to_group(f"room.{room}", "marker") == 2, "both members are counted"
+        assert ws.recv(timeout=10) == "marker", "no duplicate before the marker on the WebSocket member"
+        assert client.until("message")[1] == [], "no duplicate before the marker on the Socket.IO member"
+
+
+def test_send_to_connection_reaches_a_socketio_client(sio_server, clients, transports):
+    client = clients(sio_server, "sio/direct", transports)
+    conn_id = client.connected()["id"]
+    with override_settings(WS_EDGES=[sio_server.sub_socket]):
+        assert send_to_connection(conn_id, "just for you") is True
+        assert send_to_connection(conn_id, b"\x01\x02") is True
+    assert client.until("message")[0]["message"] == "just for you"
+    assert client.until("binary")[0]["binary"] == base64.b64encode(b"\x01\x02").decode()
+
+
+def test_order_holds_for_1000_messages_across_the_upgrade(sio_server, clients):
+    with UpgradeGate(sio_server.port) as gate:
+        client = clients(sio_server, "echo", TRANSPORTS["upgrade"], port=gate.port)
+        event, _ = client.until("connect")
+        assert event["connect"] == "polling", "the upgrade waits at the gate: the client starts on long-polling"
+        client.command(burst=1000, prefix="m", interval=2)  # a stream of about two seconds
+        received = []
+        upgraded_at = None
+        while len(received) < 1000:
+            event = client.next()
+            if "upgrade" in event:
+                upgraded_at = len(received)
+            elif "message" in event:
+                received.append(event["message"])
+                if len(received) == 100:
+                    gate.open()  # mid-stream: the rest crosses the upgrade
+        assert received == [f"m{i}" for i in range(1000)], "every echo came back once, in order"
+        if upgraded_at is None:
+            client.until("upgrade")
+        print(f"upgraded to WebSocket after {upgraded_at} of the 1000 echoes")
+        assert upgraded_at is not None and 100 <= upgraded_at < 1000, \
+            f"the upgrade happened in the middle of the stream (after {upgraded_at} echoes)"
+
+
+class UpgradeGate:
+    """A TCP relay in front of the edge that holds WebSocket upgrades until open(), or refuses them (403).
+
+    Only the first request of each TCP connection is looked at: a WebSocket
+    handshake always opens a connection of its own.
+    """
+
+    def __init__(self, port: int, refuse: bool = False):
+        self.upstream = port
+        self.refuse = refuse
+        self._open = threading.Event()
+        self.refused = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._sockets: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def open(self) -> None:
+        self._open.set()
+
+    def __enter__(self) -> UpgradeGate:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._open.set()
+        for sock in [self.listener, *self._sockets]:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self._sockets.append(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client) -> None:
+        head = b""
+        try:
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(65536)
+                if not chunk:
+                    client.close()
+                    return
+                head += chunk
+            if b"\nupgrade: websocket" in head.lower():
+                if self.refuse:
+                    self.refused += 1
+                    client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    client.close()
+                    return
+                self._open.wait()
+            upstream = socket.create_connection(("127.0.0.1", self.upstream))
+        except OSError:
+            client.close()
+            return
+        self._sockets.append(upstream)
+        upstream.sendall(head)
+        threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
+        _pipe(client, upstream)
+
+
+def _pipe(source, destination) -> None:
+    try:
+        while data := source.recv(65536):
+            destination.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, destination):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
