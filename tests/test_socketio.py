@@ -10,16 +10,21 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import socket
 import subprocess
+import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 from django.test import override_settings
 from websockets.sync.client import connect
 
 from django_ws import send_to_connection, send_to_group
-from tests.conftest import ROOT, Observer, node_client, require, start_server
+from tests.conftest import ROOT, SETTINGS, Observer, node_client, require, start_server
 
 TRANSPORTS = {"polling": ["polling"], "websocket": ["websocket"], "upgrade": ["polling", "websocket"]}
 SOCKETIO = {"DJANGO_WS_SOCKETIO": "1"}
@@ -126,7 +131,7 @@ def test_echo_text_and_binary(sio_server, clients, transports):
     assert client.until("binary")[0] == {"binary": base64.b64encode(b"\x00\x01\xff").decode()}, \
         "binary comes back as bytes"
     client.emit("message", "acked", ack=7)
-    event, before = client.until("ack")
+    event, _ = client.until("ack")
     assert event == {"ack": 7, "args": []}, "a message event's ack says the edge passed it on, with no arguments"
     client.until("message", "acked")
 
@@ -282,7 +287,7 @@ class UpgradeGate:
     def open(self) -> None:
         self._open.set()
 
-    def __enter__(self) -> UpgradeGate:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
@@ -343,3 +348,151 @@ def _pipe(source, destination) -> None:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+# -- faults and bad input ---------------------------------------------------------------------
+
+
+class PollingSession:
+    """Engine.IO v4 long-polling by hand (urllib): what a client that misbehaves can send."""
+
+    def __init__(self, server, origin: str | None = None):
+        self.base = f"http://127.0.0.1:{server.port}{server.prefix}/socket.io/?EIO=4&transport=polling"
+        self.origin = origin
+        status, body = self.request("GET", sid=None)
+        assert status == 200 and body.startswith("0{"), f"an Engine.IO handshake: {status} {body!r}"
+        self.sid = json.loads(body[1:])["sid"]
+
+    def request(self, method: str, body: bytes | str | None = None, sid: str | None | bool = True,
+                headers: dict | None = None, timeout: float = 30) -> tuple[int, str]:
+        url = self.base if sid is None else f"{self.base}&sid={self.sid if sid is True else sid}"
+        data = body.encode() if isinstance(body, str) else body
+        request = urllib.request.Request(url, data=data, method=method, headers={
+            "Content-Type": "text/plain;charset=UTF-8", **({"Origin": self.origin} if self.origin else {}),
+            **(headers or {})})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode(errors="replace")
+
+    def packets(self) -> list[str]:
+        """One poll: the Engine.IO packets waiting (a 200 with them separated by \\x1e)."""
+        status, body = self.request("GET")
+        assert status == 200, f"a poll is answered 200, not {status}: {body!r}"
+        return body.split("\x1e")
+
+    def connect(self, namespace: str) -> dict:
+        """Connect to ``namespace`` and return the handler's welcome (the first message event)."""
+        assert self.request("POST", f"40/{namespace},")[0] == 200
+        packets = []
+        while not any(p.startswith(f"42/{namespace},") for p in packets):
+            packets += self.packets()
+        assert f"40/{namespace},{{" in "".join(packets), f"the namespace is connected: {packets}"
+        (message,) = [p for p in packets if p.startswith(f"42/{namespace},")]
+        return json.loads(json.loads(message.split(",", 1)[1])[1])
+
+
+def test_a_polling_client_that_stops_polling_is_closed_within_the_ping_timeout(make_server):
+    interval, timeout = 1.0, 1.0
+    server = make_server(env={**SOCKETIO, "DJANGO_WS_SOCKETIO_PING_INTERVAL": str(interval),
+                              "DJANGO_WS_SOCKETIO_PING_TIMEOUT": str(timeout)})
+    observer = Observer(server)
+    try:
+        session = PollingSession(server)
+        conn_id = session.connect("sio/stalled")["id"]
+        assert session.request("POST", '42/sio/stalled,1["add",{"a":1,"b":2}]')[0] == 200
+        assert '43/sio/stalled,1[3]' in session.packets(), "the event was answered: the connection is open"
+        stopped = time.monotonic()
+        # It polls no more: no pong goes back for the edge's pings.
+        report = observer.wait(timeout=interval + timeout + 10, event="close", conn=conn_id)
+        elapsed = time.monotonic() - stopped
+        print(f"on_close {elapsed:.1f}s after the last poll (ping interval {interval}s + timeout {timeout}s)")
+        assert report["code"] == 1011, f"a keepalive timeout closes with 1011, as for WebSocket: {report}"
+        assert elapsed <= interval + timeout + 2, "within WS_SOCKETIO_PING_INTERVAL + WS_SOCKETIO_PING_TIMEOUT"
+    finally:
+        observer.close()
+
+
+def test_bad_input_on_the_polling_endpoint_is_refused_without_disturbing_others(sio_server, clients):
+    bystander = clients(sio_server, "echo", TRANSPORTS["polling"])
+    bystander.until("connect")
+    limit = 1024 * 1024  # WS_MAX_MESSAGE_SIZE of the tests' settings: python-engineio's max_http_buffer_size
+
+    session = PollingSession(sio_server)
+    status, body = session.request("GET", sid="not-a-session")
+    assert status == 400 and "Invalid session" in body, f"an unknown sid is a 400: {status} {body!r}"
+    status, _ = session.request("POST", b"\xff\xfe garbage \x00", sid="not-a-session")
+    assert status == 400, "a POST to an unknown sid is a 400"
+
+    foreign = PollingSession.__new__(PollingSession)
+    foreign.base, foreign.sid, foreign.origin = session.base, session.sid, "http://evil.example"
+    status, body = foreign.request("POST", "40/echo,")
+    assert status == 403 and "origin not allowed" in body, f"a sid used from another origin is refused: {status}"
+    status, _ = foreign.request("GET")
+    assert status == 403, "polls from another origin are refused too"
+    status, _ = foreign.request("GET", sid=None)
+    assert status == 403, "and so is a handshake"
+
+    welcome = session.connect("sio/huge")
+    status, body = session.request("POST", b"x" * (limit + 1000))
+    assert status == 413, f"a POST over the message size limit is refused with 413: {status} {body[:80]!r}"
+    assert f'42/sio/huge,["close",{{"code":1009,"reason":"message too big"}}]' in session.packets(), \
+        f"its connection {welcome['id']} is closed with 1009, as a WebSocket message too big would be"
+    try:
+        status, _ = session.request("POST", b"x" * (limit + 200_000))
+    except (ConnectionError, urllib.error.URLError):
+        status = None  # Tornado may cut a body that large short before it answers
+    assert status in (None, 400), f"a body past the edge's HTTP limit is not read: {status}"
+
+    garbage = PollingSession(sio_server)
+    status, _ = garbage.request("POST", "42/echo,[not json")
+    assert status in (200, 400), f"garbage in a packet is no server error: {status}"
+    for nonsense in ("\x00\x01\x02", "9", "4" + "[" * 5000):
+        status, _ = PollingSession(sio_server).request("POST", nonsense)
+        assert status in (200, 400), f"{nonsense[:10]!r}: no server error ({status})"
+
+    bystander.emit("message", "still here")
+    assert bystander.until("message")[0] == {"message": "still here"}, "the other client noticed nothing"
+
+
+def test_a_worker_killed_closes_socketio_clients_with_1012(make_server, clients, transports):
+    server = make_server(env=SOCKETIO)
+    client = clients(server, "echo", transports)
+    client.until("connect")
+    client.emit("message", "before")
+    client.until("message", "before")
+    with connect(server.url("echo")) as ws:
+        ws.send("before")
+        assert ws.recv(timeout=10) == "before"
+        (worker,) = server.worker_pids
+        os.kill(worker, signal.SIGKILL)
+        event, _ = client.until("event", "close")
+        assert event["args"] == [{"code": 1012, "reason": "worker lost"}], "the same close as a WebSocket client's"
+        with pytest.raises(Exception) as closed:
+            ws.recv(timeout=20)
+        assert getattr(closed.value, "rcvd", None) is not None and closed.value.rcvd.code == 1012, \
+            f"the WebSocket client beside it got 1012 too: {closed.value!r}"
+    assert client.until("disconnect")[0] == {"disconnect": "io server disconnect"}
+
+
+def test_socketio_off_imports_nothing_of_it_and_its_path_is_a_route_like_any(make_server):
+    script = (
+        "import sys, django; django.setup()\n"
+        "from django_ws.edge.app import Edge\n"
+        "from django_ws.routing import Mount\n"
+        "edge = Edge(Mount('/socket'), 'ipc:///tmp/dws-unused-push', 'ipc:///tmp/dws-unused-sub')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('socketio', 'engineio')))\n"
+    )
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE=SETTINGS, PYTHONPATH=ROOT)
+    env.pop("DJANGO_WS_SOCKETIO", None)
+    result = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]", f"WS_SOCKETIO off: no socketio module loaded: {result.stdout}"
+
+    server = make_server()
+    request = urllib.request.Request(f"http://127.0.0.1:{server.port}/socket/socket.io/?EIO=4&transport=polling")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 404, "without WS_SOCKETIO, /socket/socket.io/ is an unknown route"

@@ -136,6 +136,14 @@ class SocketIOServer:
         if transport is not None:
             transport.ended(reason)
 
+    def too_big(self, eio_sid: str) -> None:
+        """The client of the Engine.IO session ``eio_sid`` sent more than WS_MAX_MESSAGE_SIZE at once: 1009."""
+        core = self.edge.core
+        for transport in [t for t in self.connections.values() if t.eio_sid == eio_sid]:
+            logger.info("connection %s: a long-polling POST over %d bytes; closing it with 1009",
+                        transport.conn.id, self.edge.max_message_size)
+            self.edge.execute(core.close(transport.conn, CloseCode.MESSAGE_TOO_BIG, "message too big", release=True))
+
     def event(self, eio_sid: str, namespace: str, ack_id: int | None, data: typing.Any) -> None:
         """One event packet from a client (python-socketio's ``_handle_event``, see _Server)."""
         sid = compat.connection_of(self.sio, eio_sid, namespace)
@@ -171,9 +179,17 @@ def _handler_class(sio: socketio.AsyncServer) -> type[tornado.web.RequestHandler
             # Every request, the polling POSTs too: a sid alone must not let another site's page in.
             origin = self.request.headers.get("Origin")
             if origin and not self.edge.origin_allowed(origin):
-                self.set_status(403)
-                self.set_header("Content-Type", "text/plain; charset=utf-8")
-                self.finish("403 origin not allowed\n")
+                self._refuse(403, "origin not allowed")
+            elif self.request.method == "POST" and len(self.request.body) > self.edge.max_message_size:
+                # As a WebSocket message too big: its connections close with 1009 (python-engineio
+                # would close the session instead, and hold this request until the client polls).
+                self.edge.socketio.too_big(self.get_query_argument("sid", ""))
+                self._refuse(413, "message too big")
+
+        def _refuse(self, status: int, reason: str) -> None:
+            self.set_status(status)
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish(f"{status} {reason}\n")
 
         def check_origin(self, origin: str) -> bool:
             return True  # prepare() has refused the foreign ones
