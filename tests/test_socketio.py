@@ -23,8 +23,9 @@ import pytest
 from django.test import override_settings
 from websockets.sync.client import connect
 
-from django_ws import send_to_connection, send_to_group
+from django_ws import group_members, send_to_connection, send_to_group
 from tests.conftest import ROOT, SETTINGS, Observer, node_client, require, start_server
+from tests.test_modes import wait_until
 
 TRANSPORTS = {"polling": ["polling"], "websocket": ["websocket"], "upgrade": ["polling", "websocket"]}
 SOCKETIO = {"DJANGO_WS_SOCKETIO": "1"}
@@ -228,6 +229,7 @@ def test_a_group_mixes_socketio_and_websocket_clients(sio_server, clients, trans
         assert sorted(m["n"] for m in seen_sio) == [1, 2, 3], f"the Socket.IO member got each once: {seen_sio}"
         # Nothing more is on its way: a marker from outside arrives next on both.
         with override_settings(WS_EDGES=[sio_server.sub_socket]):
+            assert len(group_members(f"room.{room}")) == 2, "presence counts both kinds of member"
             assert send_to_group(f"room.{room}", "marker") == 2, "both members are counted"
         assert ws.recv(timeout=10) == "marker", "no duplicate before the marker on the WebSocket member"
         assert client.until("message")[1] == [], "no duplicate before the marker on the Socket.IO member"
@@ -350,6 +352,47 @@ def _pipe(source, destination) -> None:
                 pass
 
 
+# -- recovery -------------------------------------------------------------------------------
+
+
+def test_recovery_replays_the_gap_to_a_socketio_client_that_presents_its_position(sio_server, clients, transports):
+    room = "sio" + "".join(t[0] for t in transports)  # a group of its own per transport mode
+    group = f"hist.{room}"
+    first = clients(sio_server, f"history/{room}", transports, auth={"dws": 1})
+    first.until("connect")
+    event, _ = first.until("message")
+    assert json.loads(event["message"]) == {"joined": room, "recovering": []}
+    assert event["position"] is None, "a client that asked for positions gets one with every message: none here"
+    with override_settings(WS_EDGES=[sio_server.sub_socket]):
+        send_to_group(group, "one")
+        event, _ = first.until("message", "one")
+        epoch = event["position"]["e"]
+        assert event["position"] == {"g": group, "e": epoch, "o": 1}, "a message of a group with history: its position"
+        first.command(disconnect=True)
+        first.until("disconnect")
+        wait_until(lambda: not group_members(group), 10, "the edge saw the client leave")
+        for text in ("two", "three"):  # while it is away
+            send_to_group(group, text)
+
+    back = clients(sio_server, f"history/{room}", transports, auth={"dws": 1, "dws_since": {group: [epoch, 1]}})
+    back.until("connect")
+    said, replayed = [], []
+    while {"recovered": group} not in said:
+        event, _ = back.until("message")
+        if event["message"].startswith("{"):
+            said.append(json.loads(event["message"]))
+        else:
+            replayed.append((event["message"], event["position"]))
+    assert {"joined": room, "recovering": [group]} in said, "the handler saw the position presented"
+    assert replayed == [("two", {"g": group, "e": epoch, "o": 2}), ("three", {"g": group, "e": epoch, "o": 3})], \
+        "the gap was replayed, in order, with positions"
+
+    bad = clients(sio_server, f"history/{room}", transports, auth={"dws": 1, "dws_since": {group: ["e", -1]}})
+    event, _ = bad.until("connect_error")
+    assert event["connect_error"]["data"] == {"status": 400}, "bad positions are refused as over a WebSocket"
+    assert "dws_since" in event["connect_error"]["message"]
+
+
 # -- faults and bad input ---------------------------------------------------------------------
 
 
@@ -437,7 +480,7 @@ def test_bad_input_on_the_polling_endpoint_is_refused_without_disturbing_others(
     welcome = session.connect("sio/huge")
     status, body = session.request("POST", b"x" * (limit + 1000))
     assert status == 413, f"a POST over the message size limit is refused with 413: {status} {body[:80]!r}"
-    assert f'42/sio/huge,["close",{{"code":1009,"reason":"message too big"}}]' in session.packets(), \
+    assert '42/sio/huge,["close",{"code":1009,"reason":"message too big"}]' in session.packets(), \
         f"its connection {welcome['id']} is closed with 1009, as a WebSocket message too big would be"
     try:
         status, _ = session.request("POST", b"x" * (limit + 200_000))

@@ -120,7 +120,7 @@ class SocketIOServer:
         if not answer.done():
             try:
                 await asyncio.wait_for(asyncio.shield(answer), edge.handshake_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 edge.execute(edge.core.handshake_timed_out(conn))
         result = answer.result() if answer.done() else Refuse(conn, 503, "no worker available")
         if isinstance(result, Refuse):
@@ -160,7 +160,7 @@ class _Server(socketio.AsyncServer):
         super().__init__(**options)
         self._owner = owner
 
-    async def _handle_event(self, eio_sid: str, namespace: str, id: int | None, data: typing.Any) -> None:  # noqa: A002
+    async def _handle_event(self, eio_sid: str, namespace: str, id: int | None, data: typing.Any) -> None:
         self._owner.event(eio_sid, namespace or "/", id, data)
 
 
