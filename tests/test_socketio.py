@@ -539,3 +539,68 @@ def test_socketio_off_imports_nothing_of_it_and_its_path_is_a_route_like_any(mak
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 404, "without WS_SOCKETIO, /socket/socket.io/ is an unknown route"
+
+
+# -- the example chat in a browser whose WebSockets are blocked --------------------------------
+
+
+@pytest.mark.browser
+def test_example_chat_over_long_polling_when_websockets_are_blocked(chromium, tmp_path):
+    from playwright.sync_api import expect
+
+    from tests.test_browser import SEED, TIMEOUT_MS, Example, lines, say
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    example = Example()
+    # The pages reach the edge through a proxy that refuses every WebSocket upgrade.
+    gate = UpgradeGate(example.ws_port, refuse=True)
+    example.env["WS_BASE_URL"] = f"ws://127.0.0.1:{gate.port}/socket"
+    contexts = []
+    try:
+        example.setup_db()
+        example.start_http()
+        example.start_ws()
+        pages = []
+        for _ in range(2):
+            context = chromium.new_context()
+            context.set_default_timeout(TIMEOUT_MS)
+            contexts.append(context)
+            page = context.new_page()
+            page.goto(f"{example.http_url}/room/lobby/socketio/")
+            pages.append(page)
+        alice, bob = pages
+        for page in pages:
+            expect(page.locator("#status")).to_have_text("connected (polling)")
+            expect(lines(page, f"history: {SEED}")).to_have_count(1)
+        say(alice, "alice", "hello over long-polling")
+        say(bob, "bob", "hello back")
+        for page in pages:
+            for text in ("alice: hello over long-polling", "bob: hello back"):
+                expect(lines(page, text)).to_have_count(1)
+        wait_until(lambda: gate.refused >= 2, 20, "each page tried the WebSocket upgrade, and the proxy refused it")
+        for page in pages:
+            assert page.evaluate("socket.io.engine.transport.name") == "polling", "still on long-polling"
+
+        # A server reload: a new edge on the same port. The pages are closed with
+        # 1001, come back by themselves, are told to resync (a new edge's history
+        # is new) and get the room's saved lines again: each shows once.
+        assert example.stop_ws() == 0, "run_wsserver exited non-zero on SIGTERM"
+        for page in pages:
+            expect(page.locator("#status")).to_contain_text("reconnecting")
+        example.start_ws()
+        for page in pages:
+            expect(page.locator("#status")).to_have_text("connected (polling)")
+            expect(page.locator("body")).to_have_attribute("data-resynced", "chat.lobby")
+            for text in (f"history: {SEED}", "alice: hello over long-polling", "bob: hello back"):
+                expect(lines(page, text)).to_have_count(1)
+        say(bob, "bob", "still here after the reload")
+        for page in pages:
+            expect(lines(page, "bob: still here after the reload")).to_have_count(1)
+        screenshot = tmp_path / "socketio-chat.png"
+        alice.screenshot(path=str(screenshot), full_page=True)
+        print(f"screenshot: {screenshot}")
+    finally:
+        for context in contexts:
+            context.close()
+        example.stop()
+        gate.close()
