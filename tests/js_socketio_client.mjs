@@ -1,5 +1,5 @@
 // Drives the official socket.io-client under Node against a real server (tests/test_socketio.py).
-// argv: <url with namespace> <options as JSON: path, transports, auth, query, extraHeaders, reconnection>
+// argv: <url with namespace> <options as JSON: path, transports, auth, query, reconnection, localAddress>
 // Prints one JSON line per event: {"connect": transport}, {"upgrade": transport},
 // {"connect_error": {message, data}}, {"message": text} or {"binary": base64} (and "position" when the
 // event carried one), {"event": name, "args": [...]} for other server events ("close" among them),
@@ -18,7 +18,12 @@ const require = createRequire(import.meta.url);
 const { io } = require("socket.io-client");  // found through NODE_PATH
 
 const say = (event) => process.stdout.write(JSON.stringify(event) + "\n");
-const options = JSON.parse(process.argv[3]);
+const { localAddress, ...options } = JSON.parse(process.argv[3]);
+if (localAddress) {
+  // Connect from this address (127.x.y.z): a proxy that hashes addresses sees several clients.
+  const http = require("node:http");
+  options.agent = new http.Agent({ localAddress, keepAlive: true });
+}
 const socket = io(process.argv[2], { reconnection: false, ...options });
 
 const decode = (value) => (value && typeof value === "object" && "$binary" in value)

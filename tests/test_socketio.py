@@ -604,3 +604,121 @@ def test_example_chat_over_long_polling_when_websockets_are_blocked(chromium, tm
             context.close()
         example.stop()
         gate.close()
+
+
+# -- several edges behind nginx -------------------------------------------------------------------
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {tmp}/access.log;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ''      close;
+    }}
+    upstream sticky_edges {{
+        ip_hash;
+        {servers}
+    }}
+    upstream round_robin_edges {{
+        {servers}
+    }}
+    server {{
+        listen 127.0.0.1:{sticky_port};
+        location /socket/ {{
+            proxy_pass http://sticky_edges;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_read_timeout 1h;
+            proxy_buffering off;
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{round_robin_port};
+        location /socket/ {{
+            proxy_pass http://round_robin_edges;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_read_timeout 1h;
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+def test_two_edges_behind_nginx_need_and_get_sticky_sessions(make_server, clients, tmp_path):
+    import shutil
+
+    from django_ws.testing.server import free_port
+
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
+    require(nginx is not None, "nginx is not installed (apt-get install nginx)")
+    edges = [make_server(env=SOCKETIO), make_server(env=SOCKETIO)]
+    sticky_port, round_robin_port = free_port(), free_port()
+    (tmp_path / "nginx.conf").write_text(NGINX_CONF.format(
+        tmp=tmp_path, sticky_port=sticky_port, round_robin_port=round_robin_port,
+        servers="\n        ".join(f"server 127.0.0.1:{edge.port};" for edge in edges)))
+    process = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: _listening(sticky_port) and _listening(round_robin_port), 20, "nginx listens")
+
+        class Via:  # what SocketIOClient needs of a server: its port and prefix
+            prefix = edges[0].prefix
+
+            def __init__(self, port):
+                self.port = port
+
+        # Long-polling clients from addresses in different /24s (ip_hash's key): spread over both edges.
+        addresses = [f"127.0.{n}.1" for n in range(8)]
+        polling = [clients(Via(sticky_port), "sio/sticky", TRANSPORTS["polling"], localAddress=address)
+                   for address in addresses]
+        edge_ids = []
+        for client in polling:
+            edge_ids.append(client.connected()["id"].split(".")[0])
+        for n, client in enumerate(polling):
+            for i in range(3):  # a few round trips: every poll and POST must reach the session's edge
+                client.emit("add", {"a": n, "b": i}, ack=i)
+                assert client.until("ack")[0] == {"ack": i, "args": [n + i]}
+        assert len(set(edge_ids)) == 2, f"the clients were spread over both edges: {edge_ids}"
+
+        # The default transports through the same proxy upgrade to WebSocket.
+        upgrading = clients(Via(sticky_port), "echo", TRANSPORTS["upgrade"])
+        event, _ = upgrading.until("connect")
+        upgrading.command(burst=50, prefix="u")
+        assert [upgrading.until("message")[0]["message"] for _ in range(50)] == [f"u{i}" for i in range(50)]
+        if event["connect"] != "websocket":  # the upgrade may be over before the namespace connects
+            upgrading.until("upgrade", "websocket")
+
+        # Without stickiness, a polling session's next request lands on the other edge and fails.
+        lost = clients(Via(round_robin_port), "sio/unsticky", TRANSPORTS["polling"])
+        event, _ = lost.until("connect_error")
+        assert event["connect_error"]["message"] in ("xhr post error", "xhr poll error", "websocket error"), \
+            f"a polling session is refused by the edge that does not hold it: {event}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
