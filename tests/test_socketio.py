@@ -457,6 +457,26 @@ def test_a_polling_client_that_stops_polling_is_closed_within_the_ping_timeout(m
         observer.close()
 
 
+def test_the_edges_rate_limits_apply_to_socketio_clients(make_server, clients):
+    limits = {"WS_CONNECTIONS_PER_ADDRESS": 2, "WS_MESSAGES_PER_CONNECTION": 5, "WS_MESSAGE_WINDOW": 60}
+    server = make_server(env={**SOCKETIO, "DJANGO_WS_RATE_LIMITS": json.dumps(limits)})
+    first = clients(server, "echo", TRANSPORTS["polling"])
+    first.until("connect")
+    second = clients(server, "echo", TRANSPORTS["websocket"])
+    second.until("connect")
+    third = clients(server, "echo", TRANSPORTS["websocket"])
+    event, _ = third.until("connect_error")
+    assert event["connect_error"]["message"] == "too many connections from this address"
+    assert event["connect_error"]["data"]["status"] == 429 and event["connect_error"]["data"]["retry_after"] >= 1, \
+        "the per-address limit refuses as for a WebSocket handshake, with Retry-After in the data"
+    for i in range(6):
+        second.emit("message", f"m{i}")
+    event, before = second.until("event", "close")
+    assert event["args"] == [{"code": 1008, "reason": "message rate limit exceeded"}], \
+        "the sixth message in the window closes the connection with 1008"
+    assert [e["message"] for e in before if "message" in e] == [f"m{i}" for i in range(5)]
+
+
 def test_bad_input_on_the_polling_endpoint_is_refused_without_disturbing_others(sio_server, clients):
     bystander = clients(sio_server, "echo", TRANSPORTS["polling"])
     bystander.until("connect")
