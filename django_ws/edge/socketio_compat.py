@@ -8,8 +8,8 @@ gathered here so that a release that changes them stops ``run_wsserver`` at
 start-up with a message naming the version, instead of a client
 misbehaving later:
 
-* ``AsyncServer._handle_event(eio_sid, namespace, id, data)``, which the
-  transport overrides: the public event handlers do not see the client's
+* ``AsyncServer._handle_event(eio_sid, namespace, id, data)``, which
+  :class:`EventServer` overrides: the public event handlers do not see the client's
   ack id, and would have to answer at once, while the answer comes from a
   worker later;
 * ``AsyncServer._send_packet(eio_sid, packet)`` with ``packet_class``, to
@@ -22,6 +22,7 @@ misbehaving later:
 from __future__ import annotations
 
 import inspect
+import typing
 
 try:
     import engineio
@@ -70,6 +71,22 @@ _require(all(hasattr(socketio.AsyncManager, name) for name in ("sid_from_eio_sid
 _require(callable(getattr(_engineio_tornado, "get_tornado_handler", None)),
          "engineio.async_drivers.tornado.get_tornado_handler()")
 _require(hasattr(engineio.AsyncServer, "reason"), "engineio.AsyncServer.reason (the disconnect reasons, 4.11+)")
+
+class EventServer(socketio.AsyncServer):
+    """python-socketio's server, handing every event packet with its ack id to ``on_event(eio_sid, namespace, id, data)``.
+
+    Called in the order the packets were read, one at a time (with
+    ``async_handlers=False``); the handlers registered with ``on()`` still
+    serve ``connect`` and ``disconnect``.
+    """
+
+    def __init__(self, on_event: typing.Callable[[str, str, int | None, typing.Any], None], **options: typing.Any):
+        super().__init__(**options)
+        self._on_event = on_event
+
+    async def _handle_event(self, eio_sid: str, namespace: str, id: int | None, data: typing.Any) -> None:
+        self._on_event(eio_sid, namespace or "/", id, data)
+
 
 #: python-engineio's Tornado handler class for ``server`` (a socketio.AsyncServer).
 tornado_handler = socketio.get_tornado_handler

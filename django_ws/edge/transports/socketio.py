@@ -57,8 +57,8 @@ class SocketIOServer:
 
     def __init__(self, edge: Edge):
         self.edge = edge
-        self.sio = _Server(
-            self,
+        self.sio = compat.EventServer(
+            self.event,
             async_mode="tornado",
             namespaces="*",
             # Events are handled in the order read, one at a time: the order of a connection's messages.
@@ -145,23 +145,12 @@ class SocketIOServer:
             self.edge.execute(core.close(transport.conn, CloseCode.MESSAGE_TOO_BIG, "message too big", release=True))
 
     def event(self, eio_sid: str, namespace: str, ack_id: int | None, data: typing.Any) -> None:
-        """One event packet from a client (python-socketio's ``_handle_event``, see _Server)."""
+        """One event packet from a client, with its ack id (socketio_compat.EventServer)."""
         sid = compat.connection_of(self.sio, eio_sid, namespace)
         transport = self.connections.get(sid) if sid is not None else None
         if transport is None:
             return  # not (or no longer) connected to that namespace: python-socketio drops it too
         transport.received(data, ack_id)
-
-
-class _Server(socketio.AsyncServer):
-    """python-socketio's server, handing event packets to the edge with their ack id (socketio_compat)."""
-
-    def __init__(self, owner: SocketIOServer, **options: typing.Any):
-        super().__init__(**options)
-        self._owner = owner
-
-    async def _handle_event(self, eio_sid: str, namespace: str, id: int | None, data: typing.Any) -> None:
-        self._owner.event(eio_sid, namespace or "/", id, data)
 
 
 def _handler_class(sio: socketio.AsyncServer) -> type[tornado.web.RequestHandler]:
