@@ -399,8 +399,8 @@ def test_recovery_replays_the_gap_to_a_socketio_client_that_presents_its_positio
 class PollingSession:
     """Engine.IO v4 long-polling by hand (urllib): what a client that misbehaves can send."""
 
-    def __init__(self, server, origin: str | None = None):
-        self.base = f"http://127.0.0.1:{server.port}{server.prefix}/socket.io/?EIO=4&transport=polling"
+    def __init__(self, server, origin: str | None = None, query: str = ""):
+        self.base = f"http://127.0.0.1:{server.port}{server.prefix}/socket.io/?EIO=4&transport=polling{query}"
         self.origin = origin
         status, body = self.request("GET", sid=None)
         assert status == 200 and body.startswith("0{"), f"an Engine.IO handshake: {status} {body!r}"
@@ -455,6 +455,25 @@ def test_a_polling_client_that_stops_polling_is_closed_within_the_ping_timeout(m
         assert elapsed <= interval + timeout + 2, "within WS_SOCKETIO_PING_INTERVAL + WS_SOCKETIO_PING_TIMEOUT"
     finally:
         observer.close()
+
+
+def test_a_client_that_leaves_while_on_connect_runs_leaves_nothing_behind(sio_server, tmp_path):
+    gate = tmp_path / "gate"
+    session = PollingSession(sio_server, query=f"&gate={gate}")
+    # The POST that carries the connect is answered once the worker has: in a thread of its own.
+    connecting = threading.Thread(target=session.request, args=("POST", "40/gated,"))
+    connecting.start()
+    wait_until(lambda: edge_stats(sio_server)["handshakes_pending"] == 1, 10, "on_connect is running")
+    assert session.request("POST", "1")[0] == 200, "an Engine.IO close packet: the client leaves"
+    gate.touch()  # on_connect returns: the worker accepts a client that is gone
+    connecting.join(20)
+    wait_until(lambda: edge_stats(sio_server)["handshakes_pending"] == 0, 20, "the worker answered")
+    wait_until(lambda: edge_stats(sio_server)["connections"] == 0, 20, "the edge holds no connection for it")
+
+
+def edge_stats(server) -> dict:
+    with urllib.request.urlopen(f"{server.http_url}/_django_ws/stats", timeout=10) as response:
+        return json.loads(response.read())
 
 
 def test_the_edges_rate_limits_apply_to_socketio_clients(make_server, clients):

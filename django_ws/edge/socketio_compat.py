@@ -16,7 +16,8 @@ misbehaving later:
   send one event or acknowledgement in order without the room lookups of
   ``emit()``;
 * ``sid_from_eio_sid``, ``eio_sid_from_sid`` and ``is_connected`` of the
-  client manager, to find the namespace connection an event belongs to.
+  client manager, to find the namespace connection an event belongs to,
+  and python-engineio's ``sockets``, to see that a session is still open.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ _require(inspect.iscoroutinefunction(getattr(_server, "_send_packet", None))
          "AsyncServer._send_packet(eio_sid, pkt), a coroutine")
 _require(all(hasattr(socketio.AsyncManager, name) for name in ("sid_from_eio_sid", "eio_sid_from_sid", "is_connected")),
          "AsyncManager.sid_from_eio_sid(), eio_sid_from_sid() and is_connected()")
+_require(isinstance(getattr(engineio.AsyncServer(), "sockets", None), dict), "engineio.AsyncServer().sockets")
 _require(callable(getattr(_engineio_tornado, "get_tornado_handler", None)),
          "engineio.async_drivers.tornado.get_tornado_handler()")
 _require(hasattr(engineio.AsyncServer, "reason"), "engineio.AsyncServer.reason (the disconnect reasons, 4.11+)")
@@ -114,3 +116,13 @@ def connection_of(server: socketio.AsyncServer, eio_sid: str, namespace: str) ->
 def session_of(server: socketio.AsyncServer, sid: str, namespace: str) -> str:
     """The Engine.IO session that carries the namespace connection ``sid``."""
     return server.manager.eio_sid_from_sid(sid, namespace)
+
+
+def session_alive(server: socketio.AsyncServer, eio_sid: str) -> bool:
+    """Whether the Engine.IO session ``eio_sid`` is still open.
+
+    python-socketio does not report a client that left while its connect
+    handler was running (the namespace is only pre-connected then), and
+    would mark it connected afterwards: the transport asks before it accepts.
+    """
+    return eio_sid in server.eio.sockets

@@ -125,6 +125,10 @@ class SocketIOServer:
         result = answer.result() if answer.done() else Refuse(conn, 503, "no worker available")
         if isinstance(result, Refuse):
             raise _refused(result)
+        if not compat.session_alive(self.sio, eio_sid):
+            # The client left while a worker decided: python-socketio would never report it.
+            edge.execute(edge.core.closed(conn))
+            return False
         self.connections[sid] = transport
         # python-socketio sends the CONNECT packet once this returns: the
         # connection opens (and what on_connect sent goes out) right after it.
@@ -275,8 +279,9 @@ class SocketIOConnection:
     def opened(self) -> None:
         """python-socketio has sent the CONNECT packet: the connection is open."""
         sio, conn = self.owner.sio, self.conn
-        if compat.connection_of(sio, self.eio_sid, self.namespace) is None:
-            # The client left while a worker decided: python-socketio will not report it.
+        if compat.connection_of(sio, self.eio_sid, self.namespace) is None or not compat.session_alive(
+                sio, self.eio_sid):
+            # The client left meanwhile, before python-socketio counted it connected.
             self.owner.connections.pop(self.sid, None)
             self.owner.edge.execute(self.owner.edge.core.closed(conn))
             return
