@@ -457,7 +457,8 @@ def test_a_polling_client_that_stops_polling_is_closed_within_the_ping_timeout(m
         observer.close()
 
 
-def test_a_client_that_leaves_while_on_connect_runs_leaves_nothing_behind(sio_server, tmp_path):
+def test_a_client_that_leaves_while_on_connect_runs_leaves_nothing_behind(make_server, tmp_path):
+    sio_server = make_server(env=SOCKETIO)  # its own: no other test's client counts in its figures
     gate = tmp_path / "gate"
     session = PollingSession(sio_server, query=f"&gate={gate}")
     # The POST that carries the connect is answered once the worker has: in a thread of its own.
