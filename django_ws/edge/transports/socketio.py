@@ -290,6 +290,8 @@ class SocketIOConnection:
     def received(self, data: typing.Any, ack_id: int | None) -> None:
         """An event packet: ``message`` events go to the handler as messages, named ones as events."""
         edge, conn = self.owner.edge, self.conn
+        if conn.state is ConnectionState.UPGRADING:
+            self.opened()  # python-socketio counts it connected: its first event may beat the call_soon
         if not isinstance(data, list) or not data or not isinstance(data[0], str):
             logger.info("connection %s: a Socket.IO event without a name; closing it with 1007", conn.id)
             edge.execute(edge.core.close(conn, CloseCode.INVALID_DATA, "event without a name", release=True))
