@@ -457,6 +457,26 @@ def test_a_polling_client_that_stops_polling_is_closed_within_the_ping_timeout(m
         observer.close()
 
 
+def test_a_websocket_message_over_the_size_limit_ends_that_session_only(sio_server, clients):
+    observer = Observer(sio_server)
+    try:
+        bystander = clients(sio_server, "echo", TRANSPORTS["websocket"])
+        bystander.until("connect")
+        big = clients(sio_server, "sio/big", TRANSPORTS["websocket"])
+        conn_id = big.connected()["id"]
+        big.emit("add", {"a": 1, "b": 1}, ack=1)  # opens it for on_close
+        big.until("ack")
+        big.emit("shout", "x" * (1024 * 1024 + 10))  # over WS_MAX_MESSAGE_SIZE
+        assert big.until("disconnect")[0] == {"disconnect": "transport close"}, \
+            "Tornado closes the WebSocket of a message over websocket_max_message_size"
+        report = observer.wait(event="close", conn=conn_id)
+        assert report["code"] == 1006, f"the handler sees the transport drop: {report}"
+        bystander.emit("message", "unaffected")
+        assert bystander.until("message")[0] == {"message": "unaffected"}
+    finally:
+        observer.close()
+
+
 def test_a_client_that_leaves_while_on_connect_runs_leaves_nothing_behind(make_server, tmp_path):
     sio_server = make_server(env=SOCKETIO)  # its own: no other test's client counts in its figures
     gate = tmp_path / "gate"
