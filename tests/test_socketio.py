@@ -477,6 +477,31 @@ def test_a_websocket_message_over_the_size_limit_ends_that_session_only(sio_serv
         observer.close()
 
 
+def test_a_polling_client_that_stops_fetching_is_closed_at_the_buffer_limit_and_one_that_reads_is_not(
+        make_server, clients):
+    server = make_server(env={**SOCKETIO, "DJANGO_WS_MAX_BUFFER_SIZE": str(256 * 1024)})
+    observer = Observer(server)
+    try:
+        reader = clients(server, "sio/reader", TRANSPORTS["polling"])
+        reader_id = reader.connected()["id"]
+        stalled = PollingSession(server)
+        stalled_id = stalled.connect("sio/stalled")["id"]
+        assert stalled.request("POST", '42/sio/stalled,1["add",{"a":1,"b":2}]')[0] == 200  # opened
+        with override_settings(WS_EDGES=[server.sub_socket]):
+            # 400 KB to each, over WS_MAX_BUFFER_SIZE (256 KB): the reader fetches as it goes.
+            for i in range(400):
+                send_to_connection(stalled_id, f"{i:04d}" + "x" * 1020)
+                send_to_connection(reader_id, f"{i:04d}" + "x" * 1020)
+        report = observer.wait(event="close", conn=stalled_id)
+        assert report["code"] == 1008, f"the client that does not poll is closed as one that does not read: {report}"
+        received = [reader.until("message")[0]["message"][:4] for _ in range(400)]
+        assert received == [f"{i:04d}" for i in range(400)], "the client that polls got everything, in order"
+        reader.emit("add", {"a": 1, "b": 2}, ack=1)
+        assert reader.until("ack")[0] == {"ack": 1, "args": [3]}, "and it is still connected"
+    finally:
+        observer.close()
+
+
 def test_a_client_that_leaves_while_on_connect_runs_leaves_nothing_behind(make_server, tmp_path):
     sio_server = make_server(env=SOCKETIO)  # its own: no other test's client counts in its figures
     gate = tmp_path / "gate"

@@ -63,6 +63,8 @@ class Edge:
         self.heartbeat_interval = float(ws_settings.WS_HEARTBEAT_INTERVAL)
         self.handshake_timeout = float(ws_settings.WS_HANDSHAKE_TIMEOUT)
         self.max_message_size = int(ws_settings.WS_MAX_MESSAGE_SIZE)
+        #: Bytes one client that does not read may make this process hold (0: no bound).
+        self.max_buffer_size = int(ws_settings.WS_MAX_BUFFER_SIZE or 0)
         #: The permessage-deflate options (WS_COMPRESSION), or None when it is off.
         self.compression = protocol.deflate_settings(ws_settings.WS_COMPRESSION)
         self._allowed_origins = self._origin_hosts()

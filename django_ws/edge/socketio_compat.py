@@ -17,7 +17,8 @@ misbehaving later:
   ``emit()``;
 * ``sid_from_eio_sid``, ``eio_sid_from_sid`` and ``is_connected`` of the
   client manager, to find the namespace connection an event belongs to,
-  and python-engineio's ``sockets``, to see that a session is still open.
+  and python-engineio's ``sockets`` and their ``queue``, to see that a
+  session is still open and how much waits in it for its client.
 """
 
 from __future__ import annotations
@@ -126,3 +127,13 @@ def session_alive(server: socketio.AsyncServer, eio_sid: str) -> bool:
     would mark it connected afterwards: the transport asks before it accepts.
     """
     return eio_sid in server.eio.sockets
+
+
+def backlog(server: socketio.AsyncServer, eio_sid: str) -> int:
+    """How many Engine.IO packets wait in the session ``eio_sid`` for its client to fetch them (0 if it is gone).
+
+    python-engineio queues what is sent without a bound: a long-polling client
+    that stops polling makes it grow until the keepalive ends the session.
+    """
+    socket = server.eio.sockets.get(eio_sid)
+    return socket.queue.qsize() if socket is not None else 0

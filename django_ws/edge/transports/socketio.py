@@ -226,7 +226,7 @@ class SocketIOConnection:
     time (``_drain``): python-socketio's sends are coroutines.
     """
 
-    __slots__ = ("_outbox", "_task", "answer", "conn", "eio_sid", "namespace", "owner", "sid")
+    __slots__ = ("_backlog", "_outbox", "_task", "_unread", "answer", "conn", "eio_sid", "namespace", "owner", "sid")
 
     def __init__(self, owner: SocketIOServer, sid: str, eio_sid: str, namespace: str):
         self.owner, self.sid, self.eio_sid, self.namespace = owner, sid, eio_sid, namespace
@@ -235,6 +235,10 @@ class SocketIOConnection:
         self.answer: asyncio.Future | None = None
         self._outbox: collections.deque = collections.deque()
         self._task: asyncio.Future | None = None
+        #: Bytes sent that the client has not fetched yet (an estimate, see _count), and the
+        #: Engine.IO queue's length when last looked at.
+        self._unread = 0
+        self._backlog = 0
 
     # -- from the core (Edge carries out its actions) --------------------------------------
 
@@ -323,6 +327,34 @@ class SocketIOConnection:
 
     # -- writing, in order -----------------------------------------------------------
 
+    def _count(self, item: list) -> bool:
+        """Count an event sent; True if the client has let WS_MAX_BUFFER_SIZE bytes pile up (it is then closed).
+
+        python-engineio's queue has no bound and says nothing of bytes, so the
+        bytes waiting are estimated: they shrink in proportion when the queue
+        shrinks (the client fetched), and grow with each event. A client that
+        reads keeps the queue short; one that does not poll makes it grow
+        until the limit, as a WebSocket client that does not read (1008).
+        """
+        limit = self.owner.edge.max_buffer_size
+        if not limit:
+            return False
+        queued = compat.backlog(self.owner.sio, self.eio_sid)
+        if queued <= 1:
+            self._unread = 0
+        elif queued < self._backlog:
+            self._unread = self._unread * queued // self._backlog
+        self._backlog = queued
+        self._unread += _size(item)
+        if self._unread <= limit:
+            return False
+        logger.warning("connection %s: the Socket.IO client stopped reading (over %d bytes wait for it); "
+                       "closing it with 1008", self.conn.id, limit)
+        self._outbox.clear()
+        edge = self.owner.edge
+        edge.execute(edge.core.close(self.conn, CloseCode.POLICY_VIOLATION, "client not reading", release=True))
+        return True
+
     def _send(self, data: list) -> None:
         self._outbox.append(data)
         self._start()
@@ -343,10 +375,15 @@ class SocketIOConnection:
                     await compat.send_ack(sio, self.eio_sid, self.namespace, *item)
                 else:
                     await compat.send_event(sio, self.eio_sid, self.namespace, item)
+                    self._count(item)  # past the bound, the outbox now holds the close
         except Exception:  # contain it here: the loop must not lose the edge's other clients
             logger.exception("connection %s: writing to the Socket.IO client failed", self.conn.id)
         finally:
             self._task = None
+
+
+def _size(item: list) -> int:
+    return sum(len(value) for value in item[1:2] if isinstance(value, (str, bytes)))
 
 
 def _message(args: list) -> tuple[bool, bytes]:
