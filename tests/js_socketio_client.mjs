@@ -7,8 +7,10 @@
 // Reads commands from stdin, one JSON object per line:
 //   {"emit": name, "args": [...], "ack": id}   emit an event (with an acknowledgement callback when "ack" is set);
 //                                              an argument {"$binary": base64} is sent as binary
-//   {"burst": n, "prefix": p, "interval": ms}   send n "message" events p0..p(n-1) (at once, or one every
-//                                              interval ms), then say {"done": n}
+//   {"burst": n, "prefix": p, "interval": ms, "untilUpgrade": k}
+//                                              send n "message" events p0..p(n-1) (at once, or one every
+//                                              interval ms, the k-th and later only once upgraded), then
+//                                              say {"done": n}
 //   {"connect": true} / {"disconnect": true}    connect again / disconnect this namespace
 //   {"quit": true}                               exit
 import { createRequire } from "node:module";
@@ -52,10 +54,16 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
     else socket.emit(command.emit, ...args);
   } else if (command.burst !== undefined && command.interval) {
     let i = 0;  // one message every interval ms: a stream that lasts while the test does something else
-    const timer = setInterval(() => {
+    const send = () => {
       socket.send(`${command.prefix}${i++}`);
       if (i === command.burst) { clearInterval(timer); say({ done: command.burst }); }
-    }, command.interval);
+      else if (i === command.untilUpgrade && socket.io.engine.transport.name !== "websocket") {
+        // The rest waits for the upgrade: some messages are sent before it, some after.
+        clearInterval(timer);
+        socket.io.engine.once("upgrade", () => { timer = setInterval(send, command.interval); });
+      }
+    };
+    let timer = setInterval(send, command.interval);
   } else if (command.burst !== undefined) {
     for (let i = 0; i < command.burst; i++) socket.send(`${command.prefix}${i}`);
     say({ done: command.burst });
