@@ -94,6 +94,15 @@ def binary(data: bytes) -> dict:
     return {"$binary": base64.b64encode(data).decode()}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def python_socketio():
+    """Every test here needs the [socketio] extra (the [test] extra includes it)."""
+    import importlib.util
+
+    require(importlib.util.find_spec("socketio") is not None,
+            "python-socketio is not installed: pip install 'django-ws[socketio]'")
+
+
 @pytest.fixture(scope="module")
 def sio_server(server_db):
     srv = start_server(server_db, env=SOCKETIO)
