@@ -85,3 +85,20 @@ def check_group_history(app_configs, **kwargs):
         return [checks.Error(str(exc), hint='For example WS_GROUP_HISTORY = {"chat.*": {"size": 100, "ttl": 300}}.',
                              id="django_ws.E007")]
     return []
+
+
+@checks.register()
+def check_socketio(app_configs, **kwargs):
+    """WS_SOCKETIO needs python-socketio, or run_wsserver could not start."""
+    from .conf import ws_settings
+
+    if not ws_settings.WS_SOCKETIO:
+        return []  # and nothing of python-socketio is imported
+    try:
+        import engineio  # noqa: F401
+        import socketio  # noqa: F401
+    except ImportError as exc:
+        return [checks.Error(f"WS_SOCKETIO is on, but python-socketio is not importable ({exc}).",
+                             hint="pip install 'django-ws[socketio]', or set WS_SOCKETIO = False.",
+                             id="django_ws.E008")]
+    return []
