@@ -19,7 +19,13 @@ event (method)                  typical actions
 ``tick()``     each heartbeat   ``ToWorker(Ping)``, ``CloseClient`` (1012)
 ``send_failed()`` the link      ``CloseClient`` (1013), a retry, a backlog
                could not send
+``broker_message()`` from the   ``Deliver``
+               broker (cluster)
 ==============================  ==============================================
+
+In cluster mode (``cluster=True``, WS_BROKER set) joins and leaves also
+return ``Subscribe`` / ``Unsubscribe`` when a group gets its first member on
+this edge or loses its last, and ``MemberChanged`` for the broker's presence.
 
 One :class:`Connection` record per client holds everything the edge knows of
 it, with an explicit :class:`ConnectionState`; the transport's own object
@@ -32,6 +38,7 @@ event by event in tests/unit/test_edge_core.py.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
 import logging
 import time
@@ -238,6 +245,33 @@ class Answer(Action):
         self.identity, self.message = identity, message
 
 
+class Subscribe(Action):
+    """Cluster mode: ``group`` has its first member here; receive its messages from the broker."""
+
+    __slots__ = ("group",)
+
+    def __init__(self, group: str):
+        self.group = group
+
+
+class Unsubscribe(Action):
+    """Cluster mode: ``group`` has no member here any more; stop receiving its messages."""
+
+    __slots__ = ("group",)
+
+    def __init__(self, group: str):
+        self.group = group
+
+
+class MemberChanged(Action):
+    """Cluster mode: ``conn_id`` ``joined`` (or left) ``group`` here; the broker's presence follows."""
+
+    __slots__ = ("conn_id", "group", "joined")
+
+    def __init__(self, group: str, conn_id: str, joined: bool):
+        self.group, self.conn_id, self.joined = group, conn_id, joined
+
+
 class WorkerChanged(Action):
     """A worker ``joined`` or was ``lost``: for the banner and the supervisor."""
 
@@ -259,7 +293,7 @@ class EdgeCore:
 
     def __init__(self, *, resolve: typing.Callable[[str], object], heartbeat_timeout: float,
                  max_connections: int = 0, limits: LimitSettings | None = None, send_key_ttl: float = 60.0,
-                 edge_id: str | None = None, history: History | None = None,
+                 edge_id: str | None = None, history: History | None = None, cluster: bool = False,
                  clock: typing.Callable[[], float] = time.monotonic):
         self.edge_id = edge_id or uuid.uuid4().hex[:16]
         self.resolve = resolve
@@ -271,6 +305,8 @@ class EdgeCore:
         self.connections: dict[str, Connection] = {}
         self.workers: dict[bytes, WorkerState] = {}
         self.groups: dict[str, set[str]] = {}
+        #: Cluster mode: group messages come from the broker, which must hear of joins and leaves.
+        self.cluster = cluster
         #: The groups' history (WS_GROUP_HISTORY); falsy when no pattern is set.
         self.history = history if history is not None else History([], clock=clock)
         self.stats = Stats()
@@ -501,20 +537,33 @@ class EdgeCore:
             conn.address = None
         if count:
             self.stats.closed_by_code[code] += 1
+        actions: list[Action] = []
         if conn.groups:
             for group in conn.groups:
-                members = self.groups.get(group)
-                if members is not None:
-                    members.discard(conn.id)
-                    if not members:
-                        del self.groups[group]
+                actions += self._remove_member(conn, group)
             conn.groups = None
         conn.early = None
         worker = conn.worker
         if worker is not None and self.workers.get(worker.identity) is worker:
             worker.connections.discard(conn.id)
-            return [ToWorker(worker, wire.Disconnect(conn.id, conn.route, int(code), reason))]
-        return []
+            actions.append(ToWorker(worker, wire.Disconnect(conn.id, conn.route, int(code), reason)))
+        return actions
+
+    def _remove_member(self, conn: Connection, group: str) -> list[Action]:
+        """Take ``conn`` out of ``group`` (its own ``groups`` is the caller's business)."""
+        members = self.groups.get(group)
+        if members is None or conn.id not in members:
+            return []
+        members.discard(conn.id)
+        if not self.cluster:
+            if not members:
+                del self.groups[group]
+            return []
+        actions: list[Action] = [MemberChanged(group, conn.id, False)]
+        if not members:
+            del self.groups[group]
+            actions.append(Unsubscribe(group))
+        return actions
 
     # -- from workers and senders (the sub endpoint) -------------------------------------
 
@@ -637,6 +686,19 @@ class EdgeCore:
         actions.append(Answer(identity, wire.Ack(ref, self.edge_id, len(found))))
         return actions
 
+    def broker_message(self, message: wire.Message) -> list[Action]:
+        """Cluster mode: a message the broker carried (a group's, or one for a connection here).
+
+        The broker already kept idempotency keys (a repeat is never
+        published), so nothing is acknowledged or remembered here.
+        """
+        if isinstance(message, wire.GroupSend):
+            return self._group_send(b"", dataclasses.replace(message, ref=""))
+        if isinstance(message, wire.SendTo):
+            return self._send_to(b"", dataclasses.replace(message, ref=""))
+        logger.warning("edge dropped an unexpected %s from the broker", type(message).__name__)
+        return []
+
     def _presence(self, identity: bytes, message: wire.Presence) -> list[Action]:
         members = sorted(self.groups.get(message.group, ()))
         return [Answer(identity, wire.Members(message.ref, self.edge_id, {"ids": members}))]
@@ -650,13 +712,22 @@ class EdgeCore:
     def _join(self, identity: bytes, message: wire.Join) -> list[Action]:
         conn = self.connections.get(message.conn_id)
         if conn is not None and conn.state in _MAY_JOIN:
-            self.groups.setdefault(message.group, set()).add(conn.id)
+            actions: list[Action] = []
+            members = self.groups.get(message.group)
+            if members is None:
+                members = self.groups[message.group] = set()
+                if self.cluster:
+                    actions.append(Subscribe(message.group))
+            if self.cluster and conn.id not in members:
+                actions.append(MemberChanged(message.group, conn.id, True))
+            members.add(conn.id)
             if conn.groups is None:
                 conn.groups = set()
             conn.groups.add(message.group)
             positions = conn.positions
             if positions is not None and message.group in positions.positions:
-                return self._recover(conn, message.group, *positions.positions.pop(message.group))
+                actions += self._recover(conn, message.group, *positions.positions.pop(message.group))
+            return actions
         return []
 
     def _recover(self, conn: Connection, group: str, epoch: str, offset: int) -> list[Action]:
@@ -687,14 +758,11 @@ class EdgeCore:
 
     def _leave(self, identity: bytes, message: wire.Leave) -> list[Action]:
         conn = self.connections.get(message.conn_id)
-        members = self.groups.get(message.group)
-        if conn is not None and members is not None:
-            members.discard(conn.id)
-            if conn.groups:
-                conn.groups.discard(message.group)
-            if not members:
-                del self.groups[message.group]
-        return []
+        if conn is None:
+            return []
+        if conn.groups:
+            conn.groups.discard(message.group)
+        return self._remove_member(conn, message.group)
 
     # -- workers (the push endpoint) ------------------------------------------------------
 
