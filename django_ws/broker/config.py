@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import typing
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -110,16 +110,12 @@ def _keepalive_options() -> dict:
 
 
 def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
+    """``url`` with its password replaced by ``***`` (whatever else is wrong with it)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    user = quote(unquote(parts.username or ""), safe="")
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()
+    return parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{host}").geturl()
 
 
 def parse(value: typing.Any) -> BrokerConfig | None:
