@@ -117,7 +117,8 @@ def send_to_group(group: str, data: str | bytes, *, exclude: str | None = None, 
     """Send ``data`` to every connection in ``group`` except ``exclude`` (a connection id).
 
     Returns how many clients it was written to, or None inside a worker,
-    where it does not wait to find out. ``key`` names this message for
+    where it does not wait to find out, and in cluster mode (WS_BROKER),
+    where it is one publish to Redis. ``key`` names this message for
     retries: an edge that has delivered a message with the same key within
     WS_SEND_KEY_TTL does not deliver it again (ignored inside a worker).
     """
@@ -128,7 +129,10 @@ def send_to_group(group: str, data: str | bytes, *, exclude: str | None = None, 
 
 def send_to_connection(connection_id: str, data: str | bytes, *, timeout: float | None = None,
                        key: str | None = None) -> bool:
-    """Send ``data`` to one connection; True if an edge held it and wrote it. ``key``: as for send_to_group."""
+    """Send ``data`` to one connection; True if an edge held it and wrote it. ``key``: as for send_to_group.
+
+    In cluster mode: True if the connection's edge took it (it is alive and subscribed).
+    """
     binary, payload = _encode(data)
     delivered = current_route().send(lambda ref: wire.SendTo(connection_id, binary, payload, ref), timeout, _check_key(key))
     return delivered is None or delivered > 0
