@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import signal
+import threading
 import time
 
 import pytest
@@ -20,6 +21,7 @@ from django_ws import SendError, group_members, group_size, send_to_connection, 
 from django_ws.testing import WebSocketServer
 from tests.conftest import ROOT, SETTINGS, RedisServer
 from tests.test_groups import join
+from tests.test_history import Positions, joined, recv_app
 from tests.test_hosts import served
 
 #: WS_BROKER_LEASE for these tests: short, so that a dead edge is forgotten quickly.
@@ -234,3 +236,70 @@ def test_redis_killed_and_restarted_under_traffic(cluster):
     assert set(receive_until(member, "after")) <= {"probe"}, "only probes were in flight"
     print(f"Redis restarted: the edge received the group again after {resubscribed:.2f}s")
     member.close()
+
+
+def group_messages(ws, positions: Positions, group: str, until: str) -> list[tuple[str, int]]:
+    """(message, offset) of every message of ``group`` up to ``until`` (included); the handler's words skipped."""
+    got = []
+    while True:
+        data = recv_app(ws, positions)
+        if data.startswith("{"):
+            positions.said.append(json.loads(data))
+            continue
+        got.append((data, positions.since[group][1]))
+        if data == until:
+            return got
+
+
+def test_a_client_recovers_its_gap_on_another_edge_with_live_messages_in_order(cluster):
+    first, second = cluster.edge(), cluster.edge()
+    cluster.worker()
+    served(first, 30)
+    served(second, 30)
+    positions = Positions()
+    ws, _ = joined(first, "far", positions)
+    with cluster.settings():
+        for n in range(5):
+            send_to_group("hist.far", f"m{n}")
+        assert [m for m, _ in group_messages(ws, positions, "hist.far", "m4")] == [f"m{n}" for n in range(5)]
+        epoch, offset = positions.since["hist.far"]
+        ws.close()
+        for n in range(5, 15):
+            send_to_group("hist.far", f"m{n}")
+
+        # Messages keep coming while the client comes back, on another edge.
+        def keep_sending():
+            for n in range(15, 65):
+                send_to_group("hist.far", f"m{n}")
+
+        sender = threading.Thread(target=keep_sending)
+        sender.start()
+        ws, said = joined(second, "far", positions)
+        sender.join()
+    assert said["recovering"] == ["hist.far"]
+    got = group_messages(ws, positions, "hist.far", "m64")
+    assert [m for m, _ in got] == [f"m{n}" for n in range(5, 65)], "the gap, then the live ones: none twice, in order"
+    assert [o for _, o in got] == list(range(offset + 1, offset + 61)), "offsets from the broker, one per message"
+    assert positions.since["hist.far"][0] == epoch, "the same epoch on every edge"
+    while {"recovered": "hist.far"} not in positions.said:  # the handler's word may come after the replay
+        positions.said.append(json.loads(recv_app(ws, positions)))
+    assert positions.resyncs == []
+    ws.close()
+
+    # Redis restarted empty: that history is gone, the epoch changes, and a client coming back resyncs.
+    cluster.redis.kill()
+    cluster.redis.start()
+    with cluster.settings():
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                send_to_group("hist.far", "new era")
+                break
+            except SendError:
+                assert time.monotonic() < deadline, "Redis answers again"
+    ws, _ = joined(first, "far", positions)
+    while not positions.resyncs:
+        data = recv_app(ws, positions)
+        assert data.startswith("{"), f"no old message replayed after the history was lost: {data!r}"
+    assert positions.resyncs == ["hist.far"] and positions.since["hist.far"][0] != epoch, "a new epoch"
+    ws.close()

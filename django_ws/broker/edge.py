@@ -23,7 +23,7 @@ import typing
 from django_ws import wire
 
 from .config import BrokerConfig
-from .keys import Keys, unpack
+from .keys import EPOCH_LIFE_MS, READ_GAP, Keys, unpack
 
 logger = logging.getLogger("django_ws.edge")
 
@@ -34,8 +34,10 @@ BACKOFF_MAX = 2.0
 class BrokerEvents(typing.Protocol):
     """What the link reports, and what it asks of the edge when a session starts."""
 
-    def broker_message(self, message: wire.Message) -> None: ...
+    def broker_message(self, message: wire.Message, position: tuple[str, int] | None) -> None: ...
     def memberships(self) -> dict[str, set[str]]: ...
+    def gap_fetched(self, conn_id: str, group: str, epoch: str, last: int,
+                    entries: list[tuple[int, bool, bytes]] | None) -> None: ...
 
 
 class BrokerLink:
@@ -56,6 +58,9 @@ class BrokerLink:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._session_commands: asyncio.Queue | None = None
+        #: channel -> set once Redis confirmed this session's subscription to it.
+        self._confirmed: dict[str, asyncio.Event] = {}
+        self._client = None
         self.connected = False
         self.sessions = 0
 
@@ -74,6 +79,37 @@ class BrokerLink:
         pending.pop((group, conn_id), None)  # re-inserted last: the newest change is written last
         pending[(group, conn_id)] = joined
         self._wake.set()
+
+    def fetch_gap(self, conn_id: str, group: str, epoch: str, offset: int, size: int, ttl: float) -> None:
+        """Ask the broker what followed ``(epoch, offset)`` in ``group``; answer with events.gap_fetched()."""
+        asyncio.ensure_future(self._fetch_gap(conn_id, group, epoch, offset, size, ttl))
+
+    async def _fetch_gap(self, conn_id: str, group: str, epoch: str, offset: int, size: int, ttl: float) -> None:
+        from .route import new_epoch
+
+        try:
+            # Only once this edge receives the group's live messages: what the
+            # gap misses, the subscription has, and nothing falls between.
+            confirmed = self._confirmed.setdefault(self.keys.group_channel(group), asyncio.Event())
+            await asyncio.wait_for(confirmed.wait(), self.lease)
+            client = self._client
+            if client is None:
+                raise ConnectionError("no session with the broker")
+            stream, hash_key = self.keys.history(group)
+            reply = await client.register_script(READ_GAP)(
+                keys=[stream, hash_key], args=[epoch, offset, int(ttl * 1000), new_epoch(), EPOCH_LIFE_MS])
+            here, last, covered = _text(reply[0]), int(reply[1]), int(reply[2])
+            entries = None
+            if covered:
+                entries = []
+                for n, raw in enumerate(reply[3:], start=offset + 1):
+                    message, _ = unpack(raw)
+                    entries.append((n, message.binary, message.payload))
+        except Exception as exc:  # noqa: BLE001  (the client is told to resync: never a silent gap)
+            logger.warning("edge %s could not read the history of %s from the broker (%s); the client resyncs",
+                           self.edge_id, group, _why(exc))
+            here, last, entries = "", 0, None
+        self.events.gap_fetched(conn_id, group, here, last, entries)
 
     def _command(self, command: tuple[str, str]) -> None:
         if self._session_commands is not None:
@@ -138,14 +174,17 @@ class BrokerLink:
         # with TCP keepalive to notice a broker gone without a word.
         client = self.config.async_client(timeout=renewal)
         listener = self.config.async_client(timeout=None)
-        pubsub = listener.pubsub(ignore_subscribe_messages=True)
+        pubsub = listener.pubsub()
         commands: asyncio.Queue = asyncio.Queue()
+        for confirmed in self._confirmed.values():
+            confirmed.clear()  # this session's subscriptions are confirmed anew
         try:
             await pubsub.subscribe(self.keys.direct_channel(self.edge_id),
                                    *(self.keys.group_channel(g) for g in self.groups))
             await self._announce(client, up=True)
             await self._write_presence(client, everything=True)
             self._session_commands = commands
+            self._client = client
             self.connected = True
             self.sessions += 1
             logger.info("edge %s announced on the broker %s (%d groups)", self.edge_id, self.config.name,
@@ -163,6 +202,7 @@ class BrokerLink:
                 await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             self._session_commands = None
+            self._client = None
             for closing in (pubsub.aclose(), listener.aclose(), client.aclose()):
                 try:
                     await asyncio.wait_for(closing, 1.0)
@@ -186,15 +226,20 @@ class BrokerLink:
         deliver = self.events.broker_message
         while True:
             message = await pubsub.get_message(timeout=None)
-            if message is None or message.get("type") != "message":
+            if message is None:
+                continue
+            if message.get("type") == "subscribe":
+                self._confirmed.setdefault(_text(message["channel"]), asyncio.Event()).set()
+                continue
+            if message.get("type") != "message":
                 continue
             try:
-                decoded = unpack(message["data"])
+                decoded, position = unpack(message["data"])
             except wire.ProtocolError as exc:
                 logger.warning("edge dropped a malformed message from the broker: %s", exc)
                 continue
             try:
-                deliver(decoded)
+                deliver(decoded, position)
             except Exception:
                 logger.exception("edge failed to handle %s from the broker; dropped it", type(decoded).__name__)
 
@@ -206,6 +251,7 @@ class BrokerLink:
             if what == "subscribe" and group in self.groups:
                 await pubsub.subscribe(channel(group))
             elif what == "unsubscribe" and group not in self.groups:
+                self._confirmed.pop(channel(group), None)
                 await pubsub.unsubscribe(channel(group))
 
     async def _presence(self, client) -> None:
@@ -239,6 +285,10 @@ class BrokerLink:
         for item, joined in pending.items():
             if self._pending.get(item) is joined:
                 del self._pending[item]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _why(exc: BaseException) -> str:

@@ -9,16 +9,19 @@ never a silent drop.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import threading
 import typing
 
 from django_ws import wire
 from django_ws.conf import ws_settings
+from django_ws.edge.history import History, HistoryBound, parse_settings
 from django_ws.exceptions import SendError
 
 from . import config as broker_config
-from .keys import GROUP_MEMBERS, PUBLISH_ONCE, Keys, pack
+from .keys import EPOCH_LIFE_MS, GROUP_MEMBERS, PUBLISH_ONCE, PUBLISH_WITH_HISTORY, Keys, pack
 
 
 class BrokerRoute:
@@ -54,9 +57,16 @@ class BrokerRoute:
             raise TypeError(f"cannot publish a {type(message).__name__}")
         data = pack(message)
         ttl_ms = int(float(ws_settings.WS_SEND_KEY_TTL) * 1000)
+        keyed = key is not None and ttl_ms > 0
+        bound = history_bound(message.group) if isinstance(message, wire.GroupSend) else None
 
         def publish(client) -> int:
-            if key is None or ttl_ms <= 0:
+            if bound is not None:
+                stream, epoch = keys.history(message.group)
+                return client.register_script(PUBLISH_WITH_HISTORY)(
+                    keys=[stream, epoch, keys.send_key(key) if keyed else ""],
+                    args=[channel, data, bound.size, int(bound.ttl * 1000), new_epoch(), ttl_ms, EPOCH_LIFE_MS])
+            if not keyed:
                 return client.publish(channel, data)
             return client.register_script(PUBLISH_ONCE)(keys=[keys.send_key(key)], args=[channel, data, ttl_ms])
 
@@ -82,6 +92,23 @@ class BrokerRoute:
             why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             raise SendError(f"websocket broker not reachable ({config.name}: {why})",
                             unreached={config.name: why}, key=key) from None
+
+
+_history: tuple[str, History] | None = None
+
+
+def history_bound(group: str) -> HistoryBound | None:
+    """How much history WS_GROUP_HISTORY keeps for ``group`` (None: none), as the edges read it."""
+    global _history
+    setting = json.dumps(ws_settings.WS_GROUP_HISTORY or {}, sort_keys=True, default=str)
+    if _history is None or _history[0] != setting:  # override_settings in tests changes it
+        _history = (setting, History(parse_settings(ws_settings.WS_GROUP_HISTORY)))
+    return _history[1].bound_for(group)
+
+
+def new_epoch() -> str:
+    """An epoch for a history the broker starts (again): random, so never one a client saw before."""
+    return secrets.token_hex(6)
 
 
 _local = threading.local()

@@ -27,6 +27,7 @@ from .core import (
     CloseClient,
     Deliver,
     EdgeCore,
+    FetchGap,
     Forward,
     MemberChanged,
     Refuse,
@@ -101,6 +102,7 @@ class Edge:
             Refuse: self._answer_handshake, ToWorker: self._to_worker, Forward: self._forward,
             Answer: self._answer_sender, WorkerChanged: self._worker_changed,
             Subscribe: self._subscribe, Unsubscribe: self._unsubscribe, MemberChanged: self._member_changed,
+            FetchGap: self._fetch_gap,
         }
 
     def _broker_link(self, push: str, sub: str, announce_host: str | None):
@@ -186,10 +188,17 @@ class Edge:
     def _member_changed(self, action: MemberChanged) -> None:
         self.broker.member_changed(action.group, action.conn_id, action.joined)
 
+    def _fetch_gap(self, action: FetchGap) -> None:
+        bound = self.core.history.bound_for(action.group)
+        self.broker.fetch_gap(action.conn.id, action.group, action.epoch, action.offset, bound.size, bound.ttl)
+
     # -- what the broker link reports (broker.edge.BrokerEvents) ------------------------------
 
-    def broker_message(self, message) -> None:
-        self.execute(self.core.broker_message(message))
+    def broker_message(self, message, position) -> None:
+        self.execute(self.core.broker_message(message, position))
+
+    def gap_fetched(self, conn_id, group, epoch, last, entries) -> None:
+        self.execute(self.core.gap_fetched(conn_id, group, epoch, last, entries))
 
     def memberships(self) -> dict[str, set[str]]:
         return self.core.groups

@@ -11,7 +11,8 @@ from django_ws import wire
 from django_ws.broker import config
 from django_ws.broker.discovery import announced_endpoint, announcement, reachable
 from django_ws.broker.keys import Keys, pack, unpack
-from django_ws.edge.core import Deliver, EdgeCore, MemberChanged, Subscribe, Unsubscribe
+from django_ws.edge.core import Deliver, EdgeCore, FetchGap, MemberChanged, Subscribe, ToWorker, Unsubscribe
+from django_ws.edge.history import History, HistoryBound, Position, Positions
 
 from .test_edge_core import ROUTES, hello, open_connection
 
@@ -128,8 +129,11 @@ def test_a_bad_lease_is_refused(settings, lease):
 
 def test_messages_survive_packing_and_garbage_does_not_decode():
     for message in (wire.GroupSend("room", "e1.2", True, b"\x00\xff", ""), wire.SendTo("e1.1", False, b"", "")):
-        assert unpack(pack(message)) == message
-    for garbage in (b"", b"\x00\x00", b"\x00\x00\x00\x09abc", pack(wire.Ping("e"))[:-1]):
+        assert unpack(pack(message)) == (message, None)
+    positioned = b"\x00\x00\x00\x0a@e-1f 4321" + pack(wire.GroupSend("g", "", False, b"x", ""))
+    assert unpack(positioned) == (wire.GroupSend("g", "", False, b"x", ""), ("e-1f", 4321))
+    for garbage in (b"", b"\x00\x00", b"\x00\x00\x00\x09abc", pack(wire.Ping("e"))[:-1],
+                    b"\x00\x00\x00\x03@e " + pack(wire.Ping("e"))):
         with pytest.raises(wire.ProtocolError):
             unpack(garbage)
 
@@ -157,3 +161,71 @@ def test_an_ipc_edge_is_only_followed_from_its_own_host():
     assert here["host"] == socket.gethostname() and reachable(here)
     assert not reachable(dict(here, host="elsewhere"))
     assert reachable(announcement("e2", "tcp://10.0.0.1:1", "tcp://10.0.0.1:2", None, "KEY"))
+
+
+# -- history kept by the broker --------------------------------------------------------------
+
+
+@pytest.fixture
+def history_core(clock):
+    return EdgeCore(resolve=lambda route: route, heartbeat_timeout=2.0, edge_id="e1", cluster=True, clock=clock,
+                    history=History([("hist.*", HistoryBound(100, 300))], clock=clock))
+
+
+def recovering(core, since):
+    """An open connection whose client presented ``since`` ({group: (epoch, offset)})."""
+    hello(core)
+    conn, _ = core.connect("echo", {}, "t", positions=Positions(dict(since)))
+    core.reply(b"w1", wire.Accept(conn.id, ""))
+    core.opened(conn)
+    return conn
+
+
+def positioned(core, n, epoch="E"):
+    return core.broker_message(wire.GroupSend("hist.x", "", False, b"m%d" % n, ""), (epoch, n))
+
+
+def delivered(actions):
+    return [(a.payload, a.position.offset if a.position else None) for a in actions if isinstance(a, Deliver)]
+
+
+def test_a_client_with_a_position_has_its_gap_fetched_and_live_messages_held_meanwhile(history_core):
+    conn = recovering(history_core, {"hist.x": ("E", 3)})
+    actions = history_core.reply(b"w1", wire.Join(conn.id, "hist.x"))
+    assert FetchGap(conn, "hist.x", "E", 3) in actions and Subscribe("hist.x") in actions
+    assert positioned(history_core, 5) == [] and positioned(history_core, 6) == [], "held until the gap is in"
+    # The broker's answer: the group stood at 5 when it read the gap (4 and 5), so 5 is not delivered twice.
+    actions = history_core.gap_fetched(conn.id, "hist.x", "E", 5, [(4, False, b"m4"), (5, False, b"m5")])
+    assert delivered(actions) == [(b"m4", 4), (b"m5", 5), (b"m6", 6)]
+    assert [a.message for a in actions if isinstance(a, ToWorker)] == [wire.Recovery(conn.id, "hist.x", True)]
+    assert delivered(positioned(history_core, 7)) == [(b"m7", 7)], "live again"
+
+
+def test_a_gap_the_broker_does_not_cover_gives_the_resync_signal_then_the_held_messages(history_core):
+    conn = recovering(history_core, {"hist.x": ("OLD", 3)})
+    history_core.reply(b"w1", wire.Join(conn.id, "hist.x"))
+    positioned(history_core, 9)
+    actions = history_core.gap_fetched(conn.id, "hist.x", "E", 8, None)
+    resync = [a for a in actions if isinstance(a, Deliver)][0]
+    assert resync.position == Position("hist.x", "E", 8, resync=True)
+    assert delivered(actions)[1:] == [(b"m9", 9)]
+    assert [a.message for a in actions if isinstance(a, ToWorker)] == [wire.Recovery(conn.id, "hist.x", False)]
+
+
+def test_a_gap_answered_after_the_client_left_the_group_or_closed_changes_nothing(history_core):
+    conn = recovering(history_core, {"hist.x": ("E", 3)})
+    history_core.reply(b"w1", wire.Join(conn.id, "hist.x"))
+    history_core.reply(b"w1", wire.Leave(conn.id, "hist.x"))
+    assert history_core.gap_fetched(conn.id, "hist.x", "E", 5, [(4, False, b"m4")]) == []
+    assert conn.holding is None
+    history_core.closed(conn, (1000, ""))
+    assert history_core.gap_fetched(conn.id, "hist.x", "E", 5, []) == []
+
+
+def test_the_edge_keeps_no_history_of_its_own_in_a_cluster(history_core):
+    hello(history_core)
+    conn = open_connection(history_core)
+    history_core.reply(b"w1", wire.Join(conn.id, "hist.x"))
+    assert delivered(history_core.broker_message(wire.GroupSend("hist.x", "", False, b"plain", ""))) == [
+        (b"plain", None)]
+    assert history_core.history.logs == {}, "positions come from the broker, not from a log here"
