@@ -286,7 +286,10 @@ def test_a_client_recovers_its_gap_on_another_edge_with_live_messages_in_order(c
     assert positions.resyncs == []
     ws.close()
 
-    # Redis restarted empty: that history is gone, the epoch changes, and a client coming back resyncs.
+    # Redis restarted empty: that history is gone, the epoch changes. A client that stayed connected
+    # meanwhile is told to resync by its edge; one that comes back resyncs too.
+    staying = Positions()
+    stay, _ = joined(second, "far", staying)
     cluster.redis.kill()
     cluster.redis.start()
     with cluster.settings():
@@ -297,6 +300,14 @@ def test_a_client_recovers_its_gap_on_another_edge_with_live_messages_in_order(c
                 break
             except SendError:
                 assert time.monotonic() < deadline, "Redis answers again"
+    while not staying.resyncs:
+        data = staying.frame(stay.recv(timeout=10))
+        assert data in (None, "new era") or data.startswith("{"), f"nothing of the old epoch after the restart: {data!r}"
+    assert staying.since["hist.far"][0] != epoch, "the connected client was told to resync, in a new epoch"
+    with cluster.settings():
+        send_to_group("hist.far", "newer")
+    assert group_messages(stay, staying, "hist.far", "newer")[-1] == ("newer", staying.since["hist.far"][1])
+    stay.close()
     ws, _ = joined(first, "far", positions)
     while not positions.resyncs:
         data = recv_app(ws, positions)

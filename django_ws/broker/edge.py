@@ -36,8 +36,9 @@ class BrokerEvents(typing.Protocol):
 
     def broker_message(self, message: wire.Message, position: tuple[str, int] | None) -> None: ...
     def memberships(self) -> dict[str, set[str]]: ...
-    def gap_fetched(self, conn_id: str, group: str, epoch: str, last: int,
+    def gap_fetched(self, conn_id: str | None, group: str, epoch: str, last: int,
                     entries: list[tuple[int, bool, bytes]] | None) -> None: ...
+    def broker_resumed(self) -> None: ...
 
 
 class BrokerLink:
@@ -80,11 +81,14 @@ class BrokerLink:
         pending[(group, conn_id)] = joined
         self._wake.set()
 
-    def fetch_gap(self, conn_id: str, group: str, epoch: str, offset: int, size: int, ttl: float) -> None:
-        """Ask the broker what followed ``(epoch, offset)`` in ``group``; answer with events.gap_fetched()."""
+    def fetch_gap(self, conn_id: str | None, group: str, epoch: str, offset: int, size: int, ttl: float) -> None:
+        """Ask the broker what followed ``(epoch, offset)`` in ``group``; answer with events.gap_fetched().
+
+        ``conn_id`` None: for the whole edge, catching up after an outage.
+        """
         asyncio.ensure_future(self._fetch_gap(conn_id, group, epoch, offset, size, ttl))
 
-    async def _fetch_gap(self, conn_id: str, group: str, epoch: str, offset: int, size: int, ttl: float) -> None:
+    async def _fetch_gap(self, conn_id: str | None, group: str, epoch: str, offset: int, size: int, ttl: float) -> None:
         from .route import new_epoch
 
         try:
@@ -189,6 +193,8 @@ class BrokerLink:
             self.sessions += 1
             logger.info("edge %s announced on the broker %s (%d groups)", self.edge_id, self.config.name,
                         len(self.groups))
+            if self.sessions > 1:
+                self.events.broker_resumed()  # the first session has nothing to catch up
             tasks = [asyncio.ensure_future(job) for job in (
                 self._renew(client, renewal), self._receive(pubsub), self._subscriptions(pubsub, commands),
                 self._presence(client))]

@@ -24,6 +24,7 @@ from django_ws.routing import Mount
 from . import protocol
 from .core import (
     Answer,
+    CatchUp,
     CloseClient,
     Deliver,
     EdgeCore,
@@ -102,7 +103,7 @@ class Edge:
             Refuse: self._answer_handshake, ToWorker: self._to_worker, Forward: self._forward,
             Answer: self._answer_sender, WorkerChanged: self._worker_changed,
             Subscribe: self._subscribe, Unsubscribe: self._unsubscribe, MemberChanged: self._member_changed,
-            FetchGap: self._fetch_gap,
+            FetchGap: self._fetch_gap, CatchUp: self._catch_up,
         }
 
     def _broker_link(self, push: str, sub: str, announce_host: str | None):
@@ -192,7 +193,14 @@ class Edge:
         bound = self.core.history.bound_for(action.group)
         self.broker.fetch_gap(action.conn.id, action.group, action.epoch, action.offset, bound.size, bound.ttl)
 
+    def _catch_up(self, action: CatchUp) -> None:
+        bound = self.core.history.bound_for(action.group)
+        self.broker.fetch_gap(None, action.group, action.epoch, action.offset, bound.size, bound.ttl)
+
     # -- what the broker link reports (broker.edge.BrokerEvents) ------------------------------
+
+    def broker_resumed(self) -> None:
+        self.execute(self.core.broker_resumed())
 
     def broker_message(self, message, position) -> None:
         self.execute(self.core.broker_message(message, position))

@@ -288,6 +288,19 @@ class FetchGap(Action):
         self.conn, self.group, self.epoch, self.offset = conn, group, epoch, offset
 
 
+class CatchUp(Action):
+    """Cluster mode, back from an outage of the broker: fetch what ``group`` had after ``(epoch, offset)``.
+
+    Those are the messages this edge may have missed meanwhile; the answer
+    comes back as gap_fetched() without a connection, for every member here.
+    """
+
+    __slots__ = ("epoch", "group", "offset")
+
+    def __init__(self, group: str, epoch: str, offset: int):
+        self.group, self.epoch, self.offset = group, epoch, offset
+
+
 class WorkerChanged(Action):
     """A worker ``joined`` or was ``lost``: for the banner and the supervisor."""
 
@@ -323,6 +336,12 @@ class EdgeCore:
         self.groups: dict[str, set[str]] = {}
         #: Cluster mode: group messages come from the broker, which must hear of joins and leaves.
         self.cluster = cluster
+        #: Cluster mode: the last position received of each group with history and members here,
+        #: and the live messages of groups being caught up after an outage (see broker_resumed).
+        self._last_seen: dict[str, tuple[str, int]] = {}
+        self._catching_up: dict[str, list[tuple[wire.GroupSend, Position]]] = {}
+        #: group being caught up -> connection id -> (epoch, offset) it recovered to meanwhile, on its own.
+        self._recovered_meanwhile: dict[str, dict[str, tuple[str, int]]] = {}
         #: The groups' history (WS_GROUP_HISTORY); falsy when no pattern is set.
         self.history = history if history is not None else History([], clock=clock)
         self.stats = Stats()
@@ -735,9 +754,14 @@ class EdgeCore:
         members = self.groups.get(message.group)
         if not members:
             return []
-        targets: list[Connection] = []
         group, exclude, connections = message.group, message.exclude, self.connections
         entry = (message.binary, message.payload, position)
+        held = self._catching_up.get(group)
+        if held is not None:
+            held.append((message, position))
+            return []
+        self._last_seen[group] = (position.epoch, position.offset)
+        targets: list[Connection] = []
         for conn_id in members:
             if conn_id == exclude:
                 continue
@@ -755,7 +779,7 @@ class EdgeCore:
         self.stats.frames_out += len(targets)
         return [Deliver(targets, message.binary, message.payload, position)] if targets else []
 
-    def gap_fetched(self, conn_id: str, group: str, epoch: str, last: int,
+    def gap_fetched(self, conn_id: str | None, group: str, epoch: str, last: int,
                     entries: list[tuple[int, bool, bytes]] | None) -> list[Action]:
         """Cluster mode: the broker answered a FetchGap: the group stands at ``(epoch, last)``.
 
@@ -764,12 +788,17 @@ class EdgeCore:
         broker could not be asked): the client is told to resync. Then come
         the live messages held meanwhile, but those the replay already held.
         """
+        if conn_id is None:
+            return self._caught_up(group, epoch, last, entries)
         conn = self.connections.get(conn_id)
         if conn is None or conn.holding is None or group not in conn.holding:
             return []  # closed, or left the group, meanwhile
         held = conn.holding.pop(group)
         if not conn.holding:
             conn.holding = None
+        if group in self._catching_up:
+            # The edge's own catch-up of this group is under way: it must not tell this client again.
+            self._recovered_meanwhile.setdefault(group, {})[conn.id] = (epoch, last)
         if entries is None:
             frames = [(False, b"", Position(group, epoch, last, resync=True))]
         else:
@@ -785,6 +814,58 @@ class EdgeCore:
             conn.early += frames
         if conn.worker is not None and conn.state is not ConnectionState.CLOSED:
             actions.append(ToWorker(conn.worker, wire.Recovery(conn.id, group, entries is not None)))
+        return actions
+
+    def broker_resumed(self) -> list[Action]:
+        """Cluster mode: the broker is back after an outage; catch up the groups with history here.
+
+        Their live messages are held until the broker says what this edge
+        may have missed (a CatchUp each): every member then gets that first,
+        or, if it is no longer kept, each client that asked for positions the
+        resync signal, as after any gap the history cannot fill.
+        """
+        actions: list[Action] = []
+        for group in list(self._last_seen):
+            if group not in self.groups:
+                del self._last_seen[group]
+            elif group not in self._catching_up:
+                self._catching_up[group] = []
+                actions.append(CatchUp(group, *self._last_seen[group]))
+        return actions
+
+    def _caught_up(self, group: str, epoch: str, last: int, entries: list[tuple[int, bool, bytes]] | None
+                   ) -> list[Action]:
+        held = self._catching_up.pop(group, None)
+        if held is None:
+            return []
+        recovered = self._recovered_meanwhile.pop(group, {})
+        members = [conn for conn in self.members_of(group)
+                   if not (conn.holding and group in conn.holding) and conn.id not in recovered]
+        actions: list[Action] = []
+        if entries is None:
+            logger.warning("edge %s: messages of %s sent while the broker was away are lost; clients resync",
+                           self.edge_id, group)
+            told = [conn for conn in members if conn.positions is not None]
+            if told:
+                actions.append(Deliver(told, False, b"", Position(group, epoch, last, resync=True)))
+        else:
+            actions += [Deliver(members, binary, payload, Position(group, epoch, offset))
+                        for offset, binary, payload in entries if members]
+        if epoch:
+            self._last_seen[group] = (epoch, last)
+        for message, position in held:
+            if position.epoch == epoch and position.offset <= last:
+                continue  # in the catch-up already
+            self._last_seen[group] = (position.epoch, position.offset)
+            targets = [conn for conn in members if conn.id != message.exclude]
+            for conn_id, (their_epoch, their_last) in recovered.items():
+                conn = self.connections.get(conn_id)
+                if (conn is not None and conn.state is ConnectionState.OPEN and conn_id != message.exclude
+                        and (position.epoch != their_epoch or position.offset > their_last)):
+                    targets.append(conn)
+            if targets:
+                actions.append(Deliver(targets, message.binary, message.payload, position))
+        self.stats.frames_out += sum(len(a.targets) for a in actions)
         return actions
 
     def _presence(self, identity: bytes, message: wire.Presence) -> list[Action]:
