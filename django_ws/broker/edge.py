@@ -62,6 +62,7 @@ class BrokerLink:
         #: channel -> set once Redis confirmed this session's subscription to it.
         self._confirmed: dict[str, asyncio.Event] = {}
         self._client = None
+        self._fetches: set[asyncio.Task] = set()
         self.connected = False
         self.sessions = 0
 
@@ -86,7 +87,9 @@ class BrokerLink:
 
         ``conn_id`` None: for the whole edge, catching up after an outage.
         """
-        asyncio.ensure_future(self._fetch_gap(conn_id, group, epoch, offset, size, ttl))
+        task = asyncio.ensure_future(self._fetch_gap(conn_id, group, epoch, offset, size, ttl))
+        self._fetches.add(task)  # the loop holds tasks weakly: keep it until it is done
+        task.add_done_callback(self._fetches.discard)
 
     async def _fetch_gap(self, conn_id: str | None, group: str, epoch: str, offset: int, size: int, ttl: float) -> None:
         from .route import new_epoch
