@@ -314,3 +314,27 @@ def test_a_client_recovers_its_gap_on_another_edge_with_live_messages_in_order(c
         assert data.startswith("{"), f"no old message replayed after the history was lost: {data!r}"
     assert positions.resyncs == ["hist.far"] and positions.since["hist.far"][0] != epoch, "a new epoch"
     ws.close()
+
+
+def test_a_handler_watching_a_group_hears_joins_and_leaves_on_every_edge(cluster):
+    from tests.test_groups import watch
+
+    here, there = cluster.edge(), cluster.edge()
+    cluster.worker()
+    served(here, 30)
+    served(there, 30)
+    watcher = watch(here, "watched")
+    events = []
+
+    def next_event():
+        event = json.loads(watcher.recv(timeout=10))
+        events.append(event)
+        return event
+
+    for edge in (here, there):
+        member, member_id = join(edge, "watched")
+        assert next_event() == {"group": "room.watched", "joined": [member_id], "left": []}, (
+            f"a join on the {'same' if edge is here else 'other'} edge is told once")
+        member.close()
+        assert next_event() == {"group": "room.watched", "joined": [], "left": [member_id]}
+    watcher.close()

@@ -181,10 +181,10 @@ class Edge:
             self.on_worker_change(action.what, action.worker)
 
     def _subscribe(self, action: Subscribe) -> None:
-        self.broker.subscribe(action.group)
+        self.broker.subscribe(action.group, action.presence)
 
     def _unsubscribe(self, action: Unsubscribe) -> None:
-        self.broker.unsubscribe(action.group)
+        self.broker.unsubscribe(action.group, action.presence)
 
     def _member_changed(self, action: MemberChanged) -> None:
         self.broker.member_changed(action.group, action.conn_id, action.joined)
@@ -201,6 +201,9 @@ class Edge:
 
     def broker_resumed(self) -> None:
         self.execute(self.core.broker_resumed())
+
+    def presence_message(self, group, edge_id, joined, left) -> None:
+        self.execute(self.core.remote_presence(group, edge_id, joined, left))
 
     def broker_message(self, message, position) -> None:
         self.execute(self.core.broker_message(message, position))

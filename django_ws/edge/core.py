@@ -76,7 +76,8 @@ class Connection:
     """One client connection, as the edge knows it."""
 
     __slots__ = ("address", "attempts", "close_after_upgrade", "close_sent", "data_headers", "early", "groups",
-                 "holding", "id", "limits", "positions", "request", "route", "state", "transport", "worker")
+                 "holding", "id", "limits", "positions", "request", "route", "state", "transport", "watching",
+                 "worker")
 
     def __init__(self, conn_id: str, route: str, transport: typing.Any):
         self.id = conn_id
@@ -110,6 +111,8 @@ class Connection:
         #: Cluster mode: group -> the live messages held while the broker is asked for this
         #: client's gap in that group (GapFetched), delivered after the replay.
         self.holding: dict[str, list[tuple[bool, bytes, Position]]] | None = None
+        #: The groups whose joins and leaves its handler watches (made on its first watch).
+        self.watching: set[str] | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.state.value} route={self.route!r}>"
@@ -249,21 +252,24 @@ class Answer(Action):
 
 
 class Subscribe(Action):
-    """Cluster mode: ``group`` has its first member here; receive its messages from the broker."""
+    """Cluster mode: ``group`` has its first member here; receive its messages from the broker.
 
-    __slots__ = ("group",)
+    ``presence``: its first watcher instead; receive the joins and leaves of other edges.
+    """
 
-    def __init__(self, group: str):
-        self.group = group
+    __slots__ = ("group", "presence")
+
+    def __init__(self, group: str, presence: bool = False):
+        self.group, self.presence = group, presence
 
 
 class Unsubscribe(Action):
-    """Cluster mode: ``group`` has no member here any more; stop receiving its messages."""
+    """Cluster mode: ``group`` has no member (``presence``: no watcher) here any more."""
 
-    __slots__ = ("group",)
+    __slots__ = ("group", "presence")
 
-    def __init__(self, group: str):
-        self.group = group
+    def __init__(self, group: str, presence: bool = False):
+        self.group, self.presence = group, presence
 
 
 class MemberChanged(Action):
@@ -334,6 +340,8 @@ class EdgeCore:
         self.connections: dict[str, Connection] = {}
         self.workers: dict[bytes, WorkerState] = {}
         self.groups: dict[str, set[str]] = {}
+        #: group -> the connections whose handlers watch its joins and leaves (Watch).
+        self.watchers: dict[str, set[str]] = {}
         #: Cluster mode: group messages come from the broker, which must hear of joins and leaves.
         self.cluster = cluster
         #: Cluster mode: the last position received of each group with history and members here,
@@ -360,7 +368,7 @@ class EdgeCore:
         self._on_reply = {
             wire.Send: self._send, wire.GroupSend: self._group_send, wire.SendTo: self._send_to,
             wire.Presence: self._presence, wire.Accept: self._accept, wire.Deny: self._deny,
-            wire.Close: self._close, wire.Join: self._join, wire.Leave: self._leave,
+            wire.Close: self._close, wire.Join: self._join, wire.Leave: self._leave, wire.Watch: self._watch,
         }
 
     # -- figures ----------------------------------------------------------------
@@ -573,6 +581,9 @@ class EdgeCore:
         if count:
             self.stats.closed_by_code[code] += 1
         actions: list[Action] = []
+        if conn.watching:
+            for group in list(conn.watching):
+                actions += self._unwatch(conn, group)
         if conn.groups:
             for group in conn.groups:
                 actions += self._remove_member(conn, group)
@@ -594,15 +605,63 @@ class EdgeCore:
             conn.holding.pop(group, None)
             if not conn.holding:
                 conn.holding = None
-        if not self.cluster:
-            if not members:
-                del self.groups[group]
-            return []
-        actions: list[Action] = [MemberChanged(group, conn.id, False)]
+        actions = self._presence_changed(group, [], [conn.id]) if self.watchers else []
+        if self.cluster:
+            actions.append(MemberChanged(group, conn.id, False))
         if not members:
             del self.groups[group]
-            actions.append(Unsubscribe(group))
+            if self.cluster:
+                actions.append(Unsubscribe(group))
         return actions
+
+    def _presence_changed(self, group: str, joined: list[str], left: list[str]) -> list[Action]:
+        """Tell the handlers watching ``group`` who joined and who left it."""
+        watchers = self.watchers.get(group)
+        if not watchers:
+            return []
+        diff = {"joined": joined, "left": left}
+        actions: list[Action] = []
+        for conn_id in watchers:
+            conn = self.connections.get(conn_id)
+            if conn is not None and conn.worker is not None:
+                actions.append(ToWorker(conn.worker, wire.PresenceDiff(conn_id, group, diff)))
+        return actions
+
+    def _watch(self, identity: bytes, message: wire.Watch) -> list[Action]:
+        conn = self.connections.get(message.conn_id)
+        if conn is None or conn.state not in _MAY_JOIN:
+            return []
+        if not message.watch:
+            return self._unwatch(conn, message.group)
+        watchers = self.watchers.get(message.group)
+        actions: list[Action] = []
+        if watchers is None:
+            watchers = self.watchers[message.group] = set()
+            if self.cluster:
+                actions.append(Subscribe(message.group, presence=True))
+        watchers.add(conn.id)
+        if conn.watching is None:
+            conn.watching = set()
+        conn.watching.add(message.group)
+        return actions
+
+    def _unwatch(self, conn: Connection, group: str) -> list[Action]:
+        if conn.watching:
+            conn.watching.discard(group)
+        watchers = self.watchers.get(group)
+        if watchers is None or conn.id not in watchers:
+            return []
+        watchers.discard(conn.id)
+        if watchers:
+            return []
+        del self.watchers[group]
+        return [Unsubscribe(group, presence=True)] if self.cluster else []
+
+    def remote_presence(self, group: str, edge_id: str, joined: list[str], left: list[str]) -> list[Action]:
+        """Cluster mode: joins and leaves on another edge, for the handlers here that watch ``group``."""
+        if edge_id == self.edge_id:
+            return []  # this edge's own, told when they happened
+        return self._presence_changed(group, joined, left)
 
     # -- from workers and senders (the sub endpoint) -------------------------------------
 
@@ -887,8 +946,11 @@ class EdgeCore:
                 members = self.groups[message.group] = set()
                 if self.cluster:
                     actions.append(Subscribe(message.group))
-            if self.cluster and conn.id not in members:
-                actions.append(MemberChanged(message.group, conn.id, True))
+            if conn.id not in members:
+                if self.cluster:
+                    actions.append(MemberChanged(message.group, conn.id, True))
+                if self.watchers:
+                    actions += self._presence_changed(message.group, [conn.id], [])
             members.add(conn.id)
             if conn.groups is None:
                 conn.groups = set()

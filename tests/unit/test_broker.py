@@ -277,3 +277,37 @@ def test_a_client_that_recovered_on_its_own_during_the_catch_up_is_not_told_twic
     resync = actions[0]
     assert resync.targets == [staying], "only the client that was there before the outage is told"
     assert [(a.payload, set(a.targets)) for a in actions[1:]] == [(b"m2", {staying}), (b"m3", {staying, back})]
+
+
+# -- presence events ---------------------------------------------------------------------------
+
+
+def diffs(actions):
+    return [(a.message.conn_id, a.message.diff) for a in actions
+            if isinstance(a, ToWorker) and isinstance(a.message, wire.PresenceDiff)]
+
+
+@pytest.mark.parametrize("cluster", [False, True])
+def test_a_watcher_hears_each_join_and_leave_of_its_group(clock, cluster):
+    core = EdgeCore(resolve=lambda route: route, heartbeat_timeout=2.0, edge_id="e1", cluster=cluster, clock=clock)
+    hello(core)
+    watcher, a = open_connection(core), open_connection(core)
+    actions = core.reply(b"w1", wire.Watch(watcher.id, "room", True))
+    assert actions == ([Subscribe("room", presence=True)] if cluster else [])
+    assert diffs(core.reply(b"w1", wire.Join(a.id, "room"))) == [(watcher.id, {"joined": [a.id], "left": []})]
+    assert diffs(core.reply(b"w1", wire.Join(a.id, "room"))) == [], "a second join changes nothing"
+    assert diffs(core.closed(a, (1000, ""))) == [(watcher.id, {"joined": [], "left": [a.id]})]
+    assert diffs(core.remote_presence("room", "e2", ["e2.5"], [])) == [(watcher.id, {"joined": ["e2.5"], "left": []})]
+    assert core.remote_presence("room", "e1", ["e1.9"], []) == [], "this edge's own changes were told already"
+    actions = core.reply(b"w1", wire.Watch(watcher.id, "room", False))
+    assert actions == ([Unsubscribe("room", presence=True)] if cluster else [])
+    b = open_connection(core)
+    assert diffs(core.reply(b"w1", wire.Join(b.id, "room"))) == [], "no longer watching"
+
+
+def test_a_watcher_that_closes_stops_watching(core):
+    hello(core)
+    watcher, a = open_connection(core), open_connection(core)
+    core.reply(b"w1", wire.Watch(watcher.id, "room", True))
+    assert Unsubscribe("room", presence=True) in core.closed(watcher, (1000, ""))
+    assert core.watchers == {} and diffs(core.reply(b"w1", wire.Join(a.id, "room"))) == []
