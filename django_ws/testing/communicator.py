@@ -37,6 +37,7 @@ class _MemoryGroups:
         self.communicators: dict[str, HandlerCommunicator] = {}
         self.lock = threading.RLock()
         self._saved = None
+        self._installed = False
         #: The groups' history (WS_GROUP_HISTORY), as an edge keeps it: kept across
         #: communicators, so that one can come back with another's positions.
         self.history: History | None = None
@@ -51,7 +52,7 @@ class _MemoryGroups:
     def register(self, communicator: HandlerCommunicator) -> None:
         with self.lock:
             if not self.communicators:
-                self._saved = sending.use_route(_MemoryRoute(self))
+                self._saved, self._installed = sending.use_route(_MemoryRoute(self)), True
             self.communicators[communicator.connection_id] = communicator
 
     def unregister(self, communicator: HandlerCommunicator) -> None:
@@ -63,9 +64,9 @@ class _MemoryGroups:
                 if communicator.connection_id in members:
                     members.discard(communicator.connection_id)
                     self._presence_changed(group, [], [communicator.connection_id])
-            if not self.communicators and self._saved is not None:
-                sending.use_route(self._saved)
-                self._saved = None
+            if not self.communicators and self._installed:
+                sending.use_route(self._saved)  # None too: the default route again
+                self._saved, self._installed = None, False
 
     def dispatch(self, message: wire.Message) -> None:
         with self.lock:
