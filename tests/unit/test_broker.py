@@ -311,3 +311,17 @@ def test_a_watcher_that_closes_stops_watching(core):
     core.reply(b"w1", wire.Watch(watcher.id, "room", True))
     assert Unsubscribe("room", presence=True) in core.closed(watcher, (1000, ""))
     assert core.watchers == {} and diffs(core.reply(b"w1", wire.Join(a.id, "room"))) == []
+
+
+def test_a_bad_broker_setting_is_a_system_check_error_and_none_is_fine(settings):
+    from django_ws.checks import check_broker
+
+    assert check_broker(None) == []  # no WS_BROKER: nothing to check, redis-py not needed
+    settings.WS_BROKER = "redis://127.0.0.1:6379/0"
+    assert check_broker(None) == []
+    settings.WS_BROKER_LEASE = 0
+    assert [e.id for e in check_broker(None)] == ["django_ws.E008"]
+    settings.WS_BROKER_LEASE = 10
+    settings.WS_BROKER = "http://:pw@nowhere"
+    errors = check_broker(None)
+    assert [e.id for e in errors] == ["django_ws.E008"] and "pw" not in errors[0].msg
