@@ -24,7 +24,7 @@ from django_ws import SendError, group_members, group_size, send_to_connection, 
 from django_ws.testing import WebSocketServer
 from tests.conftest import ROOT, SETTINGS, RedisServer, require
 from tests.test_groups import join
-from tests.test_history import Positions, joined, recv_app
+from tests.test_history import Positions, joined, recv_app, stats
 from tests.test_hosts import served
 
 #: WS_BROKER_LEASE for these tests: short, so that a dead edge is forgotten quickly.
@@ -240,6 +240,8 @@ def test_redis_killed_and_restarted_under_traffic(cluster):
         send_to_group("room.outage", "after")
     assert set(receive_until(member, "after")) <= {"probe"}, "only probes were in flight"
     print(f"Redis restarted: the edge received the group again after {resubscribed:.2f}s")
+    broker = stats(edge)["broker"]
+    assert broker["connected"] and broker["sessions"] == 2, f"the stats show the second session: {broker}"
     member.close()
 
 

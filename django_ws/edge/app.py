@@ -89,7 +89,7 @@ class Edge:
         self.application = tornado.web.Application(
             # The stats routes first: with --websocket-url=/ the websocket
             # pattern would match them too.
-            [*stats_routes(self.core), (mount.tornado_pattern, WebSocketHandshake, {"edge": self})],
+            [*stats_routes(self.core, self.broker), (mount.tornado_pattern, WebSocketHandshake, {"edge": self})],
             # Tornado's access log, without the token a query string may carry.
             log_function=log_request,
         )
