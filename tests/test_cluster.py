@@ -189,6 +189,16 @@ def test_a_new_edge_is_found_by_the_running_worker_and_a_dead_one_forgotten_with
     for ws, _ in [on_first, *on_second]:
         ws.close()
 
+    # An edge that stops withdraws at once: the worker does not wait for its lease.
+    first_id = first.wait_for("(edge ").split("(edge ")[1].split(",")[0]
+    mark = len(worker.lines)
+    assert first.stop() == 0
+    stopped = time.monotonic()
+    worker.wait_for(f"edge {first_id} is no longer announced", timeout=LEASE, start=mark)
+    print(f"a stopped edge was forgotten {time.monotonic() - stopped:.2f}s after it exited")
+    with cluster.settings():
+        assert group_members("room.dead") == [], "its members left presence with it"
+
 
 def test_redis_killed_and_restarted_under_traffic(cluster):
     cluster.redis.stop()
