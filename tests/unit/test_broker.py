@@ -159,7 +159,9 @@ def test_an_edge_bound_to_every_address_announces_the_host_it_is_given():
 def test_an_ipc_edge_is_only_followed_from_its_own_host():
     here = announcement("e1", "ipc:///tmp/p", "ipc:///tmp/s", None, None)
     assert here["host"] == socket.gethostname() and reachable(here)
-    assert not reachable(dict(here, host="elsewhere"))
+    assert not reachable(dict(here, hostname="elsewhere"))
+    assert reachable(announcement("e3", "ipc:///tmp/p", "ipc:///tmp/s", "10.0.0.9", None)), (
+        "an announced host changes nothing for ipc://: the machine is what counts")
     assert reachable(announcement("e2", "tcp://10.0.0.1:1", "tcp://10.0.0.1:2", None, "KEY"))
 
 
