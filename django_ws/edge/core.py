@@ -611,6 +611,7 @@ class EdgeCore:
         if not members:
             del self.groups[group]
             if self.cluster:
+                self._last_seen.pop(group, None)  # no member left to catch up
                 actions.append(Unsubscribe(group))
         return actions
 
