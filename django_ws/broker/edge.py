@@ -88,16 +88,16 @@ class BrokerLink:
         pending[(group, conn_id)] = joined
         self._wake.set()
 
-    def fetch_gap(self, conn_id: str | None, group: str, epoch: str, offset: int, size: int, ttl: float) -> None:
+    def fetch_gap(self, conn_id: str | None, group: str, epoch: str, offset: int, ttl: float) -> None:
         """Ask the broker what followed ``(epoch, offset)`` in ``group``; answer with events.gap_fetched().
 
         ``conn_id`` None: for the whole edge, catching up after an outage.
         """
-        task = asyncio.ensure_future(self._fetch_gap(conn_id, group, epoch, offset, size, ttl))
+        task = asyncio.ensure_future(self._fetch_gap(conn_id, group, epoch, offset, ttl))
         self._fetches.add(task)  # the loop holds tasks weakly: keep it until it is done
         task.add_done_callback(self._fetches.discard)
 
-    async def _fetch_gap(self, conn_id: str | None, group: str, epoch: str, offset: int, size: int, ttl: float) -> None:
+    async def _fetch_gap(self, conn_id: str | None, group: str, epoch: str, offset: int, ttl: float) -> None:
         from .route import new_epoch
 
         try:
