@@ -186,7 +186,7 @@ class BrokerLink:
         # Commands answer within a renewal period; pub/sub waits for messages as long as it takes,
         # with TCP keepalive to notice a broker gone without a word.
         client = self.config.async_client(timeout=renewal)
-        listener = self.config.async_client(timeout=None)
+        listener = self.config.async_client(timeout=None, connect_timeout=renewal)
         pubsub = listener.pubsub()
         commands: asyncio.Queue = asyncio.Queue()
         for confirmed in self._confirmed.values():
