@@ -43,10 +43,8 @@ class BrokerRoute:
             raise SendError("WS_BROKER is not set")
         return config
 
-    def endpoints(self) -> list[str]:
-        return [self.config.name]
-
     def send(self, make: typing.Callable[[str], wire.Message], timeout: float | None, key: str | None) -> int | None:
+        """Publish the message ``make`` builds: None for a group, 1 or 0 for a connection (its edge took it, or none)."""
         message = make("")
         keys = Keys(broker_config.prefix())
         if isinstance(message, wire.GroupSend):
@@ -76,6 +74,7 @@ class BrokerRoute:
         return None
 
     def members(self, group: str, timeout: float | None) -> list[str]:
+        """The ids in ``group``, from Redis, but those of edges whose lease lapsed (dropped on the way)."""
         keys = Keys(broker_config.prefix())
         found = self._call(lambda client: client.register_script(GROUP_MEMBERS)(
             keys=[keys.members(group)], args=[keys.lease_prefix]), timeout, None)
