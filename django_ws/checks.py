@@ -88,6 +88,23 @@ def check_group_history(app_configs, **kwargs):
 
 
 @checks.register()
+def check_socketio(app_configs, **kwargs):
+    """WS_SOCKETIO needs python-socketio, or run_wsserver could not start."""
+    from .conf import ws_settings
+
+    if not ws_settings.WS_SOCKETIO:
+        return []  # and nothing of python-socketio is imported
+    try:
+        import engineio  # noqa: F401
+        import socketio  # noqa: F401
+    except ImportError as exc:
+        return [checks.Error(f"WS_SOCKETIO is on, but python-socketio is not importable ({exc}).",
+                             hint="pip install 'django-ws[socketio]', or set WS_SOCKETIO = False.",
+                             id="django_ws.E008")]
+    return []
+
+
+@checks.register()
 def check_broker(app_configs, **kwargs):
     """WS_BROKER, WS_BROKER_LEASE and WS_BROKER_PREFIX must be valid, and redis-py installed, when a broker is set."""
     from django.core.exceptions import ImproperlyConfigured
@@ -104,8 +121,8 @@ def check_broker(app_configs, **kwargs):
         config.prefix()
         import redis  # noqa: F401
     except ImproperlyConfigured as exc:
-        return [checks.Error(str(exc), hint="See WS_BROKER in docs/settings.rst.", id="django_ws.E008")]
+        return [checks.Error(str(exc), hint="See WS_BROKER in docs/settings.rst.", id="django_ws.E009")]
     except ImportError:
         return [checks.Error("WS_BROKER is set but redis-py is not installed",
-                             hint="pip install 'django-ws[redis]'", id="django_ws.E008")]
+                             hint="pip install 'django-ws[redis]'", id="django_ws.E009")]
     return []

@@ -103,6 +103,13 @@ DEFAULTS = {
     # permessage-deflate (RFC 7692): False (off), True (the defaults of
     # django_ws.edge.protocol.DEFLATE_DEFAULTS) or a dict overriding some of them.
     "WS_COMPRESSION": False,
+    # Socket.IO (docs/socketio.rst): serve it at <websocket-url prefix>/socket.io/ too
+    # (needs the [socketio] extra). Engine.IO's keepalive: the edge pings each client
+    # every WS_SOCKETIO_PING_INTERVAL seconds and closes one (on_close runs, code
+    # 1011) that has not answered, or polled, within WS_SOCKETIO_PING_TIMEOUT more.
+    "WS_SOCKETIO": False,
+    "WS_SOCKETIO_PING_INTERVAL": 25.0,
+    "WS_SOCKETIO_PING_TIMEOUT": 20.0,
 }
 
 

@@ -22,11 +22,15 @@ versions=${DJANGO_WS_VERSIONS:-newest oldest}
 mkdir -p "$work"
 
 # The oldest releases the package's requirements allow (pyproject.toml):
-# changing a lower bound there means changing it here.
+# changing a lower bound there means changing it here (the extras' too:
+# python-engineio 4.11 cannot serve long-polling on this edge, 4.12 can).
 cat > "$work/oldest.txt" <<'EOF'
 Django==4.2
 tornado==6.5
 pyzmq==25.0.0
+python-socketio==5.12.0
+python-engineio==4.12.0
+redis==5.0.1
 EOF
 : > "$work/newest.txt"
 

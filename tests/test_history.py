@@ -169,7 +169,11 @@ def run_200_clients_across(server, disconnect, route: str, group: str, relay: bo
         loop = asyncio.get_running_loop()
         sending = loop.run_in_executor(None, sender, server, group, want, 0.02, started)
         await loop.run_in_executor(None, started.wait)
-        await asyncio.sleep(0.3)  # some messages reach them live first
+        async def some_live():  # some messages reach every client live before the cut
+            while not all(p.messages for p in positions):
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(some_live(), 30)
         await disconnect(cutter)
         await sending
         await asyncio.wait_for(asyncio.gather(*tasks), 90)

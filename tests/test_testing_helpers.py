@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from django.contrib.auth.models import User
 from django.test import TestCase
 from websockets.sync.client import connect
@@ -193,6 +194,30 @@ class JsonTypeDispatchTests(TestCase):
         with HandlerCommunicator("typed") as comm:
             comm.send("{not json")
             assert comm.close_code == 1007
+
+
+class SocketIOEventTests(TestCase):
+    """Socket.IO events reach a handler's @on_type methods and on_event; what they return is the ack."""
+
+    def test_emit_calls_the_on_type_method_with_the_payload_and_returns_the_ack(self):
+        with HandlerCommunicator("sio/unit") as events:
+            assert events.receive_json()["welcome"] == "unit"
+            assert events.emit("add", {"a": 2, "b": 3}) == [5]
+            assert events.emit("pair", 1) == [1, "second"], "a tuple is several arguments"
+            assert events.emit("shout", "hey") == [], "None is an ack without arguments"
+            assert events.receive_json() == {"shouted": "hey"}
+            assert events.emit("other", 1, 2) == [{"unrouted": "other", "payload": [1, 2]}], \
+                "several arguments reach on_event as a list"
+            assert events.emit("other") == [{"unrouted": "other", "payload": None}], "none is None"
+
+    def test_a_plain_handler_ignores_named_events_and_an_exception_closes_with_1011(self):
+        with HandlerCommunicator("echo") as echo:
+            assert echo.emit("anything", {"x": 1}) == [], "WebSocketHandler.on_event ignores it"
+        failing = HandlerCommunicator("sio/unit")
+        assert failing.connect()
+        with pytest.raises(AssertionError, match="closed the connection"):
+            failing.emit("boom")
+        assert failing.close_code == 1011
 
 
 class OnConnectTests(TestCase):

@@ -23,6 +23,7 @@ from django_ws.routing import Mount
 
 from . import protocol
 from .core import (
+    Acknowledge,
     Answer,
     CatchUp,
     CloseClient,
@@ -78,6 +79,8 @@ class Edge:
         self.heartbeat_interval = float(ws_settings.WS_HEARTBEAT_INTERVAL)
         self.handshake_timeout = float(ws_settings.WS_HANDSHAKE_TIMEOUT)
         self.max_message_size = int(ws_settings.WS_MAX_MESSAGE_SIZE)
+        #: Bytes one client that does not read may make this process hold (0: no bound).
+        self.max_buffer_size = int(ws_settings.WS_MAX_BUFFER_SIZE or 0)
         #: The permessage-deflate options (WS_COMPRESSION), or None when it is off.
         self.compression = protocol.deflate_settings(ws_settings.WS_COMPRESSION)
         self._allowed_origins = self._origin_hosts()
@@ -86,10 +89,21 @@ class Edge:
         self.keepalive = Keepalive(interval, float(ws_settings.WS_PING_TIMEOUT or 0) or interval)
         #: Told of every worker that joins or is lost ("joined"/"lost", the worker): the banner, the supervisor.
         self.on_worker_change: typing.Callable[[str, WorkerState], None] | None = None
+        #: The Socket.IO server (WS_SOCKETIO), or None: then nothing of python-socketio is imported.
+        self.socketio = None
+        extra_routes = []
+        if ws_settings.WS_SOCKETIO:
+            from .transports.socketio import SocketIOServer
+
+            self.socketio = SocketIOServer(self)
+            extra_routes = self.socketio.routes()
         self.application = tornado.web.Application(
-            # The stats routes first: with --websocket-url=/ the websocket
-            # pattern would match them too.
-            [*stats_routes(self.core, self.broker), (mount.tornado_pattern, WebSocketHandshake, {"edge": self})],
+            # The stats and Socket.IO routes first: the websocket pattern
+            # would match them too.
+            [*stats_routes(self.core, self.broker), *extra_routes,
+             (mount.tornado_pattern, WebSocketHandshake, {"edge": self})],
+            # Tornado's own WebSocket, which python-engineio's websocket transport rides on.
+            websocket_max_message_size=self.max_message_size,
             # Tornado's access log, without the token a query string may carry.
             log_function=log_request,
         )
@@ -102,6 +116,7 @@ class Edge:
             Deliver: self._deliver, CloseClient: self._close_client, Upgrade: self._answer_handshake,
             Refuse: self._answer_handshake, ToWorker: self._to_worker, Forward: self._forward,
             Answer: self._answer_sender, WorkerChanged: self._worker_changed,
+            Acknowledge: self._acknowledge,
             Subscribe: self._subscribe, Unsubscribe: self._unsubscribe, MemberChanged: self._member_changed,
             FetchGap: self._fetch_gap, CatchUp: self._catch_up,
         }
@@ -157,6 +172,9 @@ class Edge:
         binary, payload, position = action.binary, action.payload, action.position
         for conn in action.targets:
             conn.transport.deliver(binary, payload, position)
+
+    def _acknowledge(self, action: Acknowledge) -> None:
+        action.conn.transport.acknowledge(action.ack, action.payload)
 
     def _close_client(self, action: CloseClient) -> None:
         action.conn.transport.close(action.code, action.reason, action.fail)
@@ -267,7 +285,10 @@ class Edge:
         xheaders = bool(ws_settings.WS_TRUST_PROXY_HEADERS)
         self.server = self.application.listen(port, address, xheaders=xheaders,
                                               backlog=int(ws_settings.WS_LISTEN_BACKLOG),
-                                              idle_connection_timeout=float(ws_settings.WS_HEADER_TIMEOUT))
+                                              idle_connection_timeout=float(ws_settings.WS_HEADER_TIMEOUT),
+                                              # Long-polling POSTs: bounded before they are read.
+                                              **({"max_body_size": self.socketio.max_body_size}
+                                                 if self.socketio is not None else {}))
 
     async def _heartbeat(self) -> None:
         while True:

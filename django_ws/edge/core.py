@@ -10,11 +10,14 @@ event (method)                  typical actions
 ==============================  ==============================================
 ``connect()``  a handshake      ``ToWorker(Connect)``, or ``Refuse``
 ``reply()``    from the sub     ``Deliver``, ``Upgrade``, ``Refuse``,
-               endpoint         ``CloseClient``, ``Answer`` (an Ack)
+               endpoint         ``CloseClient``, ``Answer`` (an Ack),
+                                ``Acknowledge`` (an EventAck)
 ``worker_event()`` from the     ``ToWorker(Ping)``, ``WorkerChanged``,
                push endpoint    ``CloseClient`` (1012)
 ``opened()``   upgrade done     ``Deliver`` (what on_connect sent)
 ``received()`` a client frame   ``Forward``, or ``CloseClient``
+``received_event()`` a          ``Forward`` (a wire.Event), or ``CloseClient``
+               Socket.IO event
 ``closed()``   transport ended  ``ToWorker(Disconnect)``
 ``tick()``     each heartbeat   ``ToWorker(Ping)``, ``CloseClient`` (1012)
 ``send_failed()`` the link      ``CloseClient`` (1013), a retry, a backlog
@@ -206,6 +209,15 @@ class CloseClient(Action):
         self.conn, self.code, self.reason, self.fail = conn, code, reason, fail
 
 
+class Acknowledge(Action):
+    """Answer the Socket.IO client of ``conn`` for its event ``ack``: ``payload`` is the arguments as JSON."""
+
+    __slots__ = ("ack", "conn", "payload")
+
+    def __init__(self, conn: Connection, ack: int, payload: bytes):
+        self.conn, self.ack, self.payload = conn, ack, payload
+
+
 class Upgrade(Action):
     """The handshake succeeded: complete the transport's upgrade (101), then call opened()."""
 
@@ -369,6 +381,7 @@ class EdgeCore:
             wire.Send: self._send, wire.GroupSend: self._group_send, wire.SendTo: self._send_to,
             wire.Presence: self._presence, wire.Accept: self._accept, wire.Deny: self._deny,
             wire.Close: self._close, wire.Join: self._join, wire.Leave: self._leave, wire.Watch: self._watch,
+            wire.EventAck: self._event_ack,
         }
 
     # -- figures ----------------------------------------------------------------
@@ -500,6 +513,29 @@ class EdgeCore:
 
     def received(self, conn: Connection, binary: bool, payload: bytes) -> list[Action]:
         """One message from the client, for its worker."""
+        refused = self._admit(conn, payload)
+        if refused is not None:
+            return refused
+        headers = conn.data_headers
+        if headers is None:
+            # A connection's Data header never changes but for the binary flag.
+            text, bin_ = (wire.Data(conn.id, conn.route, flag, b"").encode()[0] for flag in (False, True))
+            headers = conn.data_headers = (text, bin_)
+        return [Forward(conn.worker, conn, headers[binary], payload)]
+
+    def received_event(self, conn: Connection, name: str, ack: int, payload: bytes) -> list[Action]:
+        """One named event from a Socket.IO client (``payload``: its arguments as JSON), for its worker.
+
+        Counted and limited as a message; it travels as a wire.Event, in order with the Data.
+        """
+        refused = self._admit(conn, payload)
+        if refused is not None:
+            return refused
+        header = wire.Event(conn.id, conn.route, name, ack, b"").encode()[0]
+        return [Forward(conn.worker, conn, header, payload)]
+
+    def _admit(self, conn: Connection, payload: bytes) -> list[Action] | None:
+        """None if the client's message may go to its worker; else what follows instead (maybe nothing)."""
         if conn.state is not ConnectionState.OPEN:
             return []  # this side is closing: the handler must not see a gap, then more
         worker = conn.worker
@@ -517,12 +553,7 @@ class EdgeCore:
                 # The worker hears now, not when the client answers the close frame.
                 return self.close(conn, CloseCode.POLICY_VIOLATION, reason, fail=True, release=True)
         self.stats.frames_in += 1
-        headers = conn.data_headers
-        if headers is None:
-            # A connection's Data header never changes but for the binary flag.
-            text, bin_ = (wire.Data(conn.id, conn.route, flag, b"").encode()[0] for flag in (False, True))
-            headers = conn.data_headers = (text, bin_)
-        return [Forward(worker, conn, headers[binary], payload)]
+        return None
 
     def close(self, conn: Connection, code: int, reason: str, fail: bool = False, release: bool = False
               ) -> list[Action]:
@@ -932,6 +963,12 @@ class EdgeCore:
     def _presence(self, identity: bytes, message: wire.Presence) -> list[Action]:
         members = sorted(self.groups.get(message.group, ()))
         return [Answer(identity, wire.Members(message.ref, self.edge_id, {"ids": members}))]
+
+    def _event_ack(self, identity: bytes, message: wire.EventAck) -> list[Action]:
+        conn = self.connections.get(message.conn_id)
+        if conn is None or conn.state is not ConnectionState.OPEN:
+            return []
+        return [Acknowledge(conn, message.ack, message.payload)]
 
     def _close(self, identity: bytes, message: wire.Close) -> list[Action]:
         conn = self.connections.get(message.conn_id)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import typing
 
 from .codes import CloseCode
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from .connection import HandlerConnection
+
+logger = logging.getLogger("django_ws.worker")
 
 
 class WebSocketHandler:
@@ -76,6 +80,16 @@ class WebSocketHandler:
     def on_message(self, message: str | bytes) -> None:
         """Receives every message: text as ``str``, binary as ``bytes``."""
 
+    def on_event(self, name: str, payload: typing.Any) -> typing.Any:
+        """A Socket.IO client emitted the event ``name`` (not ``message``, which goes to on_message).
+
+        ``payload`` is the event's argument (a list for several, None for
+        none); what this returns is the acknowledgement, if the client asked
+        for one. The default ignores the event. See docs/socketio.rst.
+        """
+        logger.info("%s has no handler for the Socket.IO event %r of connection %s; ignored",
+                    type(self).__name__, name, self.connection_id)
+
     def on_close(self) -> None:
         """The connection has ended; ``send()`` would raise. Clean up here."""
 
@@ -99,6 +113,16 @@ class WebSocketHandler:
         ``joined`` and ``left`` are connection ids, across every edge. Runs in
         order with the messages, one call per change.
         """
+
+    # -- protocol dispatch (called by the worker, not meant to be overridden) ----
+
+    def dispatch_event(self, name: str, payload: typing.Any) -> typing.Any:
+        """Route a Socket.IO event to its hook; return the acknowledgement's value."""
+        return self.on_event(name, payload)
+
+    def encode_ack(self, value: typing.Any) -> bytes:
+        """The acknowledgement's arguments as a JSON array: none for None, a tuple's items, else the value."""
+        return json.dumps(_ack_arguments(value)).encode("utf-8")
 
     # -- actions ---------------------------------------------------------------
 
@@ -147,3 +171,12 @@ class WebSocketHandler:
     def closed(self) -> bool:
         """True once the connection has ended, from either side."""
         return self.connection.closed
+
+
+def _ack_arguments(value: typing.Any) -> list:
+    """What python-socketio does with a handler's return value: None is no argument, a tuple several."""
+    if value is None:
+        return []
+    if isinstance(value, tuple):
+        return list(value)
+    return [value]

@@ -7,7 +7,7 @@ from typing import Any, Callable, TypeVar
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-from .base import WebSocketHandler
+from .base import WebSocketHandler, _ack_arguments
 from .codes import CloseCode
 
 
@@ -96,6 +96,17 @@ class JsonWebSocketHandler(WebSocketHandler):
                 getattr(self, name)(content)
                 return
         self.on_json(content)
+
+    def dispatch_event(self, name: str, payload: Any) -> Any:
+        """A Socket.IO event goes to the :func:`on_type` method of its name, with its payload; else to on_event."""
+        method = self._type_handlers.get(name)
+        if method is not None:
+            return getattr(self, method)(payload)
+        return self.on_event(name, payload)
+
+    def encode_ack(self, value: Any) -> bytes:
+        """The acknowledgement's arguments, encoded with :meth:`encode` (so with :attr:`encoder_class`)."""
+        return self.encode(_ack_arguments(value)).encode("utf-8")
 
     def on_open_json(self, content: Any) -> bool | None:
         """The first message, decoded; the return value works as on_open's."""

@@ -49,6 +49,11 @@ class WebSocketRequest(HttpRequest):
         self.__dict__[name] = value
         return value
 
+    @property
+    def transport(self) -> str:
+        """How the client is connected: ``"websocket"``, or ``"socketio"`` (docs/socketio.rst); for logging."""
+        return self._ws_meta.get("transport", "websocket")
+
     def _get_scheme(self) -> str:
         # HttpRequest.scheme consults SECURE_PROXY_SSL_HEADER first, then this.
         return self.META["wsgi.url_scheme"]

@@ -191,6 +191,9 @@ class HandlerCommunicator:
         #: What the edge would tell the worker after a hook (the outcome of a recovery).
         self.pending: list[wire.Message] = []
         self.output: collections.deque = collections.deque()
+        #: Acknowledgements of emit()'s events, by ack id, until emit() returns them.
+        self._acks: dict[int, list] = {}
+        self._next_ack = 0
         self.accepted: bool | None = None
         self.subprotocol: str | None = None
         self.deny_status: int | None = None
@@ -224,6 +227,8 @@ class HandlerCommunicator:
             self.accepted, self.deny_status = False, message.status
         elif isinstance(message, wire.Close):
             self.close_code, self.close_reason = message.code, message.reason
+        elif isinstance(message, wire.EventAck):
+            self._acks[message.ack] = json.loads(message.payload)
         else:
             groups.dispatch(message)
 
@@ -258,6 +263,27 @@ class HandlerCommunicator:
     def send_json(self, content: Any) -> None:
         """Send ``content`` encoded as JSON, as one text message."""
         self.send(json.dumps(content))
+
+    def emit(self, name: str, *args: Any) -> list:
+        """Emit the Socket.IO event ``name`` with ``args`` (docs/socketio.rst); return its acknowledgement's arguments.
+
+        The handler runs before this returns (its ``@on_type(name)`` method or
+        ``on_event``); what it returned comes back as Socket.IO would send it:
+        ``[]`` for None, a tuple's items, else ``[value]``.
+        """
+        if self.accepted is not True:
+            raise AssertionError("connect() first: the handler has not accepted this connection")
+        if self.connection.closed_here:
+            raise AssertionError(f"the handler closed the connection (code {self.close_code}); nothing more is read")
+        self._next_ack += 1
+        ack = self._next_ack
+        payload = json.dumps(list(args)).encode("utf-8")
+        self.runner.handle(wire.Event(self.connection_id, self.connection.route, name, ack, payload))
+        self._run_pending()
+        if self.connection.closed_here:
+            self._finish()
+            raise AssertionError(f"the handler closed the connection (code {self.close_code}) instead of answering")
+        return self._acks.pop(ack)
 
     def receive(self) -> str | bytes:
         """The next message the handler sent; AssertionError if there is none.

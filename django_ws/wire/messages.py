@@ -13,7 +13,7 @@ see :func:`encode_batch`): each header's kind says whether a payload follows.
 payload, in order, as a 4-byte length and that many bytes. Field types map
 to bytes in one obvious way each (see ``_CODECS``): ``str`` is UTF-8,
 ``int`` is ASCII decimal, ``bool`` is ``b"1"``/``b"0"``, ``dict`` is JSON.
-The payload of Data, Send, GroupSend and SendTo travels alone in the second
+The payload of Data, Event, EventAck, Send, GroupSend and SendTo travels alone in the second
 frame, untouched. Two frames, not one per field: pyzmq handles every frame
 separately in Python, and a frame per field made each hop several times
 dearer. Nothing is pickled or evaluated: a peer can at worst send a message
@@ -28,7 +28,7 @@ import struct
 import typing
 from typing import ClassVar
 
-VERSION = b"DWS2"
+VERSION = b"DWS3"
 _LENGTH = struct.Struct("!I")
 _HEAD = len(VERSION) + 1  # version and kind
 
@@ -242,6 +242,21 @@ class Data(Message):
     payload: bytes
 
 
+@_message(b"V")
+class Event(Message):
+    """One named event from a Socket.IO client (docs/socketio.rst): ``payload`` is its arguments as a JSON array.
+
+    ``ack`` is the id the client waits on for an acknowledgement, or -1 when
+    it asked for none; the worker answers with :class:`EventAck`.
+    """
+
+    conn_id: str
+    route: str
+    name: str
+    ack: int
+    payload: bytes
+
+
 @_message(b"X")
 class Disconnect(Message):
     """The client's connection has ended at the edge; no more Data follows."""
@@ -266,7 +281,7 @@ class Recovery(Message):
     recovered: bool
 
 
-@_message(b"Y")
+@_message(b"U")
 class PresenceDiff(Message):
     """Connections joined or left ``group``; for the handler of ``conn_id``, which watches it.
 
@@ -326,6 +341,15 @@ class Send(Message):
 
     conn_id: str
     binary: bool
+    payload: bytes
+
+
+@_message(b"Y")
+class EventAck(Message):
+    """The acknowledgement of the client's Event ``ack``: ``payload`` is its arguments as a JSON array."""
+
+    conn_id: str
+    ack: int
     payload: bytes
 
 

@@ -10,6 +10,7 @@ modes.py).
 
 from __future__ import annotations
 
+import json
 import logging
 import typing
 
@@ -236,6 +237,8 @@ class ConnectionRunner:
             return False
         if isinstance(event, wire.Data):
             self.receive(event.payload if event.binary else event.payload.decode("utf-8"))
+        elif isinstance(event, wire.Event):
+            self.receive_event(event)
         elif isinstance(event, wire.Recovery):
             self._call("on_recovered" if event.recovered else "on_resync", event.group)
         elif isinstance(event, wire.PresenceDiff):
@@ -251,7 +254,41 @@ class ConnectionRunner:
         else:
             self._call("on_message", message)
 
-    def _call(self, hook: str, *args):
+    def receive_event(self, event: wire.Event) -> None:
+        """Hand a Socket.IO client's named event to the handler; answer its ack with what the handler returned.
+
+        A named event is not the first message of the on_open contract (that
+        is a ``message`` event): it skips on_open, but on_close still runs.
+        """
+        self.opened = True
+        try:
+            args = json.loads(event.payload)
+            if not isinstance(args, list):
+                raise ValueError("not a JSON array")
+        except ValueError:
+            # The edge encodes the arguments itself: this is a bug there, not the client's doing.
+            logger.error("connection %s: event %r with arguments that are not a JSON array", self.connection.id,
+                         event.name)
+            self.connection.close(CloseCode.INTERNAL_ERROR, "bad event")
+            return
+        payload = args[0] if len(args) == 1 else (None if not args else args)
+        failed = []
+        result = self._call("dispatch_event", event.name, payload, failed=failed)
+        if event.ack < 0 or failed or self.connection.closed:
+            return
+        try:
+            encoded = self.handler.encode_ack(result)
+        except (TypeError, ValueError):
+            logger.exception("%s: the value returned for event %r of connection %s is not JSON-serializable; "
+                             "closing it with 1011", type(self.handler).__name__, event.name, self.connection.id)
+            self.connection.close(CloseCode.INTERNAL_ERROR, "handler error")
+            return
+        try:
+            self.connection._deliver(wire.EventAck(self.connection.id, event.ack, encoded).encode())
+        except ConnectionClosed:
+            pass  # the edge is gone, and the client with it
+
+    def _call(self, hook: str, *args, failed: list | None = None):
         conn = self.connection
         self._db_hygiene()
         try:
@@ -259,9 +296,13 @@ class ConnectionRunner:
         except ConnectionClosed as exc:
             if exc.conn_id != conn.id:  # a send to another connection: that is a bug
                 self._fail(hook)
+            if failed is not None:
+                failed.append(exc)
             return False
-        except Exception:
+        except Exception as exc:
             self._fail(hook)
+            if failed is not None:
+                failed.append(exc)
             return False
         finally:
             self._db_hygiene()

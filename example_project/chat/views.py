@@ -1,11 +1,13 @@
 import json
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.http import HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 
-from django_ws import SendError, send_to_group
+from django_ws import SendError, reverse_ws, send_to_group
 
 
 def index(request):
@@ -20,6 +22,23 @@ def counter(request):
 @ensure_csrf_cookie  # so page scripts can POST to announce with the X-CSRFToken header
 def room(request, room):
     return render(request, "chat/room.html", {"room": room})
+
+
+@ensure_csrf_cookie
+def room_socketio(request, room):
+    """The same room for a Socket.IO client: for networks where WebSockets do not get through.
+
+    socket.io-client takes the server's http(s) URL with the route as the
+    namespace, and the Engine.IO path below the websocket prefix.
+    """
+    url = urlsplit(reverse_ws("chat", room=room))
+    prefix = urlsplit(settings.WS_BASE_URL).path.rstrip("/")
+    scheme = "https" if url.scheme == "wss" else "http"
+    return render(request, "chat/room_socketio.html", {
+        "room": room,
+        "namespace_url": f"{scheme}://{url.netloc}{url.path[len(prefix):]}",
+        "socketio_path": f"{prefix}/socket.io",
+    })
 
 
 @require_POST

@@ -1,5 +1,6 @@
 """Settings of the django-ws example project (sqlite, DEBUG, no secrets)."""
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -74,3 +75,7 @@ WS_SUB_SOCKET = os.environ.get("WS_SUB_SOCKET", "ipc:///tmp/ws_sub")
 # (a deploy, a network change) gets what it missed from the edge, without
 # replaying anything itself (django-ws.js presents its positions).
 WS_GROUP_HISTORY = {"chat.*": {"size": 100, "ttl": 300}}
+
+# Socket.IO beside WebSocket (docs/socketio.rst), for the room's /socketio/ page,
+# when python-socketio is installed (pip install 'django-ws[socketio]').
+WS_SOCKETIO = importlib.util.find_spec("socketio") is not None

@@ -94,6 +94,13 @@ WS_EVENT_LOOP = os.environ.get("DJANGO_WS_EVENT_LOOP", "auto")
 # Groups with history (tests/test_history.py passes other bounds as JSON).
 WS_GROUP_HISTORY = json.loads(os.environ.get("DJANGO_WS_GROUP_HISTORY", '{"hist.*": {"size": 100, "ttl": 300}}'))
 
+# Socket.IO: tests/test_socketio.py turns it on, with a short keepalive for its faults.
+WS_SOCKETIO = bool(os.environ.get("DJANGO_WS_SOCKETIO"))
+WS_SOCKETIO_PING_INTERVAL = float(os.environ.get("DJANGO_WS_SOCKETIO_PING_INTERVAL", "25"))
+WS_SOCKETIO_PING_TIMEOUT = float(os.environ.get("DJANGO_WS_SOCKETIO_PING_TIMEOUT", "20"))
+if os.environ.get("DJANGO_WS_MAX_MESSAGE_SIZE"):
+    WS_MAX_MESSAGE_SIZE = int(os.environ["DJANGO_WS_MAX_MESSAGE_SIZE"])
+
 # The tests open many connections from 127.0.0.1 and flood some on purpose:
 # the edge's rate limits are off unless a test asks for them, with
 # DJANGO_WS_RATE_LIMITS=defaults (conf.py's values) or a JSON dict of settings.

@@ -32,4 +32,6 @@ urlpatterns = [
     # tests/test_tokens.py
     ws_path(r"^scoped$", handlers.ScopedHandler, name="scoped"),
     ws_path(r"^tokenlog/(?P<tag>[\w-]+)$", handlers.TokenConnectReportHandler, name="tokenlog"),
+    # tests/test_socketio.py
+    ws_path(r"^sio/(?P<tag>[\w-]+)$", "tests.project.socketio_handlers.EventsHandler", name="sio"),
 ]

@@ -322,11 +322,11 @@ def test_a_bad_broker_setting_is_a_system_check_error_and_none_is_fine(settings)
     settings.WS_BROKER = "redis://127.0.0.1:6379/0"
     assert check_broker(None) == []
     settings.WS_BROKER_LEASE = 0
-    assert [e.id for e in check_broker(None)] == ["django_ws.E008"]
+    assert [e.id for e in check_broker(None)] == ["django_ws.E009"]
     settings.WS_BROKER_LEASE = 10
     settings.WS_BROKER = "http://:pw@nowhere"
     errors = check_broker(None)
-    assert [e.id for e in errors] == ["django_ws.E008"] and "pw" not in errors[0].msg
+    assert [e.id for e in errors] == ["django_ws.E009"] and "pw" not in errors[0].msg
 
 
 def test_a_group_without_a_message_since_its_first_member_joined_resyncs_after_an_outage(history_core):

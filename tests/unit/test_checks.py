@@ -1,5 +1,8 @@
 """django_ws.checks.check_ws_routes: configuration mistakes reported as system-check errors."""
 
+import sys
+
+import pytest
 from django.core import checks
 from django.test import override_settings
 
@@ -97,3 +100,16 @@ def test_override_of_ws_urlconf_clears_the_route_cache_on_enter_and_exit():
     assert restored.source == "tests.project.ws_urls"
     assert resolve_ws("open/true").func is handlers.OpenContractHandler
     assert check_ws_routes(None) == []
+
+
+def test_socketio_on_without_python_socketio_is_e008(monkeypatch):
+    from django_ws.checks import check_socketio
+
+    with override_settings(WS_SOCKETIO=False):
+        assert check_socketio(None) == []
+    with override_settings(WS_SOCKETIO=True):
+        if check_socketio(None) != []:
+            pytest.skip("python-socketio is not installed here")
+        monkeypatch.setitem(sys.modules, "socketio", None)  # what `import socketio` finds when it is not installed
+        (error,) = check_socketio(None)
+    assert error.id == "django_ws.E008" and "django-ws[socketio]" in error.hint

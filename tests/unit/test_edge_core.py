@@ -11,6 +11,7 @@ import pytest
 from django_ws import wire
 from django_ws.codes import CloseCode
 from django_ws.edge.core import (
+    Acknowledge,
     Answer,
     CloseClient,
     ConnectionState,
@@ -199,6 +200,21 @@ def test_client_frames_go_to_the_connections_worker_with_a_header_made_once(core
     assert wire.decode([second.header, b"\x00"]).binary is True
     assert core.received(conn, False, b"again")[0].header is first.header
     assert core.stats.frames_in == 3
+
+
+def test_socketio_events_go_to_the_worker_in_order_with_data_and_acks_come_back(core):
+    hello(core)
+    conn = open_connection(core)
+    data = only(core.received(conn, False, b"first"), Forward)
+    event = only(core.received_event(conn, "move", 3, b'[{"x":1}]'), Forward)
+    assert event.worker is data.worker and event.conn is conn
+    assert wire.decode([event.header, event.payload]) == wire.Event(conn.id, "echo", "move", 3, b'[{"x":1}]')
+    assert core.stats.frames_in == 2, "an event counts as a client message"
+    assert core.reply(b"w1", wire.EventAck(conn.id, 3, b"[42]")) == [Acknowledge(conn, 3, b"[42]")]
+    assert core.reply(b"w1", wire.EventAck("e1.unknown", 1, b"[]")) == [], "an ack for a gone connection is dropped"
+    core.reply(b"w1", wire.Close(conn.id, 1000, "bye"))
+    assert core.received_event(conn, "late", -1, b"[]") == [], "nothing reaches the worker once closing"
+    assert core.reply(b"w1", wire.EventAck(conn.id, 4, b"[]")) == [], "nor does an ack reach a closing client"
 
 
 def test_nothing_reaches_the_worker_once_this_side_closes(core):

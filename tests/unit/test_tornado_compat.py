@@ -45,3 +45,30 @@ def test_the_edge_imports_no_tornado_private_name_outside_tornado_compat():
                 if isinstance(base, ast.Name) and base.id in {n.split(".")[0] for n in tornado_names}:
                     offenders.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
     assert not offenders, offenders
+
+
+def test_a_missing_piece_of_python_socketio_stops_the_edge_with_its_version_in_the_message():
+    pytest.importorskip("socketio")
+    from importlib.metadata import version
+
+    from django_ws.edge import socketio_compat
+
+    with pytest.raises(socketio_compat.SocketIOIncompatible) as error:
+        socketio_compat._require(False, "AsyncServer._send_packet(eio_sid, pkt)")
+    message = str(error.value)
+    assert f"python-socketio {version('python-socketio')}" in message and "_send_packet" in message
+    assert "django-ws[socketio]" in message, "the message says what to install"
+
+
+def test_the_socketio_transport_uses_no_private_name_of_python_socketio_outside_socketio_compat():
+    """The private names socketio_compat checks at import appear nowhere else in the edge."""
+    import pathlib
+
+    import django_ws.edge
+
+    private = ("_handle_event", "_send_packet", "packet_class", "sid_from_eio_sid", "eio_sid_from_sid",
+               "is_connected", "async_drivers")
+    root = pathlib.Path(django_ws.edge.__file__).parent
+    offenders = [f"{path.name}: {name}" for path in root.rglob("*.py") if path.name != "socketio_compat.py"
+                 for name in private if name in path.read_text()]
+    assert offenders == [], f"python-socketio beyond its documented API belongs in socketio_compat.py: {offenders}"

@@ -12,6 +12,8 @@ MESSAGES = [
     wire.Data("e.1", "chat/lobby", False, b"hello"),
     wire.Data("e.1", "chat/lobby", True, NON_UTF8),
     wire.Data("e.1", "", True, b""),
+    wire.Event("e.1", "chat/lobby", "move", 7, b'[{"x":1}]'),
+    wire.Event("e.1", "chat/lobby", "héllo", -1, b"[]"),
     wire.Disconnect("e.1", "chat/lobby", 1001, "going away"),
     wire.Recovery("e.1", "chat.lobby", True),
     wire.Recovery("e.1", "chat.lobby", False),
@@ -23,6 +25,7 @@ MESSAGES = [
     wire.Deny("e.1", 403, "Forbidden"),
     wire.Send("e.1", False, "héllo ✓".encode()),
     wire.Send("e.1", True, NON_UTF8),
+    wire.EventAck("e.1", 7, b"[42]"),
     wire.Close("e.1", 4000, "bye"),
     wire.Join("e.1", "room.lobby"),
     wire.Leave("e.1", "room.lobby"),
@@ -73,14 +76,14 @@ def test_join_and_leave_share_fields_but_decode_to_their_own_class():
 # -- exact frames ----------------------------------------------------------------
 
 
-def header(kind: bytes, *fields: bytes, version: bytes = b"DWS2") -> bytes:
+def header(kind: bytes, *fields: bytes, version: bytes = b"DWS3") -> bytes:
     """A header frame built by hand: version, kind, then each field as 4-byte length + bytes."""
     return version + kind + b"".join(len(f).to_bytes(4, "big") + f for f in fields)
 
 
 def test_data_frames_exactly():
     assert wire.Data("e.1", "chat/x", False, b"hi").encode() == [
-        b"DWS2D" + b"\x00\x00\x00\x03e.1" + b"\x00\x00\x00\x06chat/x" + b"\x00\x00\x00\x010",
+        b"DWS3D" + b"\x00\x00\x00\x03e.1" + b"\x00\x00\x00\x06chat/x" + b"\x00\x00\x00\x010",
         b"hi",
     ]
 
@@ -149,7 +152,7 @@ def H(kind, *fields, **kw):
     "frames",
     [
         pytest.param([], id="no-frames"),
-        pytest.param([b"DWS2"], id="version-only"),
+        pytest.param([b"DWS3"], id="version-only"),
         pytest.param([b"DWS"], id="short-header"),
         pytest.param(H(b"P", b"edge", version=b"DWS9"), id="wrong-version"),
         pytest.param(H(b"P", b"edge", version=b"dws1"), id="version-case"),
@@ -160,7 +163,7 @@ def H(kind, *fields, **kw):
         pytest.param(H(b"P", b"edge", b"extra"), id="too-many-fields"),
         pytest.param([header(b"P", b"edge")[:-1]], id="field-runs-past-header"),
         pytest.param([header(b"P", b"edge") + b"\x00\x00"], id="trailing-bytes"),
-        pytest.param([b"DWS2P\x00\x00"], id="truncated-length"),
+        pytest.param([b"DWS3P\x00\x00"], id="truncated-length"),
         pytest.param(H(b"D", b"e.1", b"r", b"0", b"hi"), id="payload-in-header"),
         pytest.param(H(b"H", b"w", b" 12", b"0"), id="int-leading-space"),
         pytest.param(H(b"H", b"w", b"12 ", b"0"), id="int-trailing-space"),
@@ -193,7 +196,7 @@ def test_malformed_frames_raise_protocol_error(frames):
 
 def test_wrong_version_error_names_the_versions():
     # DWS1 is the version before batches: a worker or edge still on it fails loudly.
-    with pytest.raises(wire.ProtocolError, match="DWS1.*DWS2"):
+    with pytest.raises(wire.ProtocolError, match="DWS1.*DWS3"):
         wire.decode(H(b"P", b"edge", version=b"DWS1"))
 
 
@@ -240,7 +243,7 @@ def test_a_payload_that_looks_like_a_header_stays_a_payload():
 
 def test_a_malformed_message_in_a_batch_raises_after_the_good_ones_before_it():
     good = wire.Data("e.1", "r", False, b"kept")
-    frames = good.encode() + [b"DWS2D\x00\x00"] + wire.Ping("lost").encode()
+    frames = good.encode() + [b"DWS3D\x00\x00"] + wire.Ping("lost").encode()
     decoded = []
     with pytest.raises(wire.ProtocolError):
         for message in wire.iter_decode(frames):

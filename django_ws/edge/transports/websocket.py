@@ -29,6 +29,7 @@ from .. import tornado_compat
 from ..core import ConnectionState, Refuse, Upgrade
 from ..history import BadPositions, Position, envelope, parse_positions, without_positions
 from ..logs import redact_uri
+from .http import request_meta
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from ..app import Edge
@@ -80,8 +81,7 @@ class WebSocketHandshake(tornado.web.RequestHandler):
             self._refuse(400, str(exc))
             return
         self._answer = asyncio.get_running_loop().create_future()
-        # remote_ip is the proxy's view only with WS_TRUST_PROXY_HEADERS (Tornado's xheaders).
-        meta = self._request_meta()
+        meta = request_meta(self.request)
         if positions is not None:
             meta["query"] = without_positions(meta["query"])
             meta["recovering"] = sorted(positions.positions)
@@ -156,21 +156,6 @@ class WebSocketHandshake(tornado.web.RequestHandler):
             self.set_header(name, value)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(f"{status} {reason}\n")
-
-    def _request_meta(self) -> dict:
-        request = self.request
-        host, _, port = request.host.rpartition(":") if ":" in request.host else (request.host, "", "")
-        offered = request.headers.get("Sec-WebSocket-Protocol", "")
-        return {
-            "path": request.path,
-            "query": request.query,
-            "headers": list(request.headers.get_all()),
-            "remote_addr": request.remote_ip,
-            "server_name": host,
-            "server_port": port,
-            "secure": request.protocol == "https",
-            "subprotocols": [p.strip() for p in offered.split(",") if p.strip()],
-        }
 
     def _upgrade(self, answer: Upgrade) -> None:
         """Answer 101, take the stream from Tornado's HTTP server and start the WebSocket connection."""

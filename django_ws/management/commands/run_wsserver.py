@@ -133,7 +133,9 @@ class Command(BaseCommand):
         self._say(
             f"django-ws {django_ws.__version__}, using settings {settings.SETTINGS_MODULE!r}\n"
             f"WebSocket server at ws://{host}:{port}{edge.mount.prefix}/ (edge {edge.edge_id}, {self.loop_name})\n"
-            f"Routes: {len(root.urlpatterns) - legacy} from {root.source}, "
+            + (f"Socket.IO at http://{host}:{port}{edge.mount.prefix}/socket.io/ (namespaces are routes)\n"
+               if edge.socketio is not None else "")
+            + f"Routes: {len(root.urlpatterns) - legacy} from {root.source}, "
             f"{len(ws_settings.DEFAULT_WS_HANDLERS)} namespaces from DEFAULT_WS_HANDLERS\n"
             f"Workers: {wanted} x {options['mode']}; push {push}, sub {sub}\n"
             + (f"Broker: {edge.broker_config.name}; announced as {edge.broker.announced_endpoints}\n"
