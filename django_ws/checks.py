@@ -102,3 +102,27 @@ def check_socketio(app_configs, **kwargs):
                              hint="pip install 'django-ws[socketio]', or set WS_SOCKETIO = False.",
                              id="django_ws.E008")]
     return []
+
+
+@checks.register()
+def check_broker(app_configs, **kwargs):
+    """WS_BROKER, WS_BROKER_LEASE and WS_BROKER_PREFIX must be valid, and redis-py installed, when a broker is set."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .conf import ws_settings
+
+    if not ws_settings.WS_BROKER:
+        return []
+    from .broker import config
+
+    try:
+        config.configured()
+        config.lease()
+        config.prefix()
+        import redis  # noqa: F401
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), hint="See WS_BROKER in docs/settings.rst.", id="django_ws.E009")]
+    except ImportError:
+        return [checks.Error("WS_BROKER is set but redis-py is not installed",
+                             hint="pip install 'django-ws[redis]'", id="django_ws.E009")]
+    return []

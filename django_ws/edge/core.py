@@ -22,7 +22,13 @@ event (method)                  typical actions
 ``tick()``     each heartbeat   ``ToWorker(Ping)``, ``CloseClient`` (1012)
 ``send_failed()`` the link      ``CloseClient`` (1013), a retry, a backlog
                could not send
+``broker_message()`` from the   ``Deliver``
+               broker (cluster)
 ==============================  ==============================================
+
+In cluster mode (``cluster=True``, WS_BROKER set) joins and leaves also
+return ``Subscribe`` / ``Unsubscribe`` when a group gets its first member on
+this edge or loses its last, and ``MemberChanged`` for the broker's presence.
 
 One :class:`Connection` record per client holds everything the edge knows of
 it, with an explicit :class:`ConnectionState`; the transport's own object
@@ -35,6 +41,7 @@ event by event in tests/unit/test_edge_core.py.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
 import logging
 import time
@@ -72,7 +79,8 @@ class Connection:
     """One client connection, as the edge knows it."""
 
     __slots__ = ("address", "attempts", "close_after_upgrade", "close_sent", "data_headers", "early", "groups",
-                 "id", "limits", "positions", "request", "route", "state", "transport", "worker")
+                 "holding", "id", "limits", "positions", "request", "route", "state", "transport", "watching",
+                 "worker")
 
     def __init__(self, conn_id: str, route: str, transport: typing.Any):
         self.id = conn_id
@@ -103,6 +111,11 @@ class Connection:
         #: Set when the client asked for positions (docs/protocol.rst): its
         #: frames then carry the envelope, and it may have presented positions to recover from.
         self.positions: Positions | None = None
+        #: Cluster mode: group -> the live messages held while the broker is asked for this
+        #: client's gap in that group (GapFetched), delivered after the replay.
+        self.holding: dict[str, list[tuple[bool, bytes, Position]]] | None = None
+        #: The groups whose joins and leaves its handler watches (made on its first watch).
+        self.watching: set[str] | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.state.value} route={self.route!r}>"
@@ -250,6 +263,62 @@ class Answer(Action):
         self.identity, self.message = identity, message
 
 
+class Subscribe(Action):
+    """Cluster mode: ``group`` has its first member here; receive its messages from the broker.
+
+    ``presence``: its first watcher instead; receive the joins and leaves of other edges.
+    """
+
+    __slots__ = ("group", "presence")
+
+    def __init__(self, group: str, presence: bool = False):
+        self.group, self.presence = group, presence
+
+
+class Unsubscribe(Action):
+    """Cluster mode: ``group`` has no member (``presence``: no watcher) here any more."""
+
+    __slots__ = ("group", "presence")
+
+    def __init__(self, group: str, presence: bool = False):
+        self.group, self.presence = group, presence
+
+
+class MemberChanged(Action):
+    """Cluster mode: ``conn_id`` ``joined`` (or left) ``group`` here; the broker's presence follows."""
+
+    __slots__ = ("conn_id", "group", "joined")
+
+    def __init__(self, group: str, conn_id: str, joined: bool):
+        self.group, self.conn_id, self.joined = group, conn_id, joined
+
+
+class FetchGap(Action):
+    """Cluster mode: ask the broker for what followed ``(epoch, offset)`` in ``group``, for ``conn``.
+
+    The broker keeps the history; the answer comes back as gap_fetched().
+    Live messages of the group for ``conn`` are held until then.
+    """
+
+    __slots__ = ("conn", "epoch", "group", "offset")
+
+    def __init__(self, conn: Connection, group: str, epoch: str, offset: int):
+        self.conn, self.group, self.epoch, self.offset = conn, group, epoch, offset
+
+
+class CatchUp(Action):
+    """Cluster mode, back from an outage of the broker: fetch what ``group`` had after ``(epoch, offset)``.
+
+    Those are the messages this edge may have missed meanwhile; the answer
+    comes back as gap_fetched() without a connection, for every member here.
+    """
+
+    __slots__ = ("epoch", "group", "offset")
+
+    def __init__(self, group: str, epoch: str, offset: int):
+        self.group, self.epoch, self.offset = group, epoch, offset
+
+
 class WorkerChanged(Action):
     """A worker ``joined`` or was ``lost``: for the banner and the supervisor."""
 
@@ -271,7 +340,7 @@ class EdgeCore:
 
     def __init__(self, *, resolve: typing.Callable[[str], object], heartbeat_timeout: float,
                  max_connections: int = 0, limits: LimitSettings | None = None, send_key_ttl: float = 60.0,
-                 edge_id: str | None = None, history: History | None = None,
+                 edge_id: str | None = None, history: History | None = None, cluster: bool = False,
                  clock: typing.Callable[[], float] = time.monotonic):
         self.edge_id = edge_id or uuid.uuid4().hex[:16]
         self.resolve = resolve
@@ -283,6 +352,16 @@ class EdgeCore:
         self.connections: dict[str, Connection] = {}
         self.workers: dict[bytes, WorkerState] = {}
         self.groups: dict[str, set[str]] = {}
+        #: group -> the connections whose handlers watch its joins and leaves (Watch).
+        self.watchers: dict[str, set[str]] = {}
+        #: Cluster mode: group messages come from the broker, which must hear of joins and leaves.
+        self.cluster = cluster
+        #: Cluster mode: the last position received of each group with history and members here,
+        #: and the live messages of groups being caught up after an outage (see broker_resumed).
+        self._last_seen: dict[str, tuple[str, int]] = {}
+        self._catching_up: dict[str, list[tuple[wire.GroupSend, Position]]] = {}
+        #: group being caught up -> connection id -> (epoch, offset) it recovered to meanwhile, on its own.
+        self._recovered_meanwhile: dict[str, dict[str, tuple[str, int]]] = {}
         #: The groups' history (WS_GROUP_HISTORY); falsy when no pattern is set.
         self.history = history if history is not None else History([], clock=clock)
         self.stats = Stats()
@@ -301,7 +380,7 @@ class EdgeCore:
         self._on_reply = {
             wire.Send: self._send, wire.GroupSend: self._group_send, wire.SendTo: self._send_to,
             wire.Presence: self._presence, wire.Accept: self._accept, wire.Deny: self._deny,
-            wire.Close: self._close, wire.Join: self._join, wire.Leave: self._leave,
+            wire.Close: self._close, wire.Join: self._join, wire.Leave: self._leave, wire.Watch: self._watch,
             wire.EventAck: self._event_ack,
         }
 
@@ -532,20 +611,89 @@ class EdgeCore:
             conn.address = None
         if count:
             self.stats.closed_by_code[code] += 1
+        actions: list[Action] = []
+        if conn.watching:
+            for group in list(conn.watching):
+                actions += self._unwatch(conn, group)
         if conn.groups:
             for group in conn.groups:
-                members = self.groups.get(group)
-                if members is not None:
-                    members.discard(conn.id)
-                    if not members:
-                        del self.groups[group]
+                actions += self._remove_member(conn, group)
             conn.groups = None
         conn.early = None
         worker = conn.worker
         if worker is not None and self.workers.get(worker.identity) is worker:
             worker.connections.discard(conn.id)
-            return [ToWorker(worker, wire.Disconnect(conn.id, conn.route, int(code), reason))]
-        return []
+            actions.append(ToWorker(worker, wire.Disconnect(conn.id, conn.route, int(code), reason)))
+        return actions
+
+    def _remove_member(self, conn: Connection, group: str) -> list[Action]:
+        """Take ``conn`` out of ``group`` (its own ``groups`` is the caller's business)."""
+        members = self.groups.get(group)
+        if members is None or conn.id not in members:
+            return []
+        members.discard(conn.id)
+        if conn.holding is not None:
+            conn.holding.pop(group, None)
+            if not conn.holding:
+                conn.holding = None
+        actions = self._presence_changed(group, [], [conn.id]) if self.watchers else []
+        if self.cluster:
+            actions.append(MemberChanged(group, conn.id, False))
+        if not members:
+            del self.groups[group]
+            if self.cluster:
+                self._last_seen.pop(group, None)  # no member left to catch up
+                actions.append(Unsubscribe(group))
+        return actions
+
+    def _presence_changed(self, group: str, joined: list[str], left: list[str]) -> list[Action]:
+        """Tell the handlers watching ``group`` who joined and who left it."""
+        watchers = self.watchers.get(group)
+        if not watchers:
+            return []
+        diff = {"joined": joined, "left": left}
+        actions: list[Action] = []
+        for conn_id in watchers:
+            conn = self.connections.get(conn_id)
+            if conn is not None and conn.worker is not None:
+                actions.append(ToWorker(conn.worker, wire.PresenceDiff(conn_id, group, diff)))
+        return actions
+
+    def _watch(self, identity: bytes, message: wire.Watch) -> list[Action]:
+        conn = self.connections.get(message.conn_id)
+        if conn is None or conn.state not in _MAY_JOIN:
+            return []
+        if not message.watch:
+            return self._unwatch(conn, message.group)
+        watchers = self.watchers.get(message.group)
+        actions: list[Action] = []
+        if watchers is None:
+            watchers = self.watchers[message.group] = set()
+            if self.cluster:
+                actions.append(Subscribe(message.group, presence=True))
+        watchers.add(conn.id)
+        if conn.watching is None:
+            conn.watching = set()
+        conn.watching.add(message.group)
+        return actions
+
+    def _unwatch(self, conn: Connection, group: str) -> list[Action]:
+        if conn.watching:
+            conn.watching.discard(group)
+        watchers = self.watchers.get(group)
+        if watchers is None or conn.id not in watchers:
+            return []
+        watchers.discard(conn.id)
+        if watchers:
+            return []
+        del self.watchers[group]
+        return [Unsubscribe(group, presence=True)] if self.cluster else []
+
+    def remote_presence(self, group: str, edge_id: str, joined: list[str], left: list[str]) -> list[Action]:
+        """Cluster mode: joins and leaves on another edge, for the handlers here that watch ``group``."""
+        if edge_id == self.edge_id:
+            return []  # this edge's own, told when they happened
+        return self._presence_changed(group, joined, left)
 
     # -- from workers and senders (the sub endpoint) -------------------------------------
 
@@ -668,6 +816,150 @@ class EdgeCore:
         actions.append(Answer(identity, wire.Ack(ref, self.edge_id, len(found))))
         return actions
 
+    def broker_message(self, message: wire.Message, position: tuple[str, int] | None = None) -> list[Action]:
+        """Cluster mode: a message the broker carried (a group's, or one for a connection here).
+
+        ``position``: the (epoch, offset) the broker gave a message of a group
+        with history. The broker already kept idempotency keys (a repeat is
+        never published), so nothing is acknowledged or remembered here.
+        """
+        if isinstance(message, wire.GroupSend):
+            if position is not None:
+                return self._fan_out_at(message, Position(message.group, *position))
+            # No position: the sender keeps no history for this group; neither does the edge in a cluster.
+            found = self.members_of(message.group, exclude=message.exclude)
+            self.stats.frames_out += len(found)
+            return [Deliver(found, message.binary, message.payload)] if found else []
+        if isinstance(message, wire.SendTo):
+            return self._send_to(b"", dataclasses.replace(message, ref=""))
+        logger.warning("edge dropped an unexpected %s from the broker", type(message).__name__)
+        return []
+
+    def _fan_out_at(self, message: wire.GroupSend, position: Position) -> list[Action]:
+        """A group message whose position the broker assigned: to the open members, in order.
+
+        A member still in its handshake that asked for positions gets it after
+        its upgrade; one whose gap the broker is being asked for gets it after
+        that gap (see gap_fetched).
+        """
+        members = self.groups.get(message.group)
+        if not members:
+            return []
+        group, exclude, connections = message.group, message.exclude, self.connections
+        entry = (message.binary, message.payload, position)
+        held = self._catching_up.get(group)
+        if held is not None:
+            held.append((message, position))
+            return []
+        self._last_seen[group] = (position.epoch, position.offset)
+        targets: list[Connection] = []
+        for conn_id in members:
+            if conn_id == exclude:
+                continue
+            conn = connections.get(conn_id)
+            if conn is None:
+                continue
+            if conn.holding is not None and group in conn.holding:
+                conn.holding[group].append(entry)
+            elif conn.state is ConnectionState.OPEN:
+                targets.append(conn)
+            elif conn.positions is not None and conn.state in _EARLY:
+                if conn.early is None:
+                    conn.early = []
+                conn.early.append(entry)
+        self.stats.frames_out += len(targets)
+        return [Deliver(targets, message.binary, message.payload, position)] if targets else []
+
+    def gap_fetched(self, conn_id: str | None, group: str, epoch: str, last: int,
+                    entries: list[tuple[int, bool, bytes]] | None) -> list[Action]:
+        """Cluster mode: the broker answered a FetchGap: the group stands at ``(epoch, last)``.
+
+        ``entries``: (offset, binary, payload) of every message after the
+        client's position, or None when they are no longer all kept (or the
+        broker could not be asked): the client is told to resync. Then come
+        the live messages held meanwhile, but those the replay already held.
+        """
+        if conn_id is None:
+            return self._caught_up(group, epoch, last, entries)
+        conn = self.connections.get(conn_id)
+        if conn is None or conn.holding is None or group not in conn.holding:
+            return []  # closed, or left the group, meanwhile
+        held = conn.holding.pop(group)
+        if not conn.holding:
+            conn.holding = None
+        if group in self._catching_up:
+            # The edge's own catch-up of this group is under way: it must not tell this client again.
+            self._recovered_meanwhile.setdefault(group, {})[conn.id] = (epoch, last)
+        if entries is None:
+            frames = [(False, b"", Position(group, epoch, last, resync=True))]
+        else:
+            frames = [(binary, payload, Position(group, epoch, offset)) for offset, binary, payload in entries]
+        frames += [entry for entry in held if entry[2].epoch != epoch or entry[2].offset > last]
+        actions: list[Action] = []
+        if conn.state is ConnectionState.OPEN:
+            self.stats.frames_out += len(frames)
+            actions += [Deliver([conn], binary, payload, position) for binary, payload, position in frames]
+        elif conn.state in _EARLY:
+            if conn.early is None:
+                conn.early = []
+            conn.early += frames
+        if conn.worker is not None and conn.state is not ConnectionState.CLOSED:
+            actions.append(ToWorker(conn.worker, wire.Recovery(conn.id, group, entries is not None)))
+        return actions
+
+    def broker_resumed(self) -> list[Action]:
+        """Cluster mode: the broker is back after an outage; catch up the groups with history here.
+
+        Their live messages are held until the broker says what this edge
+        may have missed (a CatchUp each): every member then gets that first,
+        or, if it is no longer kept, each client that asked for positions the
+        resync signal, as after any gap the history cannot fill.
+        """
+        actions: list[Action] = []
+        for group in self.groups:
+            if group in self._catching_up or self.history.bound_for(group) is None:
+                continue
+            self._catching_up[group] = []
+            # No message received yet since its first member joined here: where it stood is not
+            # known, so whatever was sent meanwhile cannot be told apart: its clients resync.
+            actions.append(CatchUp(group, *self._last_seen.get(group, ("", 0))))
+        return actions
+
+    def _caught_up(self, group: str, epoch: str, last: int, entries: list[tuple[int, bool, bytes]] | None
+                   ) -> list[Action]:
+        held = self._catching_up.pop(group, None)
+        if held is None:
+            return []
+        recovered = self._recovered_meanwhile.pop(group, {})
+        members = [conn for conn in self.members_of(group)
+                   if not (conn.holding and group in conn.holding) and conn.id not in recovered]
+        actions: list[Action] = []
+        if entries is None:
+            logger.warning("edge %s: messages of %s sent while the broker was away are lost; clients resync",
+                           self.edge_id, group)
+            told = [conn for conn in members if conn.positions is not None]
+            if told:
+                actions.append(Deliver(told, False, b"", Position(group, epoch, last, resync=True)))
+        else:
+            actions += [Deliver(members, binary, payload, Position(group, epoch, offset))
+                        for offset, binary, payload in entries if members]
+        if epoch:
+            self._last_seen[group] = (epoch, last)
+        for message, position in held:
+            if position.epoch == epoch and position.offset <= last:
+                continue  # in the catch-up already
+            self._last_seen[group] = (position.epoch, position.offset)
+            targets = [conn for conn in members if conn.id != message.exclude]
+            for conn_id, (their_epoch, their_last) in recovered.items():
+                conn = self.connections.get(conn_id)
+                if (conn is not None and conn.state is ConnectionState.OPEN and conn_id != message.exclude
+                        and (position.epoch != their_epoch or position.offset > their_last)):
+                    targets.append(conn)
+            if targets:
+                actions.append(Deliver(targets, message.binary, message.payload, position))
+        self.stats.frames_out += sum(len(a.targets) for a in actions)
+        return actions
+
     def _presence(self, identity: bytes, message: wire.Presence) -> list[Action]:
         members = sorted(self.groups.get(message.group, ()))
         return [Answer(identity, wire.Members(message.ref, self.edge_id, {"ids": members}))]
@@ -687,13 +979,33 @@ class EdgeCore:
     def _join(self, identity: bytes, message: wire.Join) -> list[Action]:
         conn = self.connections.get(message.conn_id)
         if conn is not None and conn.state in _MAY_JOIN:
-            self.groups.setdefault(message.group, set()).add(conn.id)
+            actions: list[Action] = []
+            members = self.groups.get(message.group)
+            if members is None:
+                members = self.groups[message.group] = set()
+                if self.cluster:
+                    actions.append(Subscribe(message.group))
+            if conn.id not in members:
+                if self.cluster:
+                    actions.append(MemberChanged(message.group, conn.id, True))
+                if self.watchers:
+                    actions += self._presence_changed(message.group, [conn.id], [])
+            members.add(conn.id)
             if conn.groups is None:
                 conn.groups = set()
             conn.groups.add(message.group)
             positions = conn.positions
             if positions is not None and message.group in positions.positions:
-                return self._recover(conn, message.group, *positions.positions.pop(message.group))
+                epoch, offset = positions.positions.pop(message.group)
+                if self.cluster and self.history.bound_for(message.group) is not None:
+                    # The broker keeps this history: ask it, and hold the live messages meanwhile.
+                    if conn.holding is None:
+                        conn.holding = {}
+                    conn.holding[message.group] = []
+                    actions.append(FetchGap(conn, message.group, epoch, offset))
+                else:
+                    actions += self._recover(conn, message.group, epoch, offset)
+            return actions
         return []
 
     def _recover(self, conn: Connection, group: str, epoch: str, offset: int) -> list[Action]:
@@ -724,14 +1036,11 @@ class EdgeCore:
 
     def _leave(self, identity: bytes, message: wire.Leave) -> list[Action]:
         conn = self.connections.get(message.conn_id)
-        members = self.groups.get(message.group)
-        if conn is not None and members is not None:
-            members.discard(conn.id)
-            if conn.groups:
-                conn.groups.discard(message.group)
-            if not members:
-                del self.groups[message.group]
-        return []
+        if conn is None:
+            return []
+        if conn.groups:
+            conn.groups.discard(message.group)
+        return self._remove_member(conn, message.group)
 
     # -- workers (the push endpoint) ------------------------------------------------------
 
