@@ -1,0 +1,15 @@
+"""The bench project as one edge of a cluster (bench/cluster.py).
+
+``DJWS_BENCH_EDGES`` (JSON list): the sub endpoint of every edge, for the
+sending process of the static configuration. ``DJWS_BENCH_BROKER``: the
+Redis URL of cluster mode (``WS_BROKER``); unset, the cluster is static.
+"""
+
+import json
+import os
+
+from .settings import *  # noqa: F403
+
+WS_EDGES = json.loads(os.environ.get("DJWS_BENCH_EDGES", "null"))
+if os.environ.get("DJWS_BENCH_BROKER"):
+    WS_BROKER = os.environ["DJWS_BENCH_BROKER"]
