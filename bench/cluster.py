@@ -130,9 +130,10 @@ class ClientProcess:
     """One cluster_client.js: its connections, and its JSON events on a queue."""
 
     def __init__(self, command: list[str], env: dict, urls: list[str], conns: int, local_address: str,
-                 events: queue.Queue):
+                 batch: int, events: queue.Queue):
         self.process = subprocess.Popen(
-            [*command, "--urls", ",".join(urls), "--conns", str(conns), "--local-address", local_address],
+            [*command, "--urls", ",".join(urls), "--conns", str(conns), "--local-address", local_address,
+             "--batch", str(batch)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
             env=env, start_new_session=True)
         self.stderr: list[str] = []
@@ -208,7 +209,8 @@ class Run:
             conns = self.args.connections // count + (1 if i < self.args.connections % count else 0)
             # Each process starts its round-robin at another edge, so the edges get even shares.
             rotated = urls[i % len(urls):] + urls[:i % len(urls)]
-            self.clients.append(ClientProcess(command, client.env, rotated, conns, f"127.0.0.{10 + i}", self.events))
+            self.clients.append(ClientProcess(command, client.env, rotated, conns, f"127.0.0.{10 + i}",
+                                              self.args.batch, self.events))
         opened = failed = 0
         error = None
         for event in self.wait_events("open", len(self.clients), self.args.timeout):
@@ -412,13 +414,15 @@ def main() -> int:
     parser.add_argument("--workers-per-edge", type=int, default=1)
     parser.add_argument("--per-client", type=int, default=12500,
                         help="most connections per client process (default 12500; each costs a descriptor)")
+    parser.add_argument("--batch", type=int, default=100,
+                        help="handshakes in flight per client process (default 100)")
     parser.add_argument("--broker", action="store_true", help="cluster mode on a private redis-server")
     parser.add_argument("--timeout", type=float, default=300, help="seconds for each phase (default 300)")
     parser.add_argument("--node-path", help="node_modules holding ws (default DJANGO_WS_TEST_NODE_PATH)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
     args = parser.parse_args()
-    if args.edges < 1 or args.connections < 1 or args.sends < 1 or args.per_client < 1:
-        parser.error("--edges, --connections, --sends and --per-client must be at least 1")
+    if args.edges < 1 or args.connections < 1 or args.sends < 1 or args.per_client < 1 or args.batch < 1:
+        parser.error("--edges, --connections, --sends, --per-client and --batch must be at least 1")
     if args.per_client > 19000:
         parser.error("--per-client: a process here has at most 20,000 descriptors")
     if args.broker:
