@@ -39,6 +39,7 @@ import math
 import os
 import queue
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -242,9 +243,15 @@ class Run:
         """Until every edge's group holds its connections: joins travel through the workers' on_connect."""
         deadline = time.monotonic() + self.args.timeout
         while True:
-            members = sum(s["group_members"] for s in self.stats())
+            stats = self.stats()
+            members = sum(s["group_members"] for s in stats)
             if members == expected:
                 return
+            closed = [(edge, s["closed_by_code"]) for edge, s in zip(self.edges, stats) if s["closed_by_code"]]
+            if closed:
+                said = "\n".join(line for edge, _ in closed for line in edge.lines[-3:])
+                raise RuntimeError(f"the edges closed connections while they opened (by close code: "
+                                   f"{[codes for _, codes in closed]}); the last they said:\n{said}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the group has {members} members after {self.args.timeout:.0f}s, not {expected}")
             time.sleep(0.2)
@@ -427,6 +434,8 @@ def main() -> int:
         parser.error("--per-client: a process here has at most 20,000 descriptors")
     if args.broker:
         check_broker_support()
+    # SIGTERM stops the run as Control-C does: edges, clients and Redis are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = measure(args)
     report(result)
     if args.json:

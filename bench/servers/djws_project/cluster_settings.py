@@ -17,3 +17,7 @@ if os.environ.get("DJWS_BENCH_BROKER"):
 # default 5 s to run on_connect, which would refuse the connection with 503.
 # The benchmark measures the group message, not the handshake rate.
 WS_HANDSHAKE_TIMEOUT = 60.0
+# Eight client processes opening connections as fast as they can, six edges
+# and six workers on two cores: a worker's heartbeat can be late by more
+# than the default 2 s, and its edge would close its connections with 1012.
+WS_HEARTBEAT_TIMEOUT = 10.0
