@@ -39,6 +39,14 @@ DEFAULTS = {
     # Sub endpoints of every edge, for send_to_group() & co. outside workers.
     # None: [WS_SUB_SOCKET], the one local edge.
     "WS_EDGES": None,
+    # Cluster mode (docs/cluster.rst): None (one host, Redis never imported), a
+    # redis:// or rediss:// URL, or a Sentinel dict. Edges, workers and senders
+    # then find each other, and send to groups, through it.
+    "WS_BROKER": None,
+    # Start of every Redis key and channel django-ws uses, so projects can share one Redis.
+    "WS_BROKER_PREFIX": "django_ws:",
+    # Seconds an edge's announcement lives without renewal (renewed every third of it).
+    "WS_BROKER_LEASE": 10.0,
     # Seconds send_to_group() & co. wait for every edge to confirm (outside workers).
     "WS_SEND_TIMEOUT": 2.0,
     # Seconds an edge remembers a sender's idempotency key (send_to_group(key=...)):

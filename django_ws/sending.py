@@ -15,6 +15,10 @@ endpoint of every edge; default: WS_SUB_SOCKET, the one local edge).
   the call then raises :class:`~django_ws.SendError`, which says which
   edges were not reached and how many clients were, so a view can catch it
   and carry on. Nothing is queued for an edge that is not connected.
+* With ``WS_BROKER`` set (cluster mode, docs/cluster.rst), in every process,
+  a worker's too, each call is one round trip to Redis: a send is one
+  publish, presence one script; Redis unreachable raises SendError within
+  the timeout. ``send_to_group`` then returns None.
 """
 
 from __future__ import annotations
@@ -45,9 +49,10 @@ class EdgeRoute:
         acks = _client().request(make, timeout, key, self.endpoints())
         return sum(ack.delivered for ack in acks)
 
-    def ask(self, make: typing.Callable[[str], wire.Message], timeout: float | None) -> list[wire.Message]:
-        """Send a question (Presence) to every edge; return their answers."""
-        return _client().request(make, timeout, None, self.endpoints())
+    def members(self, group: str, timeout: float | None) -> list[str]:
+        """Ask every edge who is in ``group`` (Presence); the ids, sorted."""
+        replies = _client().request(lambda ref: wire.Presence(ref, group), timeout, None, self.endpoints())
+        return sorted(conn_id for reply in replies for conn_id in reply.members.get("ids", []))
 
 
 class WorkerRoute(EdgeRoute):
@@ -69,19 +74,34 @@ class WorkerRoute(EdgeRoute):
         self._broadcast(make(""))
 
 
-#: The route of this process: chosen once, by whoever runs it (see use_route).
-_route: EdgeRoute = EdgeRoute()
+#: The route of this process, installed by whoever runs it (see use_route); None: chosen from the settings.
+_route: EdgeRoute | None = None
+_edges = EdgeRoute()
 
 
-def use_route(route: EdgeRoute) -> EdgeRoute:
+def use_route(route: EdgeRoute | None) -> EdgeRoute | None:
     """Make ``route`` how this process reaches the edges; returns the one it replaces.
 
-    A worker installs a WorkerRoute when it starts; the testing helpers install
-    theirs for a test and put the previous one back.
+    A worker installs a WorkerRoute (or, with WS_BROKER, a BrokerRoute) when
+    it starts; the testing helpers install theirs for a test and put the
+    previous one back. None goes back to the default: the broker when
+    WS_BROKER is set (read at each call, so override_settings works), else
+    the edges of WS_EDGES.
     """
     global _route
     previous, _route = _route, route
     return previous
+
+
+def current_route():
+    """The route sends take now (see use_route)."""
+    if _route is not None:
+        return _route
+    if ws_settings.WS_BROKER:
+        from django_ws.broker.route import BrokerRoute
+
+        return BrokerRoute()
+    return _edges
 
 
 def _encode(data) -> tuple[bool, bytes]:
@@ -97,20 +117,24 @@ def send_to_group(group: str, data: str | bytes, *, exclude: str | None = None, 
     """Send ``data`` to every connection in ``group`` except ``exclude`` (a connection id).
 
     Returns how many clients it was written to, or None inside a worker,
-    where it does not wait to find out. ``key`` names this message for
+    where it does not wait to find out, and in cluster mode (WS_BROKER),
+    where it is one publish to Redis. ``key`` names this message for
     retries: an edge that has delivered a message with the same key within
     WS_SEND_KEY_TTL does not deliver it again (ignored inside a worker).
     """
     binary, payload = _encode(data)
-    return _route.send(lambda ref: wire.GroupSend(group, exclude or "", binary, payload, ref), timeout,
+    return current_route().send(lambda ref: wire.GroupSend(group, exclude or "", binary, payload, ref), timeout,
                        _check_key(key))
 
 
 def send_to_connection(connection_id: str, data: str | bytes, *, timeout: float | None = None,
                        key: str | None = None) -> bool:
-    """Send ``data`` to one connection; True if an edge held it and wrote it. ``key``: as for send_to_group."""
+    """Send ``data`` to one connection; True if an edge held it and wrote it. ``key``: as for send_to_group.
+
+    In cluster mode: True if the connection's edge took it (it is alive and subscribed).
+    """
     binary, payload = _encode(data)
-    delivered = _route.send(lambda ref: wire.SendTo(connection_id, binary, payload, ref), timeout, _check_key(key))
+    delivered = current_route().send(lambda ref: wire.SendTo(connection_id, binary, payload, ref), timeout, _check_key(key))
     return delivered is None or delivered > 0
 
 
@@ -122,8 +146,7 @@ def _check_key(key: str | None) -> str | None:
 
 def group_members(group: str, *, timeout: float | None = None) -> list[str]:
     """The connection ids in ``group``, across every edge."""
-    replies = _route.ask(lambda ref: wire.Presence(ref, group), timeout)
-    return sorted(conn_id for reply in replies for conn_id in reply.members.get("ids", []))
+    return current_route().members(group, timeout)
 
 
 def group_size(group: str, *, timeout: float | None = None) -> int:

@@ -1,6 +1,8 @@
 import dataclasses
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -219,3 +221,86 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+class RedisServer:
+    """A private redis-server for a test: a free port, a temporary directory, no persistence.
+
+    ``kill()`` is kill -9; ``start()`` again brings it back on the same port,
+    empty, as a Redis restarted without persistence comes back. ``prefix``
+    runs it elsewhere (``ip netns exec NAME``), ``bind`` is its address.
+    """
+
+    def __init__(self, directory: Path, *, port: int | None = None, bind: str = "127.0.0.1",
+                 password: str | None = None, prefix: tuple[str, ...] = (), args: tuple[str, ...] = ()):
+        from django_ws.testing.server import free_port
+
+        self.binary = shutil.which("redis-server")
+        self.directory, self.bind, self.password = directory, bind, password
+        self.port = port or free_port()
+        self.prefix, self.args = list(prefix), list(args)
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.bind}:{self.port}/0"
+
+    def command(self) -> list[str]:
+        cmd = [*self.prefix, self.binary, "--port", str(self.port), "--bind", self.bind, "--save", "",
+               "--appendonly", "no", "--dir", str(self.directory), "--protected-mode", "no"]
+        if self.password:
+            cmd += ["--requirepass", self.password]
+        return cmd + self.args
+
+    def start(self, timeout: float = 10.0) -> "RedisServer":
+        log = open(self.directory / f"redis-{self.port}.log", "ab")
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not self.answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"redis-server did not answer on {self.bind}:{self.port}; see {log.name}")
+            time.sleep(0.05)
+        return self
+
+    def answers(self) -> bool:
+        """Whether it answers a PING (or asks for the password, which is as good)."""
+        import socket
+
+        try:
+            with socket.create_connection((self.bind, self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def require_redis() -> None:
+    require(shutil.which("redis-server") is not None, "redis-server is not installed (apt-get install redis-server)")
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        require(False, "redis-py is not installed (pip install 'django-ws[redis]')")
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A private redis-server, stopped at teardown."""
+    require_redis()
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()

@@ -120,17 +120,20 @@ class HostedServer(WebSocketServer):
 
 
 class HostedWorker(WebSocketServer):
-    """run_wsworker on a host, serving ``edges`` (HostedServers); ready once it says it is serving."""
+    """run_wsworker on a host, serving ``edges`` (HostedServers); ready once it says it is serving.
+
+    ``edges`` None: no --edge at all, so that with WS_BROKER it follows the edges announced there.
+    """
 
     ready_text = "serving"
 
-    def __init__(self, host: Host, edges: list[WebSocketServer], **kwargs):
+    def __init__(self, host: Host, edges: list[WebSocketServer] | None, **kwargs):
         self.host, self.edges = host, edges
         super().__init__(**kwargs)
 
     def command(self) -> list[str]:
         return [*self.host.exec, sys.executable, "-m", "django", "run_wsworker", f"--{self.mode}",
-                *(f"--edge={edge.push_socket},{edge.sub_socket}" for edge in self.edges)]
+                *(f"--edge={edge.push_socket},{edge.sub_socket}" for edge in self.edges or ())]
 
 
 class HostedSender(WebSocketServer):

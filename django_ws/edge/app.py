@@ -27,9 +27,13 @@ from .core import (
     CloseClient,
     Deliver,
     EdgeCore,
+    FetchGap,
     Forward,
+    MemberChanged,
     Refuse,
+    Subscribe,
     ToWorker,
+    Unsubscribe,
     Upgrade,
     WorkerChanged,
     WorkerState,
@@ -48,9 +52,18 @@ logger = logging.getLogger("django_ws.edge")
 class Edge:
     """Everything one edge process runs: its core, the HTTP listener and the ZeroMQ link."""
 
-    def __init__(self, mount: Mount, push_endpoint: str, sub_endpoint: str, *, max_connections: int = 0):
+    def __init__(self, mount: Mount, push_endpoint: str, sub_endpoint: str, *, max_connections: int = 0,
+                 announce_host: str | None = None):
         self.mount = mount
+        #: The broker of cluster mode (WS_BROKER), or None: one edge, as without a broker.
+        self.broker_config = None
+        self.broker = None
+        if ws_settings.WS_BROKER:
+            from django_ws.broker import config as broker_config
+
+            self.broker_config = broker_config.configured()
         self.core = EdgeCore(
+            cluster=self.broker_config is not None,
             resolve=mount.resolve,
             heartbeat_timeout=float(ws_settings.WS_HEARTBEAT_TIMEOUT),
             max_connections=max_connections,
@@ -59,6 +72,8 @@ class Edge:
             history=History(parse_settings(ws_settings.WS_GROUP_HISTORY)),
         )
         self.link = ZmqLink(push_endpoint, sub_endpoint, queue_limit=int(ws_settings.WS_QUEUE_LIMIT), events=self)
+        if self.broker_config is not None:
+            self.broker = self._broker_link(push_endpoint, sub_endpoint, announce_host)
         self.heartbeat_interval = float(ws_settings.WS_HEARTBEAT_INTERVAL)
         self.handshake_timeout = float(ws_settings.WS_HANDSHAKE_TIMEOUT)
         self.max_message_size = int(ws_settings.WS_MAX_MESSAGE_SIZE)
@@ -86,7 +101,22 @@ class Edge:
             Deliver: self._deliver, CloseClient: self._close_client, Upgrade: self._answer_handshake,
             Refuse: self._answer_handshake, ToWorker: self._to_worker, Forward: self._forward,
             Answer: self._answer_sender, WorkerChanged: self._worker_changed,
+            Subscribe: self._subscribe, Unsubscribe: self._unsubscribe, MemberChanged: self._member_changed,
+            FetchGap: self._fetch_gap,
         }
+
+    def _broker_link(self, push: str, sub: str, announce_host: str | None):
+        from django_ws.broker import config as broker_config
+        from django_ws.broker.discovery import announcement
+        from django_ws.broker.edge import BrokerLink
+        from django_ws.broker.keys import Keys
+        from django_ws.security import curve_keys
+
+        keys = curve_keys()
+        public = keys.server_public.decode() if keys is not None else None
+        announced = announcement(self.core.edge_id, push, sub, announce_host, public)
+        return BrokerLink(self.broker_config, Keys(broker_config.prefix()), self.core.edge_id, announced,
+                          lease=broker_config.lease(), events=self)
 
     @property
     def edge_id(self) -> str:
@@ -149,6 +179,30 @@ class Edge:
         if self.on_worker_change is not None:
             self.on_worker_change(action.what, action.worker)
 
+    def _subscribe(self, action: Subscribe) -> None:
+        self.broker.subscribe(action.group)
+
+    def _unsubscribe(self, action: Unsubscribe) -> None:
+        self.broker.unsubscribe(action.group)
+
+    def _member_changed(self, action: MemberChanged) -> None:
+        self.broker.member_changed(action.group, action.conn_id, action.joined)
+
+    def _fetch_gap(self, action: FetchGap) -> None:
+        bound = self.core.history.bound_for(action.group)
+        self.broker.fetch_gap(action.conn.id, action.group, action.epoch, action.offset, bound.size, bound.ttl)
+
+    # -- what the broker link reports (broker.edge.BrokerEvents) ------------------------------
+
+    def broker_message(self, message, position) -> None:
+        self.execute(self.core.broker_message(message, position))
+
+    def gap_fetched(self, conn_id, group, epoch, last, entries) -> None:
+        self.execute(self.core.gap_fetched(conn_id, group, epoch, last, entries))
+
+    def memberships(self) -> dict[str, set[str]]:
+        return self.core.groups
+
     # -- what the ZeroMQ link reports (zmq_link.LinkEvents) ----------------------------------
 
     def worker_message(self, identity: bytes, message) -> None:
@@ -194,6 +248,8 @@ class Edge:
 
     def start(self, address: str, port: int) -> None:
         self.link.start()
+        if self.broker is not None:
+            self.broker.start()
         self._heartbeat_task = asyncio.ensure_future(self._heartbeat())
         # A deep accept queue: thousands of browsers reconnecting at once
         # (a restart) must not have their SYNs dropped and retried a second later.
@@ -221,6 +277,8 @@ class Edge:
             conn.transport.abort()
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
+        if self.broker is not None:
+            await self.broker.stop()
         self.link.stop()
 
 

@@ -19,7 +19,13 @@ event (method)                  typical actions
 ``tick()``     each heartbeat   ``ToWorker(Ping)``, ``CloseClient`` (1012)
 ``send_failed()`` the link      ``CloseClient`` (1013), a retry, a backlog
                could not send
+``broker_message()`` from the   ``Deliver``
+               broker (cluster)
 ==============================  ==============================================
+
+In cluster mode (``cluster=True``, WS_BROKER set) joins and leaves also
+return ``Subscribe`` / ``Unsubscribe`` when a group gets its first member on
+this edge or loses its last, and ``MemberChanged`` for the broker's presence.
 
 One :class:`Connection` record per client holds everything the edge knows of
 it, with an explicit :class:`ConnectionState`; the transport's own object
@@ -32,6 +38,7 @@ event by event in tests/unit/test_edge_core.py.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
 import logging
 import time
@@ -69,7 +76,7 @@ class Connection:
     """One client connection, as the edge knows it."""
 
     __slots__ = ("address", "attempts", "close_after_upgrade", "close_sent", "data_headers", "early", "groups",
-                 "id", "limits", "positions", "request", "route", "state", "transport", "worker")
+                 "holding", "id", "limits", "positions", "request", "route", "state", "transport", "worker")
 
     def __init__(self, conn_id: str, route: str, transport: typing.Any):
         self.id = conn_id
@@ -100,6 +107,9 @@ class Connection:
         #: Set when the client asked for positions (docs/protocol.rst): its
         #: frames then carry the envelope, and it may have presented positions to recover from.
         self.positions: Positions | None = None
+        #: Cluster mode: group -> the live messages held while the broker is asked for this
+        #: client's gap in that group (GapFetched), delivered after the replay.
+        self.holding: dict[str, list[tuple[bool, bytes, Position]]] | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.state.value} route={self.route!r}>"
@@ -238,6 +248,46 @@ class Answer(Action):
         self.identity, self.message = identity, message
 
 
+class Subscribe(Action):
+    """Cluster mode: ``group`` has its first member here; receive its messages from the broker."""
+
+    __slots__ = ("group",)
+
+    def __init__(self, group: str):
+        self.group = group
+
+
+class Unsubscribe(Action):
+    """Cluster mode: ``group`` has no member here any more; stop receiving its messages."""
+
+    __slots__ = ("group",)
+
+    def __init__(self, group: str):
+        self.group = group
+
+
+class MemberChanged(Action):
+    """Cluster mode: ``conn_id`` ``joined`` (or left) ``group`` here; the broker's presence follows."""
+
+    __slots__ = ("conn_id", "group", "joined")
+
+    def __init__(self, group: str, conn_id: str, joined: bool):
+        self.group, self.conn_id, self.joined = group, conn_id, joined
+
+
+class FetchGap(Action):
+    """Cluster mode: ask the broker for what followed ``(epoch, offset)`` in ``group``, for ``conn``.
+
+    The broker keeps the history; the answer comes back as gap_fetched().
+    Live messages of the group for ``conn`` are held until then.
+    """
+
+    __slots__ = ("conn", "epoch", "group", "offset")
+
+    def __init__(self, conn: Connection, group: str, epoch: str, offset: int):
+        self.conn, self.group, self.epoch, self.offset = conn, group, epoch, offset
+
+
 class WorkerChanged(Action):
     """A worker ``joined`` or was ``lost``: for the banner and the supervisor."""
 
@@ -259,7 +309,7 @@ class EdgeCore:
 
     def __init__(self, *, resolve: typing.Callable[[str], object], heartbeat_timeout: float,
                  max_connections: int = 0, limits: LimitSettings | None = None, send_key_ttl: float = 60.0,
-                 edge_id: str | None = None, history: History | None = None,
+                 edge_id: str | None = None, history: History | None = None, cluster: bool = False,
                  clock: typing.Callable[[], float] = time.monotonic):
         self.edge_id = edge_id or uuid.uuid4().hex[:16]
         self.resolve = resolve
@@ -271,6 +321,8 @@ class EdgeCore:
         self.connections: dict[str, Connection] = {}
         self.workers: dict[bytes, WorkerState] = {}
         self.groups: dict[str, set[str]] = {}
+        #: Cluster mode: group messages come from the broker, which must hear of joins and leaves.
+        self.cluster = cluster
         #: The groups' history (WS_GROUP_HISTORY); falsy when no pattern is set.
         self.history = history if history is not None else History([], clock=clock)
         self.stats = Stats()
@@ -501,20 +553,37 @@ class EdgeCore:
             conn.address = None
         if count:
             self.stats.closed_by_code[code] += 1
+        actions: list[Action] = []
         if conn.groups:
             for group in conn.groups:
-                members = self.groups.get(group)
-                if members is not None:
-                    members.discard(conn.id)
-                    if not members:
-                        del self.groups[group]
+                actions += self._remove_member(conn, group)
             conn.groups = None
         conn.early = None
         worker = conn.worker
         if worker is not None and self.workers.get(worker.identity) is worker:
             worker.connections.discard(conn.id)
-            return [ToWorker(worker, wire.Disconnect(conn.id, conn.route, int(code), reason))]
-        return []
+            actions.append(ToWorker(worker, wire.Disconnect(conn.id, conn.route, int(code), reason)))
+        return actions
+
+    def _remove_member(self, conn: Connection, group: str) -> list[Action]:
+        """Take ``conn`` out of ``group`` (its own ``groups`` is the caller's business)."""
+        members = self.groups.get(group)
+        if members is None or conn.id not in members:
+            return []
+        members.discard(conn.id)
+        if conn.holding is not None:
+            conn.holding.pop(group, None)
+            if not conn.holding:
+                conn.holding = None
+        if not self.cluster:
+            if not members:
+                del self.groups[group]
+            return []
+        actions: list[Action] = [MemberChanged(group, conn.id, False)]
+        if not members:
+            del self.groups[group]
+            actions.append(Unsubscribe(group))
+        return actions
 
     # -- from workers and senders (the sub endpoint) -------------------------------------
 
@@ -637,6 +706,87 @@ class EdgeCore:
         actions.append(Answer(identity, wire.Ack(ref, self.edge_id, len(found))))
         return actions
 
+    def broker_message(self, message: wire.Message, position: tuple[str, int] | None = None) -> list[Action]:
+        """Cluster mode: a message the broker carried (a group's, or one for a connection here).
+
+        ``position``: the (epoch, offset) the broker gave a message of a group
+        with history. The broker already kept idempotency keys (a repeat is
+        never published), so nothing is acknowledged or remembered here.
+        """
+        if isinstance(message, wire.GroupSend):
+            if position is not None:
+                return self._fan_out_at(message, Position(message.group, *position))
+            # No position: the sender keeps no history for this group; neither does the edge in a cluster.
+            found = self.members_of(message.group, exclude=message.exclude)
+            self.stats.frames_out += len(found)
+            return [Deliver(found, message.binary, message.payload)] if found else []
+        if isinstance(message, wire.SendTo):
+            return self._send_to(b"", dataclasses.replace(message, ref=""))
+        logger.warning("edge dropped an unexpected %s from the broker", type(message).__name__)
+        return []
+
+    def _fan_out_at(self, message: wire.GroupSend, position: Position) -> list[Action]:
+        """A group message whose position the broker assigned: to the open members, in order.
+
+        A member still in its handshake that asked for positions gets it after
+        its upgrade; one whose gap the broker is being asked for gets it after
+        that gap (see gap_fetched).
+        """
+        members = self.groups.get(message.group)
+        if not members:
+            return []
+        targets: list[Connection] = []
+        group, exclude, connections = message.group, message.exclude, self.connections
+        entry = (message.binary, message.payload, position)
+        for conn_id in members:
+            if conn_id == exclude:
+                continue
+            conn = connections.get(conn_id)
+            if conn is None:
+                continue
+            if conn.holding is not None and group in conn.holding:
+                conn.holding[group].append(entry)
+            elif conn.state is ConnectionState.OPEN:
+                targets.append(conn)
+            elif conn.positions is not None and conn.state in _EARLY:
+                if conn.early is None:
+                    conn.early = []
+                conn.early.append(entry)
+        self.stats.frames_out += len(targets)
+        return [Deliver(targets, message.binary, message.payload, position)] if targets else []
+
+    def gap_fetched(self, conn_id: str, group: str, epoch: str, last: int,
+                    entries: list[tuple[int, bool, bytes]] | None) -> list[Action]:
+        """Cluster mode: the broker answered a FetchGap: the group stands at ``(epoch, last)``.
+
+        ``entries``: (offset, binary, payload) of every message after the
+        client's position, or None when they are no longer all kept (or the
+        broker could not be asked): the client is told to resync. Then come
+        the live messages held meanwhile, but those the replay already held.
+        """
+        conn = self.connections.get(conn_id)
+        if conn is None or conn.holding is None or group not in conn.holding:
+            return []  # closed, or left the group, meanwhile
+        held = conn.holding.pop(group)
+        if not conn.holding:
+            conn.holding = None
+        if entries is None:
+            frames = [(False, b"", Position(group, epoch, last, resync=True))]
+        else:
+            frames = [(binary, payload, Position(group, epoch, offset)) for offset, binary, payload in entries]
+        frames += [entry for entry in held if entry[2].epoch != epoch or entry[2].offset > last]
+        actions: list[Action] = []
+        if conn.state is ConnectionState.OPEN:
+            self.stats.frames_out += len(frames)
+            actions += [Deliver([conn], binary, payload, position) for binary, payload, position in frames]
+        elif conn.state in _EARLY:
+            if conn.early is None:
+                conn.early = []
+            conn.early += frames
+        if conn.worker is not None and conn.state is not ConnectionState.CLOSED:
+            actions.append(ToWorker(conn.worker, wire.Recovery(conn.id, group, entries is not None)))
+        return actions
+
     def _presence(self, identity: bytes, message: wire.Presence) -> list[Action]:
         members = sorted(self.groups.get(message.group, ()))
         return [Answer(identity, wire.Members(message.ref, self.edge_id, {"ids": members}))]
@@ -650,13 +800,30 @@ class EdgeCore:
     def _join(self, identity: bytes, message: wire.Join) -> list[Action]:
         conn = self.connections.get(message.conn_id)
         if conn is not None and conn.state in _MAY_JOIN:
-            self.groups.setdefault(message.group, set()).add(conn.id)
+            actions: list[Action] = []
+            members = self.groups.get(message.group)
+            if members is None:
+                members = self.groups[message.group] = set()
+                if self.cluster:
+                    actions.append(Subscribe(message.group))
+            if self.cluster and conn.id not in members:
+                actions.append(MemberChanged(message.group, conn.id, True))
+            members.add(conn.id)
             if conn.groups is None:
                 conn.groups = set()
             conn.groups.add(message.group)
             positions = conn.positions
             if positions is not None and message.group in positions.positions:
-                return self._recover(conn, message.group, *positions.positions.pop(message.group))
+                epoch, offset = positions.positions.pop(message.group)
+                if self.cluster and self.history.bound_for(message.group) is not None:
+                    # The broker keeps this history: ask it, and hold the live messages meanwhile.
+                    if conn.holding is None:
+                        conn.holding = {}
+                    conn.holding[message.group] = []
+                    actions.append(FetchGap(conn, message.group, epoch, offset))
+                else:
+                    actions += self._recover(conn, message.group, epoch, offset)
+            return actions
         return []
 
     def _recover(self, conn: Connection, group: str, epoch: str, offset: int) -> list[Action]:
@@ -687,14 +854,11 @@ class EdgeCore:
 
     def _leave(self, identity: bytes, message: wire.Leave) -> list[Action]:
         conn = self.connections.get(message.conn_id)
-        members = self.groups.get(message.group)
-        if conn is not None and members is not None:
-            members.discard(conn.id)
-            if conn.groups:
-                conn.groups.discard(message.group)
-            if not members:
-                del self.groups[message.group]
-        return []
+        if conn is None:
+            return []
+        if conn.groups:
+            conn.groups.discard(message.group)
+        return self._remove_member(conn, message.group)
 
     # -- workers (the push endpoint) ------------------------------------------------------
 

@@ -105,13 +105,9 @@ class _MemoryRoute(sending.WorkerRoute):
         super().__init__(groups.dispatch, [])
         self.groups = groups
 
-    def ask(self, make: typing.Callable[[str], wire.Message], timeout: float | None) -> list[wire.Message]:
-        question = make("memory")
-        if not isinstance(question, wire.Presence):
-            raise TypeError(f"the test communicator answers Presence, not {type(question).__name__}")
+    def members(self, group: str, timeout: float | None) -> list[str]:
         with self.groups.lock:
-            ids = sorted(self.groups.members.get(question.group, ()))
-        return [wire.Members(question.ref, "memory", {"ids": ids})]
+            return sorted(self.groups.members.get(group, ()))
 
 
 groups = _MemoryGroups()

@@ -23,7 +23,8 @@ def add_worker_arguments(parser, *, edge_option: bool = True) -> None:
     if edge_option:
         parser.add_argument("--edge", action="append", default=[], metavar="PUSH,SUB",
                             help="Serve the edge at these two endpoints (repeat for several edges); "
-                                 "default: --push-socket,--sub-socket.")
+                                 "default: --push-socket,--sub-socket, or, with WS_BROKER set and none of "
+                                 "these options, every edge announced on the broker, as they come and go.")
 
 
 def mode_options(options) -> dict:
@@ -46,12 +47,29 @@ def parse_edges(edges: list[str], push: str, sub: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def run_worker(mode_name: str, edges: list[tuple[str, str]], **mode_kwargs) -> None:
+def follows_broker(edges: list[str], push: str | None, sub: str | None) -> bool:
+    """Whether a worker given these options follows the edges announced on the broker (cluster mode)."""
+    from django_ws.conf import ws_settings
+
+    return bool(ws_settings.WS_BROKER) and not edges and not push and not sub
+
+
+def edge_follower():
+    """The EdgeFollower of the configured broker (the worker starts it when it serves)."""
+    from django_ws.broker import config
+    from django_ws.broker.discovery import EdgeFollower
+    from django_ws.broker.keys import Keys
+
+    return EdgeFollower(config.configured(), Keys(config.prefix()), config.lease())
+
+
+def run_worker(mode_name: str, edges: list[tuple[str, str]], follow: bool = False, **mode_kwargs) -> None:
     from django_ws.worker.modes import get_mode
     from django_ws.worker.server import Worker
 
+    follower = edge_follower() if follow else None
     mode = get_mode(mode_name, **mode_kwargs)
-    worker = Worker(mode, edges)
+    worker = Worker(mode, edges, follower=follower)
     worker.install_signal_handlers()
     worker.serve()
 
@@ -70,12 +88,13 @@ def main(argv: list[str]) -> int:
     django.setup()
     from django_ws.conf import ws_settings
 
+    follow = follows_broker(args.edge, args.push_socket, args.sub_socket)
     try:
-        edges = parse_edges(args.edge, args.push_socket or ws_settings.WS_PUSH_SOCKET,
-                            args.sub_socket or ws_settings.WS_SUB_SOCKET)
+        edges = [] if follow else parse_edges(args.edge, args.push_socket or ws_settings.WS_PUSH_SOCKET,
+                                              args.sub_socket or ws_settings.WS_SUB_SOCKET)
         kwargs = mode_options(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    run_worker(args.mode, edges, **kwargs)
+    run_worker(args.mode, edges, follow=follow, **kwargs)
     return 0

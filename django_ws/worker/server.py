@@ -22,7 +22,8 @@ logger = logging.getLogger("django_ws.worker")
 class Worker:
     """Serves handlers for one or more edges until SIGTERM or SIGINT."""
 
-    def __init__(self, mode: Mode, edges: list[tuple[str, str]], worker_id: str | None = None):
+    def __init__(self, mode: Mode, edges: list[tuple[str, str]], worker_id: str | None = None,
+                 follower=None):
         self.mode = mode
         self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
         self.heartbeat_interval = float(ws_settings.WS_HEARTBEAT_INTERVAL)
@@ -31,6 +32,11 @@ class Worker:
         self.dispatcher = Dispatcher(mode)
         self.context = mode.zmq.Context()
         self.links = [EdgeLink(self, push, sub) for push, sub in edges]
+        #: Cluster mode without --edge: a broker.discovery.EdgeFollower, and the links it made, by edge id.
+        self.follower = follower
+        self.followed: dict[str, EdgeLink] = {}
+        self.poller = mode.zmq.Poller()
+        self._by_socket: dict = {}
         self.stopping = False
         #: edge id -> connections ended when that edge fell silent (see _edge_seen).
         self.ended_while_away: dict[str, list[str]] = {}
@@ -39,8 +45,14 @@ class Worker:
         self.supervisor_pid = int(parent) if parent and parent.isdigit() else None
         from django_ws import sending
 
-        # send_to_group() and friends, called from handlers, use our links.
-        sending.use_route(sending.WorkerRoute(self.broadcast, [link.sub_endpoint for link in self.links]))
+        if ws_settings.WS_BROKER:
+            from django_ws.broker.route import BrokerRoute
+
+            # send_to_group() and friends, called from handlers: one publish each.
+            sending.use_route(BrokerRoute())
+        else:
+            # send_to_group() and friends, called from handlers, use our links.
+            sending.use_route(sending.WorkerRoute(self.broadcast, [link.sub_endpoint for link in self.links]))
         if hasattr(mode, "in_child"):  # --multiprocess
             mode.in_child(self._reopen_in_child, self._close_in_child)
             mode.on_child_exit = self._child_exited
@@ -101,18 +113,20 @@ class Worker:
 
     def serve(self) -> None:
         zmq = self.mode.zmq
-        poller = zmq.Poller()
-        by_socket = {}
         for link in self.links:
-            poller.register(link.events, zmq.POLLIN)
-            by_socket[link.events] = link
-        logger.info(
-            "worker %s (pid %d, %s) serving edges %s",
-            self.worker_id,
-            os.getpid(),
-            self.mode.describe(),
-            ", ".join(link.push_endpoint for link in self.links),
-        )
+            self._watch(link)
+        if self.follower is not None:
+            logger.info("worker %s (pid %d, %s) following the edges announced on the broker %s",
+                        self.worker_id, os.getpid(), self.mode.describe(), self.follower.config.name)
+            self.follower.start()
+        else:
+            logger.info(
+                "worker %s (pid %d, %s) serving edges %s",
+                self.worker_id,
+                os.getpid(),
+                self.mode.describe(),
+                ", ".join(link.push_endpoint for link in self.links),
+            )
         self.next_beat = 0.0
         interval_ms = int(self.heartbeat_interval * 1000)
         try:
@@ -121,16 +135,53 @@ class Worker:
                 if now >= self.next_beat:
                     self._heartbeat(now)
                     self.next_beat = now + self.heartbeat_interval
+                if self.follower is not None:
+                    found = self.follower.changes()
+                    if found is not None:
+                        self.follow(found)
                 try:
-                    ready = poller.poll(interval_ms)
+                    ready = self.poller.poll(interval_ms)
                 except zmq.ZMQError as exc:
                     if exc.errno == getattr(zmq, "EINTR", 4):
                         continue
                     raise
                 for sock, _ in ready:
-                    self._drain(by_socket[sock], zmq)
+                    link = self._by_socket.get(sock)
+                    if link is not None:
+                        self._drain(link, zmq)
         finally:
+            if self.follower is not None:
+                self.follower.stop()
             self._shutdown()
+
+    def _watch(self, link: EdgeLink) -> None:
+        self.poller.register(link.events, self.mode.zmq.POLLIN)
+        self._by_socket[link.events] = link
+
+    def follow(self, announced: dict[str, dict]) -> None:
+        """Serve exactly the edges ``announced`` (id -> announcement): links to new ones, none to those gone.
+
+        An edge that is gone takes its connections here with it, as when it
+        falls silent: their handlers' on_close runs.
+        """
+        for edge_id, edge in announced.items():
+            if edge_id not in self.followed:
+                link = EdgeLink(self, edge["push"], edge["sub"])
+                self.links.append(link)
+                self.followed[edge_id] = link
+                self._watch(link)
+                logger.info("worker %s: following edge %s at %s (host %s)", self.worker_id, edge_id, edge["push"],
+                            edge.get("host"))
+        for edge_id in [e for e in self.followed if e not in announced]:
+            link = self.followed.pop(edge_id)
+            ended = self.dispatcher.edge_lost(edge_id)
+            self.ended_while_away.pop(edge_id, None)
+            self.poller.unregister(link.events)
+            self._by_socket.pop(link.events, None)
+            self.links.remove(link)
+            link.close()
+            logger.warning("worker %s: edge %s is no longer announced (withdrawn, or its lease lapsed); "
+                           "forgot it and ended its %d connections", self.worker_id, edge_id, len(ended))
 
     def _drain(self, link: EdgeLink, zmq, limit: int = 1000) -> None:
         """Handle what is waiting on one link, at most ``limit`` messages at a time.

@@ -71,6 +71,13 @@ WS_SHUTDOWN_TIMEOUT = float(os.environ.get("DJANGO_WS_SHUTDOWN_TIMEOUT", "10"))
 if os.environ.get("DJANGO_WS_EDGES"):
     WS_EDGES = os.environ["DJANGO_WS_EDGES"].split(",")
 
+# Cluster mode (tests/test_cluster.py): the Redis the test started, its lease and prefix.
+if os.environ.get("DJANGO_WS_BROKER"):
+    WS_BROKER = (json.loads(os.environ["DJANGO_WS_BROKER"]) if os.environ["DJANGO_WS_BROKER"].startswith("{")
+                 else os.environ["DJANGO_WS_BROKER"])
+    WS_BROKER_LEASE = float(os.environ.get("DJANGO_WS_BROKER_LEASE", "10"))
+    WS_BROKER_PREFIX = os.environ.get("DJANGO_WS_BROKER_PREFIX", "django_ws:")
+
 # tests/test_security.py starts servers with these.
 if os.environ.get("DJANGO_WS_ALLOWED_ORIGINS"):
     WS_ALLOWED_ORIGINS = os.environ["DJANGO_WS_ALLOWED_ORIGINS"].split(",")

@@ -39,6 +39,10 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=1, metavar="N", help="Worker processes to start (default 1).")
         parser.add_argument("--edge-only", action="store_true",
                             help="Start no workers; they run elsewhere (manage.py run_wsworker).")
+        parser.add_argument("--announce-host", default=None, metavar="HOST",
+                            help="With WS_BROKER: the address or name other hosts reach this edge's tcp:// "
+                                 "endpoints at, announced in their place (required when they are bound to "
+                                 "0.0.0.0; default: the endpoints as given).")
         parser.add_argument("--max-connections", type=int, default=0, metavar="N",
                             help="Refuse handshakes with 503 past N open connections (default: no limit).")
 
@@ -69,9 +73,12 @@ class Command(BaseCommand):
                 raise CommandError("--gevent needs gevent: pip install 'django-ws[gevent]'") from None
         push = options["push_socket"] or ws_settings.WS_PUSH_SOCKET
         sub = options["sub_socket"] or ws_settings.WS_SUB_SOCKET
+        if options["announce_host"] and not ws_settings.WS_BROKER:
+            raise CommandError("--announce-host only applies with WS_BROKER set (cluster mode)")
         try:
-            edge = Edge(mount, push, sub, max_connections=options["max_connections"])
-        except ValueError as exc:  # a rate limit's window of 0, a WS_COMPRESSION option
+            edge = Edge(mount, push, sub, max_connections=options["max_connections"],
+                        announce_host=options["announce_host"])
+        except (ValueError, ImproperlyConfigured) as exc:  # a rate limit's window of 0, WS_BROKER, ...
             raise CommandError(str(exc)) from None
         try:
             run, self.loop_name = loop_runner(ws_settings.WS_EVENT_LOOP)
@@ -129,7 +136,9 @@ class Command(BaseCommand):
             f"Routes: {len(root.urlpatterns) - legacy} from {root.source}, "
             f"{len(ws_settings.DEFAULT_WS_HANDLERS)} namespaces from DEFAULT_WS_HANDLERS\n"
             f"Workers: {wanted} x {options['mode']}; push {push}, sub {sub}\n"
-            "Quit the server with CONTROL-C."
+            + (f"Broker: {edge.broker_config.name}; announced as {edge.broker.announced_endpoints}\n"
+               if edge.broker is not None else "")
+            + "Quit the server with CONTROL-C."
         )
         supervisor = None
         if wanted:

@@ -5,10 +5,18 @@ from __future__ import annotations
 import os
 import sys
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from django_ws.conf import ws_settings
-from django_ws.worker.main import add_worker_arguments, mode_options, parse_edges, run_worker
+from django_ws.worker.main import (
+    add_worker_arguments,
+    edge_follower,
+    follows_broker,
+    mode_options,
+    parse_edges,
+    run_worker,
+)
 
 
 class Command(BaseCommand):
@@ -23,11 +31,13 @@ class Command(BaseCommand):
         add_worker_arguments(parser)
 
     def handle(self, *args, **options):
+        follow = follows_broker(options["edge"], options["push_socket"], options["sub_socket"])
         try:
-            edges = parse_edges(options["edge"], options["push_socket"] or ws_settings.WS_PUSH_SOCKET,
-                                options["sub_socket"] or ws_settings.WS_SUB_SOCKET)
+            edges = [] if follow else parse_edges(options["edge"], options["push_socket"] or ws_settings.WS_PUSH_SOCKET,
+                                                  options["sub_socket"] or ws_settings.WS_SUB_SOCKET)
             extra = mode_options(options)
-        except ValueError as exc:
+            follower = edge_follower() if follow else None
+        except (ValueError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from None
         if options["mode"] == "gevent":
             # Django is already imported here, too late to patch: start over
@@ -38,5 +48,10 @@ class Command(BaseCommand):
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(p for p in (sys.path[0] or os.getcwd(), env.get("PYTHONPATH")) if p)
             os.execve(sys.executable, argv, env)
-        self.stdout.write(f"Worker ({options['mode']}) serving {', '.join(p for p, _ in edges)}; quit with CONTROL-C.")
-        run_worker(options["mode"], edges, **extra)
+        if follower is not None:
+            self.stdout.write(f"Worker ({options['mode']}) serving the edges announced on {follower.config.name}; "
+                              "quit with CONTROL-C.")
+        else:
+            self.stdout.write(f"Worker ({options['mode']}) serving {', '.join(p for p, _ in edges)}; "
+                              "quit with CONTROL-C.")
+        run_worker(options["mode"], edges, follow=follow, **extra)

@@ -1,0 +1,174 @@
+"""``WS_BROKER`` and its companions, read and checked; clients made from them.
+
+Pure but for :meth:`BrokerConfig.sync_client` and :meth:`BrokerConfig.async_client`,
+which import redis-py when called: a project without ``WS_BROKER`` never imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import typing
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+from django_ws.conf import ws_settings
+
+_SENTINEL_KEYS = {"sentinels", "service_name", "db", "password", "username", "ssl", "sentinel_password"}
+_INSTALL = "pip install 'django-ws[redis]'"
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokerConfig:
+    """Where the broker is: a redis:// or rediss:// URL, or a Sentinel service.
+
+    ``name`` says where in words a log line or a SendError can carry: the
+    password never appears in it.
+    """
+
+    url: str | None = None
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service_name: str = ""
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_password: str | None = None
+    ssl: bool = False
+
+    @property
+    def name(self) -> str:
+        if self.url is not None:
+            return redact(self.url)
+        hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+        return f"sentinel {self.service_name}@{hosts}/{self.db}"
+
+    def _options(self, timeout: float | None, retries: int, asyncio: bool) -> dict:
+        if asyncio:
+            from redis.asyncio.retry import Retry
+        else:
+            from redis.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError
+
+        options: dict[str, typing.Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            # No back-off: a send must fail within its timeout. A retry only after a
+            # connection error (a pooled connection Redis closed when it restarted),
+            # never after a timeout, which may hide a publish that did happen.
+            "retry": Retry(NoBackoff(), retries, supported_errors=(ConnectionError,)),
+            "socket_keepalive": True,
+            "socket_keepalive_options": _keepalive_options(),
+        }
+        return options
+
+    def sync_client(self, *, timeout: float | None, retries: int = 0):
+        """A redis-py client for this broker; each operation fails after ``timeout`` seconds."""
+        try:
+            import redis
+        except ImportError:
+            raise ImproperlyConfigured(f"WS_BROKER needs redis-py: {_INSTALL}") from None
+        options = self._options(timeout, retries, asyncio=False)
+        if self.url is not None:
+            return redis.Redis.from_url(self.url, **options)
+        from redis.sentinel import Sentinel
+
+        sentinel = Sentinel(list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs(timeout), **options)
+        return sentinel.master_for(self.service_name, db=self.db, username=self.username,
+                                   password=self.password, ssl=self.ssl)
+
+    def async_client(self, *, timeout: float | None, retries: int = 0):
+        """A redis.asyncio client for this broker (the edge's: never a blocking call on its loop)."""
+        try:
+            import redis.asyncio as aioredis
+        except ImportError:
+            raise ImproperlyConfigured(f"WS_BROKER needs redis-py: {_INSTALL}") from None
+        options = self._options(timeout, retries, asyncio=True)
+        if self.url is not None:
+            return aioredis.Redis.from_url(self.url, **options)
+        from redis.asyncio.sentinel import Sentinel
+
+        sentinel = Sentinel(list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs(timeout), **options)
+        return sentinel.master_for(self.service_name, db=self.db, username=self.username,
+                                   password=self.password, ssl=self.ssl)
+
+    def _sentinel_kwargs(self, timeout: float | None) -> dict:
+        kwargs: dict[str, typing.Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        if self.sentinel_password:
+            kwargs["password"] = self.sentinel_password
+        return kwargs
+
+
+def _keepalive_options() -> dict:
+    # A broker across a partition sends no reset: find out in seconds, not in the kernel's two hours.
+    options = {}
+    for name, value in (("TCP_KEEPIDLE", 2), ("TCP_KEEPINTVL", 1), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, name):
+            options[getattr(socket, name)] = value
+    return options
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (whatever else is wrong with it)."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{host}").geturl()
+
+
+def parse(value: typing.Any) -> BrokerConfig | None:
+    """``WS_BROKER`` as a BrokerConfig (None: no broker); ImproperlyConfigured says what is wrong."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ImproperlyConfigured(
+                f"WS_BROKER must be redis://[user:password@]host:port/db or rediss://..., not {redact(value)!r}")
+        try:
+            parts.port  # noqa: B018  (raises on a bad port)
+        except ValueError:
+            raise ImproperlyConfigured(f"WS_BROKER has a bad port: {redact(value)!r}") from None
+        return BrokerConfig(url=value)
+    if isinstance(value, typing.Mapping):
+        unknown = sorted(set(value) - _SENTINEL_KEYS)
+        if unknown:
+            raise ImproperlyConfigured(f"WS_BROKER (Sentinel) has unknown keys {unknown}; "
+                                       f"known: {sorted(_SENTINEL_KEYS)}")
+        sentinels = value.get("sentinels")
+        if (not isinstance(sentinels, (list, tuple)) or not sentinels
+                or not all(isinstance(s, (list, tuple)) and len(s) == 2 and isinstance(s[0], str)
+                           and isinstance(s[1], int) for s in sentinels)):
+            raise ImproperlyConfigured('WS_BROKER["sentinels"] must be a list of ("host", port) pairs')
+        service = value.get("service_name")
+        if not isinstance(service, str) or not service:
+            raise ImproperlyConfigured('WS_BROKER["service_name"] must name the Sentinel service, e.g. "mymaster"')
+        db = value.get("db", 0)
+        if isinstance(db, bool) or not isinstance(db, int) or db < 0:
+            raise ImproperlyConfigured(f'WS_BROKER["db"] must be an int >= 0, not {db!r}')
+        return BrokerConfig(sentinels=tuple((h, p) for h, p in sentinels), service_name=service, db=db,
+                            username=value.get("username"), password=value.get("password"),
+                            sentinel_password=value.get("sentinel_password"), ssl=bool(value.get("ssl", False)))
+    raise ImproperlyConfigured(f"WS_BROKER must be a redis:// URL or a Sentinel dict, not {type(value).__name__}")
+
+
+def lease() -> float:
+    """``WS_BROKER_LEASE``, checked: seconds an edge's announcement lives without renewal."""
+    value = ws_settings.WS_BROKER_LEASE
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0.3:
+        raise ImproperlyConfigured(f"WS_BROKER_LEASE must be seconds, at least 0.3, not {value!r}")
+    return float(value)
+
+
+def prefix() -> str:
+    value = ws_settings.WS_BROKER_PREFIX
+    if not isinstance(value, str):
+        raise ImproperlyConfigured(f"WS_BROKER_PREFIX must be a str, not {type(value).__name__}")
+    return value
+
+
+def configured() -> BrokerConfig | None:
+    """The broker of the current settings, or None when ``WS_BROKER`` is not set."""
+    return parse(ws_settings.WS_BROKER)

@@ -1,0 +1,296 @@
+"""The edge's link to the broker: its announcement, its subscriptions, its share of presence.
+
+A peer of :class:`django_ws.edge.zmq_link.ZmqLink`, on the edge's asyncio loop,
+with redis.asyncio only: nothing here blocks the loop. What it carries out
+comes from the core as actions (Subscribe, Unsubscribe, MemberChanged); what
+it receives goes to the core as events (``broker_message``).
+
+One *session* is one pair of connections to Redis (commands, and pub/sub).
+When either fails (Redis restarted, failed over, unreachable), the session
+ends, and the next one, after a back-off, puts everything back from what the
+edge knows now: the announcement, every subscription, and every membership.
+Meanwhile the edge goes on serving its clients and workers; only messages
+from the broker pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import typing
+
+from django_ws import wire
+
+from .config import BrokerConfig
+from .keys import EPOCH_LIFE_MS, READ_GAP, Keys, unpack
+
+logger = logging.getLogger("django_ws.edge")
+
+#: Longest wait between two attempts to reach the broker.
+BACKOFF_MAX = 2.0
+
+
+class BrokerEvents(typing.Protocol):
+    """What the link reports, and what it asks of the edge when a session starts."""
+
+    def broker_message(self, message: wire.Message, position: tuple[str, int] | None) -> None: ...
+    def memberships(self) -> dict[str, set[str]]: ...
+    def gap_fetched(self, conn_id: str, group: str, epoch: str, last: int,
+                    entries: list[tuple[int, bool, bytes]] | None) -> None: ...
+
+
+class BrokerLink:
+    """One edge's announcement, subscriptions and presence, kept in Redis across its outages."""
+
+    def __init__(self, config: BrokerConfig, keys: Keys, edge_id: str, announcement: dict, *, lease: float,
+                 events: BrokerEvents):
+        self.config, self.keys, self.edge_id = config, keys, edge_id
+        self.announcement = json.dumps(announcement, separators=(",", ":"))
+        #: For the banner: where workers will connect.
+        self.announced_endpoints = f"{announcement['push']},{announcement['sub']}"
+        self.lease = lease
+        self.events = events
+        #: The group channels this edge must receive (the core's groups with members here).
+        self.groups: set[str] = set()
+        #: (group, connection id) -> joined: presence changes not yet written to Redis.
+        self._pending: dict[tuple[str, str], bool] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._session_commands: asyncio.Queue | None = None
+        #: channel -> set once Redis confirmed this session's subscription to it.
+        self._confirmed: dict[str, asyncio.Event] = {}
+        self._client = None
+        self.connected = False
+        self.sessions = 0
+
+    # -- what the edge carries out ---------------------------------------------------------
+
+    def subscribe(self, group: str) -> None:
+        self.groups.add(group)
+        self._command(("subscribe", group))
+
+    def unsubscribe(self, group: str) -> None:
+        self.groups.discard(group)
+        self._command(("unsubscribe", group))
+
+    def member_changed(self, group: str, conn_id: str, joined: bool) -> None:
+        pending = self._pending
+        pending.pop((group, conn_id), None)  # re-inserted last: the newest change is written last
+        pending[(group, conn_id)] = joined
+        self._wake.set()
+
+    def fetch_gap(self, conn_id: str, group: str, epoch: str, offset: int, size: int, ttl: float) -> None:
+        """Ask the broker what followed ``(epoch, offset)`` in ``group``; answer with events.gap_fetched()."""
+        asyncio.ensure_future(self._fetch_gap(conn_id, group, epoch, offset, size, ttl))
+
+    async def _fetch_gap(self, conn_id: str, group: str, epoch: str, offset: int, size: int, ttl: float) -> None:
+        from .route import new_epoch
+
+        try:
+            # Only once this edge receives the group's live messages: what the
+            # gap misses, the subscription has, and nothing falls between.
+            confirmed = self._confirmed.setdefault(self.keys.group_channel(group), asyncio.Event())
+            await asyncio.wait_for(confirmed.wait(), self.lease)
+            client = self._client
+            if client is None:
+                raise ConnectionError("no session with the broker")
+            stream, hash_key = self.keys.history(group)
+            reply = await client.register_script(READ_GAP)(
+                keys=[stream, hash_key], args=[epoch, offset, int(ttl * 1000), new_epoch(), EPOCH_LIFE_MS])
+            here, last, covered = _text(reply[0]), int(reply[1]), int(reply[2])
+            entries = None
+            if covered:
+                entries = []
+                for n, raw in enumerate(reply[3:], start=offset + 1):
+                    message, _ = unpack(raw)
+                    entries.append((n, message.binary, message.payload))
+        except Exception as exc:  # noqa: BLE001  (the client is told to resync: never a silent gap)
+            logger.warning("edge %s could not read the history of %s from the broker (%s); the client resyncs",
+                           self.edge_id, group, _why(exc))
+            here, last, entries = "", 0, None
+        self.events.gap_fetched(conn_id, group, here, last, entries)
+
+    def _command(self, command: tuple[str, str]) -> None:
+        if self._session_commands is not None:
+            self._session_commands.put_nowait(command)
+        # Else no session: the next one subscribes to self.groups, whatever happened meanwhile.
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Withdraw the announcement and this edge's presence, as far as the broker answers within ``timeout``."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        client = self.config.async_client(timeout=timeout)
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.delete(self.keys.lease(self.edge_id))
+                pipe.srem(self.keys.edges, self.edge_id)
+                pipe.publish(self.keys.events, f"down {self.edge_id}")
+                for group, members in self.events.memberships().items():
+                    if members:
+                        pipe.hdel(self.keys.members(group), *members)
+                for group, conn_id in self._pending:
+                    pipe.hdel(self.keys.members(group), conn_id)
+                await asyncio.wait_for(pipe.execute(), timeout)
+            logger.info("edge %s withdrew from the broker %s", self.edge_id, self.config.name)
+        except Exception as exc:  # noqa: BLE001  (shutting down: the lease lapses anyway)
+            logger.warning("edge %s could not withdraw from the broker %s (%s); its lease lapses within %.1fs",
+                           self.edge_id, self.config.name, _why(exc), self.lease)
+        finally:
+            await client.aclose()
+
+    async def _run(self) -> None:
+        backoff, said = 0.1, False
+        while True:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (any failure ends the session; the next one restores)
+                if self.connected:
+                    logger.warning("edge %s lost the broker %s (%s); still serving its clients, reconnecting",
+                                   self.edge_id, self.config.name, _why(exc))
+                    backoff, said = 0.1, True
+                elif not said:
+                    logger.warning("edge %s cannot reach the broker %s (%s); still serving its clients, retrying",
+                                   self.edge_id, self.config.name, _why(exc))
+                    said = True
+                self.connected = False
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX, self.lease / 3)
+
+    async def _session(self) -> None:
+        renewal = self.lease / 3
+        # Commands answer within a renewal period; pub/sub waits for messages as long as it takes,
+        # with TCP keepalive to notice a broker gone without a word.
+        client = self.config.async_client(timeout=renewal)
+        listener = self.config.async_client(timeout=None)
+        pubsub = listener.pubsub()
+        commands: asyncio.Queue = asyncio.Queue()
+        for confirmed in self._confirmed.values():
+            confirmed.clear()  # this session's subscriptions are confirmed anew
+        try:
+            await pubsub.subscribe(self.keys.direct_channel(self.edge_id),
+                                   *(self.keys.group_channel(g) for g in self.groups))
+            await self._announce(client, up=True)
+            await self._write_presence(client, everything=True)
+            self._session_commands = commands
+            self._client = client
+            self.connected = True
+            self.sessions += 1
+            logger.info("edge %s announced on the broker %s (%d groups)", self.edge_id, self.config.name,
+                        len(self.groups))
+            tasks = [asyncio.ensure_future(job) for job in (
+                self._renew(client, renewal), self._receive(pubsub), self._subscriptions(pubsub, commands),
+                self._presence(client))]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    task.result()  # raises what ended the session
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            self._session_commands = None
+            self._client = None
+            for closing in (pubsub.aclose(), listener.aclose(), client.aclose()):
+                try:
+                    await asyncio.wait_for(closing, 1.0)
+                except Exception:  # noqa: BLE001  (a broken connection may not close cleanly)
+                    pass
+
+    async def _announce(self, client, up: bool) -> None:
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.lease(self.edge_id), self.announcement, px=int(self.lease * 1000))
+            pipe.sadd(self.keys.edges, self.edge_id)
+            if up:
+                pipe.publish(self.keys.events, f"up {self.edge_id}")
+            await pipe.execute()
+
+    async def _renew(self, client, renewal: float) -> None:
+        while True:
+            await asyncio.sleep(renewal)
+            await self._announce(client, up=False)
+
+    async def _receive(self, pubsub) -> None:
+        deliver = self.events.broker_message
+        while True:
+            message = await pubsub.get_message(timeout=None)
+            if message is None:
+                continue
+            if message.get("type") == "subscribe":
+                self._confirmed.setdefault(_text(message["channel"]), asyncio.Event()).set()
+                continue
+            if message.get("type") != "message":
+                continue
+            try:
+                decoded, position = unpack(message["data"])
+            except wire.ProtocolError as exc:
+                logger.warning("edge dropped a malformed message from the broker: %s", exc)
+                continue
+            try:
+                deliver(decoded, position)
+            except Exception:
+                logger.exception("edge failed to handle %s from the broker; dropped it", type(decoded).__name__)
+
+    async def _subscriptions(self, pubsub, commands: asyncio.Queue) -> None:
+        channel = self.keys.group_channel
+        while True:
+            what, group = await commands.get()
+            # The newest wish wins: a join and a leave in a row must not leave us subscribed.
+            if what == "subscribe" and group in self.groups:
+                await pubsub.subscribe(channel(group))
+            elif what == "unsubscribe" and group not in self.groups:
+                self._confirmed.pop(channel(group), None)
+                await pubsub.unsubscribe(channel(group))
+
+    async def _presence(self, client) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._write_presence(client)
+
+    async def _write_presence(self, client, everything: bool = False) -> None:
+        """Write the pending presence changes; with ``everything``, every membership of this edge too.
+
+        After an outage the broker may have lost everything (a restart
+        without persistence, a failover to a replica that lagged): the first
+        write of a session puts back all of it.
+        """
+        pending = dict(self._pending)
+        if not pending and not everything:
+            return
+        edge_id, members_key = self.edge_id, self.keys.members
+        async with client.pipeline(transaction=False) as pipe:
+            if everything:
+                for group, members in self.events.memberships().items():
+                    if members:
+                        pipe.hset(members_key(group), mapping=dict.fromkeys(members, edge_id))
+            for (group, conn_id), joined in pending.items():
+                if joined:
+                    pipe.hset(members_key(group), conn_id, edge_id)
+                else:
+                    pipe.hdel(members_key(group), conn_id)
+            await pipe.execute()
+        for item, joined in pending.items():
+            if self._pending.get(item) is joined:
+                del self._pending[item]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+

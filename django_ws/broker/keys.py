@@ -1,0 +1,205 @@
+"""What django-ws keeps in Redis, and the scripts that read and write it atomically.
+
+Every key and channel starts with ``WS_BROKER_PREFIX`` (default ``django_ws:``),
+so several projects can share one Redis:
+
+=================================  ===========================================================
+``<prefix>edges``                  set of the ids of the edges that announced themselves
+``<prefix>edge:<id>``              an edge's announcement (JSON), with a lease (PX) it renews
+``<prefix>edges:events``           channel: ``up <id>`` / ``down <id>`` as edges come and go
+``<prefix>g:<group>``              channel of a group's messages (wire.GroupSend, packed)
+``<prefix>e:<edge id>``            channel of one edge's direct messages (wire.SendTo, packed)
+``<prefix>m:<group>``              hash: connection id -> edge id, the group's presence
+``<prefix>k:<key>``                an idempotency key (send_to_group(key=...)), WS_SEND_KEY_TTL
+``<prefix>h:<group>``              stream: a group's history (WS_GROUP_HISTORY), entry ids ``0-<offset>``
+``<prefix>hm:<group>``             hash: that history's ``epoch`` and ``last`` offset
+=================================  ===========================================================
+
+The registry is pruned by its readers: an id whose lease key has expired is
+removed from the set by the script that enumerates it, and a presence entry
+whose edge's lease has expired is removed by the script that reads the
+group. So the members of an edge that died without a word vanish within the
+lease, and nobody needs to run a sweeper.
+
+Messages travel in the wire codec of django_ws.wire, its frames packed into one
+Redis string (:func:`pack`): the same bytes a ZeroMQ sender would send.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from django_ws import wire
+
+_LENGTH = struct.Struct("!I")
+
+
+class Keys:
+    """The key and channel names under one prefix."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.edges = f"{prefix}edges"
+        self.lease_prefix = f"{prefix}edge:"
+        self.events = f"{prefix}edges:events"
+        self.members_prefix = f"{prefix}m:"
+
+    def lease(self, edge_id: str) -> str:
+        return f"{self.lease_prefix}{edge_id}"
+
+    def group_channel(self, group: str) -> str:
+        return f"{self.prefix}g:{group}"
+
+    def direct_channel(self, edge_id: str) -> str:
+        return f"{self.prefix}e:{edge_id}"
+
+    def members(self, group: str) -> str:
+        return f"{self.members_prefix}{group}"
+
+    def send_key(self, key: str) -> str:
+        return f"{self.prefix}k:{key}"
+
+    def history(self, group: str) -> tuple[str, str]:
+        """The stream of a group's history and the hash of its epoch and last offset."""
+        return f"{self.prefix}h:{group}", f"{self.prefix}hm:{group}"
+
+
+#: KEYS[1] the edges set; ARGV[1] the lease key prefix. Returns the live
+#: announcements and forgets the ids whose lease lapsed.
+LIVE_EDGES = """
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local announcement = redis.call('GET', ARGV[1] .. id)
+  if announcement then
+    table.insert(out, announcement)
+  else
+    redis.call('SREM', KEYS[1], id)
+  end
+end
+return out
+"""
+
+#: KEYS[1] a group's presence hash; ARGV[1] the lease key prefix. Returns the
+#: ids of the members whose edge holds a lease, and drops the others.
+GROUP_MEMBERS = """
+local alive, out = {}, {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local conn, edge = all[i], all[i + 1]
+  local ok = alive[edge]
+  if ok == nil then
+    ok = redis.call('EXISTS', ARGV[1] .. edge) == 1
+    alive[edge] = ok
+  end
+  if ok then
+    table.insert(out, conn)
+  else
+    redis.call('HDEL', KEYS[1], conn)
+  end
+end
+return out
+"""
+
+#: KEYS[1] the idempotency key; ARGV[1] channel, ARGV[2] message, ARGV[3] ttl
+#: in ms. Publishes unless the key was seen within its ttl: returns the
+#: number of subscribers reached, or -1 for a repeat.
+PUBLISH_ONCE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[3]) then
+  return redis.call('PUBLISH', ARGV[1], ARGV[2])
+end
+return -1
+"""
+
+#: How long a history's epoch and last offset outlive its last message: a
+#: client that comes back to a quiet group finds the same epoch, and no gap.
+EPOCH_LIFE_MS = 24 * 3600 * 1000
+
+#: A message of a group with history. KEYS[1] the stream, KEYS[2] its epoch
+#: hash, KEYS[3] the idempotency key or ''; ARGV[1] channel, ARGV[2] the
+#: packed message, ARGV[3] size, ARGV[4] ttl ms, ARGV[5] an epoch for a new
+#: history, ARGV[6] the key's ttl ms, ARGV[7] how long the epoch outlives the
+#: last message (ms). The offset is assigned, the message kept and published
+#: with its position in one step: -1 for a repeated key, else the subscribers reached.
+PUBLISH_WITH_HISTORY = """
+if KEYS[3] ~= '' and not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[6]) then
+  return -1
+end
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'epoch', epoch, 'last', 0)
+end
+local offset = redis.call('HINCRBY', KEYS[2], 'last', 1)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '0-' .. offset, 't', now, 'm', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4] + ARGV[7])
+local position = '@' .. epoch .. ' ' .. offset
+return redis.call('PUBLISH', ARGV[1], struct.pack('>I4', #position) .. position .. ARGV[2])
+"""
+
+#: What followed a client's position. KEYS[1] the stream, KEYS[2] its epoch
+#: hash; ARGV[1] epoch, ARGV[2] offset, ARGV[3] ttl ms, ARGV[4] an epoch for a
+#: new history, ARGV[5] how long an epoch outlives the last message (ms).
+#: Returns {epoch, last, covered, message...}: covered is 1 when every
+#: message after the offset is still kept (they follow, oldest first), else 0.
+#: A group with no history yet gets one now, so that the client can come back to it.
+READ_GAP = """
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'epoch', epoch, 'last', 0)
+  redis.call('PEXPIRE', KEYS[2], ARGV[3] + ARGV[5])
+end
+local last = tonumber(redis.call('HGET', KEYS[2], 'last'))
+local offset = tonumber(ARGV[2])
+if epoch ~= ARGV[1] or offset > last then
+  return {epoch, last, 0}
+end
+if offset == last then
+  return {epoch, last, 1}
+end
+local entries = redis.call('XRANGE', KEYS[1], '0-' .. (offset + 1), '+')
+local t = redis.call('TIME')
+local horizon = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[3])
+if #entries == 0 or entries[1][1] ~= '0-' .. (offset + 1) or tonumber(entries[1][2][2]) <= horizon then
+  return {epoch, last, 0}
+end
+local out = {epoch, last, 1}
+for _, entry in ipairs(entries) do
+  table.insert(out, entry[2][4])
+end
+return out
+"""
+
+
+def pack(message: wire.Message) -> bytes:
+    """One wire message as one Redis string: each frame, length first."""
+    return b"".join(_LENGTH.pack(len(frame)) + bytes(frame) for frame in message.encode())
+
+
+def unpack(data: bytes) -> tuple[wire.Message, tuple[str, int] | None]:
+    """The message :func:`pack` made, and the (epoch, offset) PUBLISH_WITH_HISTORY put in front of it, if any.
+
+    wire.ProtocolError if ``data`` is not one.
+    """
+    frames, pos, end = [], 0, len(data)
+    while pos < end:
+        if end - pos < 4:
+            raise wire.ProtocolError("truncated frame length")
+        (length,) = _LENGTH.unpack_from(data, pos)
+        pos += 4
+        if length > end - pos:
+            raise wire.ProtocolError("truncated frame")
+        frames.append(data[pos:pos + length])
+        pos += length
+    position = None
+    if frames and frames[0][:1] == b"@":
+        epoch, _, offset = frames.pop(0)[1:].decode("ascii", "replace").partition(" ")
+        if not epoch or not offset.isdigit():
+            raise wire.ProtocolError("bad position in front of a broker message")
+        position = (epoch, int(offset))
+    return wire.decode(frames), position

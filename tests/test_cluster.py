@@ -1,0 +1,305 @@
+"""Cluster mode on one host: several run_wsserver edges, a worker that follows them, one Redis.
+
+Real processes throughout: redis-server, the edges, a run_wsworker started
+without --edge, and this process sending through WS_BROKER. The same
+scenarios across hosts, with CURVE, are in tests/test_cluster_hosts.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import threading
+import time
+
+import pytest
+from django.test import override_settings
+
+from django_ws import SendError, group_members, group_size, send_to_connection, send_to_group
+from django_ws.testing import WebSocketServer
+from tests.conftest import ROOT, SETTINGS, RedisServer
+from tests.test_groups import join
+from tests.test_history import Positions, joined, recv_app
+from tests.test_hosts import served
+
+#: WS_BROKER_LEASE for these tests: short, so that a dead edge is forgotten quickly.
+LEASE = 1.5
+#: docs/cluster.rst: a dead edge is forgotten by presence within the lease, by workers within 4/3 of it.
+FORGOTTEN_BOUND = LEASE * 4 / 3
+
+
+class FollowingWorker(WebSocketServer):
+    """run_wsworker without --edge: it serves every edge announced on the broker."""
+
+    ready_text = "serving the edges announced"
+
+    def command(self) -> list[str]:
+        return [self.python, "-m", "django", "run_wsworker", f"--{self.mode}"]
+
+
+class Cluster:
+    """The broker settings shared by every process of one test, and what it started."""
+
+    def __init__(self, redis: RedisServer, server_db: str):
+        self.redis, self.server_db = redis, server_db
+        self.prefix = f"t{secrets.token_hex(4)}:"
+        self.started: list[WebSocketServer] = []
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"DJANGO_WS_BROKER": self.redis.url, "DJANGO_WS_BROKER_LEASE": str(LEASE),
+                "DJANGO_WS_BROKER_PREFIX": self.prefix, "DJANGO_WS_TEST_DB": self.server_db}
+
+    def settings(self, **extra):
+        """override_settings for this process: it sends as a web process of the cluster would."""
+        return override_settings(WS_BROKER=self.redis.url, WS_BROKER_PREFIX=self.prefix, WS_BROKER_LEASE=LEASE,
+                                 **extra)
+
+    def edge(self, **kwargs) -> WebSocketServer:
+        return self._start(WebSocketServer(settings=SETTINGS, cwd=ROOT, env=self.env, edge_only=True, **kwargs))
+
+    def worker(self, mode: str = "threaded") -> FollowingWorker:
+        return self._start(FollowingWorker(settings=SETTINGS, cwd=ROOT, env=self.env, mode=mode))
+
+    def _start(self, process: WebSocketServer) -> WebSocketServer:
+        self.started.append(process)
+        return process.start()
+
+    def stop(self) -> list[tuple[str, int]]:
+        codes = []
+        for process in reversed(self.started):
+            expected = getattr(process, "expected_returncode", 0)
+            codes.append((" ".join(process.command()[3:5]), process.stop(), expected))
+        return [(what, code) for what, code, expected in codes if code != expected]
+
+
+def kill_9(process: WebSocketServer) -> None:
+    os.killpg(process.process.pid, signal.SIGKILL)
+    process.expected_returncode = -signal.SIGKILL
+
+
+@pytest.fixture
+def cluster(redis_server, server_db):
+    cluster = Cluster(redis_server, server_db)
+    yield cluster
+    failed = cluster.stop()
+    assert not failed, f"every process exits as expected on SIGTERM: {failed}"
+
+
+def receive_until(ws, marker: str, timeout: float = 10.0) -> list[str]:
+    """Every message ``ws`` receives up to ``marker`` (not included): what came, in order, and how often."""
+    seen = []
+    while True:
+        message = ws.recv(timeout=timeout)
+        if message == marker:
+            return seen
+        seen.append(message)
+
+
+def test_a_group_spanning_three_edges_gets_each_message_once_in_order(cluster):
+    edges = [cluster.edge() for _ in range(3)]
+    worker = cluster.worker()
+    for edge in edges:
+        served(edge, 30)  # the worker found every edge on the broker: none was given to it
+    members = [join(edge, "span") for edge in edges for _ in range(2)]
+    ids = sorted(conn_id for _, conn_id in members)
+    assert len({conn_id.rpartition(".")[0] for conn_id in ids}) == 3, f"members on three edges: {ids}"
+
+    with cluster.settings():
+        assert group_members("room.span") == ids, "presence answers for every edge in one round trip"
+        assert group_size("room.span") == 6
+        for n in range(50):
+            assert send_to_group("room.span", f"m{n}") is None, "cluster mode does not count clients"
+        send_to_group("room.span", "end")
+    for ws, conn_id in members:
+        assert receive_until(ws, "end") == [f"m{n}" for n in range(50)], f"{conn_id}: each message once, in order"
+
+    excluded = members[0][1]
+    with cluster.settings():
+        send_to_group("room.span", "not you", exclude=excluded)
+        send_to_group("room.span", "keyed", key="once-only")
+        send_to_group("room.span", "keyed", key="once-only")  # a retry with the same key: not delivered again
+        send_to_group("room.span", "end")
+    for ws, conn_id in members:
+        expected = ["keyed"] if conn_id == excluded else ["not you", "keyed"]
+        assert receive_until(ws, "end") == expected, f"{conn_id}: exclude= and key= hold across edges"
+
+    # A handler's send_to_group, in the worker, is one publish too: every edge's members get it.
+    members[5][0].send(json.dumps({"from": "handler"}))
+    for ws, conn_id in members:
+        assert json.loads(ws.recv(timeout=10)) == {"from": "handler"}, f"{conn_id} got the handler's message"
+
+    ws, conn_id = members[4]
+    with cluster.settings():
+        assert send_to_connection(conn_id, "just you") is True, "the connection's edge took it"
+        assert send_to_connection("0123456789abcdef.1", "nobody") is False, "no such edge: nobody subscribed"
+    assert ws.recv(timeout=10) == "just you"
+
+    members[0][0].close()
+    with cluster.settings():
+        deadline = time.monotonic() + 10
+        while group_size("room.span") != 5:
+            assert time.monotonic() < deadline, "a member that left is gone from presence"
+            time.sleep(0.05)
+    for ws, _ in members[1:]:
+        ws.close()
+    assert worker.process.poll() is None
+
+
+def test_a_new_edge_is_found_by_the_running_worker_and_a_dead_one_forgotten_within_the_bound(cluster):
+    first = cluster.edge()
+    worker = cluster.worker()
+    served(first, 30)
+    on_first = join(first, "dead")
+
+    second = cluster.edge()  # started after the worker, which is not restarted
+    took = served(second, 15)
+    print(f"the running worker served a new edge {took:.2f}s after it was ready")
+    on_second = [join(second, "dead") for _ in range(3)]
+    with cluster.settings():
+        assert group_size("room.dead") == 4
+
+    kill_9(second)
+    killed = time.monotonic()
+    with cluster.settings():
+        while group_members("room.dead") != [on_first[1]]:
+            assert time.monotonic() - killed < FORGOTTEN_BOUND + 1.0, (
+                f"the dead edge's members leave presence within the lease ({LEASE}s)")
+            time.sleep(0.05)
+    gone_from_presence = time.monotonic() - killed
+    worker.wait_for("is no longer announced", timeout=FORGOTTEN_BOUND + 2.0)
+    forgotten = time.monotonic() - killed
+    print(f"kill -9 of an edge: its members left presence after {gone_from_presence:.2f}s, "
+          f"the worker forgot it after {forgotten:.2f}s (lease {LEASE}s)")
+    assert forgotten < FORGOTTEN_BOUND + 2.0, f"the worker forgets a dead edge within {FORGOTTEN_BOUND}s (+ slack)"
+
+    # The others carry on: the first edge's member still gets the group, new connections are served.
+    with cluster.settings():
+        send_to_group("room.dead", "still here")
+    assert on_first[0].recv(timeout=10) == "still here"
+    served(first, 10)
+    assert worker.process.poll() is None
+    for ws, _ in [on_first, *on_second]:
+        ws.close()
+
+
+def test_redis_killed_and_restarted_under_traffic(cluster):
+    cluster.redis.stop()
+    cluster.redis.password = "s3cret-pw"
+    cluster.redis.start()
+    edge = cluster.edge()
+    cluster.worker()
+    served(edge, 30)
+    member, member_id = join(edge, "outage")
+    with cluster.settings():
+        send_to_group("room.outage", "before")
+    assert member.recv(timeout=10) == "before"
+
+    cluster.redis.kill()
+    with cluster.settings():
+        started = time.monotonic()
+        with pytest.raises(SendError) as failed:
+            send_to_group("room.outage", "lost?", timeout=1.0)
+        took = time.monotonic() - started
+        with pytest.raises(SendError):
+            group_size("room.outage", timeout=1.0)
+    error = failed.value
+    assert took < 1.0 + 0.5, f"SendError within the send's timeout, not a hang ({took:.2f}s)"
+    assert "s3cret-pw" not in str(error) and list(error.unreached) == [cluster.redis.url.replace("s3cret-pw", "***")]
+    assert error.delivered == 0 and error.reached == []
+    # The edge keeps serving its clients and its worker meanwhile.
+    served(edge, 10)
+    assert member.ping().wait(5), "the member's connection is still open"
+
+    cluster.redis.start()  # back on the same port, empty, as after a restart without persistence
+    back = time.monotonic()
+    with cluster.settings():
+        # Until the edge has subscribed again, a probe reaches nobody there.
+        while True:
+            assert time.monotonic() - back < 10, "the edge subscribed again within 10s of Redis coming back"
+            try:
+                send_to_group("room.outage", "probe", timeout=1.0)
+            except SendError:
+                continue  # the sender's pooled connection found Redis gone; the next one reconnects
+            try:
+                if member.recv(timeout=0.2) == "probe":
+                    break
+            except TimeoutError:
+                pass
+        resubscribed = time.monotonic() - back
+        while group_members("room.outage") != [member_id]:
+            assert time.monotonic() - back < 10, "the edge wrote its presence again into the empty Redis"
+            time.sleep(0.05)
+        send_to_group("room.outage", "after")
+    assert set(receive_until(member, "after")) <= {"probe"}, "only probes were in flight"
+    print(f"Redis restarted: the edge received the group again after {resubscribed:.2f}s")
+    member.close()
+
+
+def group_messages(ws, positions: Positions, group: str, until: str) -> list[tuple[str, int]]:
+    """(message, offset) of every message of ``group`` up to ``until`` (included); the handler's words skipped."""
+    got = []
+    while True:
+        data = recv_app(ws, positions)
+        if data.startswith("{"):
+            positions.said.append(json.loads(data))
+            continue
+        got.append((data, positions.since[group][1]))
+        if data == until:
+            return got
+
+
+def test_a_client_recovers_its_gap_on_another_edge_with_live_messages_in_order(cluster):
+    first, second = cluster.edge(), cluster.edge()
+    cluster.worker()
+    served(first, 30)
+    served(second, 30)
+    positions = Positions()
+    ws, _ = joined(first, "far", positions)
+    with cluster.settings():
+        for n in range(5):
+            send_to_group("hist.far", f"m{n}")
+        assert [m for m, _ in group_messages(ws, positions, "hist.far", "m4")] == [f"m{n}" for n in range(5)]
+        epoch, offset = positions.since["hist.far"]
+        ws.close()
+        for n in range(5, 15):
+            send_to_group("hist.far", f"m{n}")
+
+        # Messages keep coming while the client comes back, on another edge.
+        def keep_sending():
+            for n in range(15, 65):
+                send_to_group("hist.far", f"m{n}")
+
+        sender = threading.Thread(target=keep_sending)
+        sender.start()
+        ws, said = joined(second, "far", positions)
+        sender.join()
+    assert said["recovering"] == ["hist.far"]
+    got = group_messages(ws, positions, "hist.far", "m64")
+    assert [m for m, _ in got] == [f"m{n}" for n in range(5, 65)], "the gap, then the live ones: none twice, in order"
+    assert [o for _, o in got] == list(range(offset + 1, offset + 61)), "offsets from the broker, one per message"
+    assert positions.since["hist.far"][0] == epoch, "the same epoch on every edge"
+    while {"recovered": "hist.far"} not in positions.said:  # the handler's word may come after the replay
+        positions.said.append(json.loads(recv_app(ws, positions)))
+    assert positions.resyncs == []
+    ws.close()
+
+    # Redis restarted empty: that history is gone, the epoch changes, and a client coming back resyncs.
+    cluster.redis.kill()
+    cluster.redis.start()
+    with cluster.settings():
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                send_to_group("hist.far", "new era")
+                break
+            except SendError:
+                assert time.monotonic() < deadline, "Redis answers again"
+    ws, _ = joined(first, "far", positions)
+    while not positions.resyncs:
+        data = recv_app(ws, positions)
+        assert data.startswith("{"), f"no old message replayed after the history was lost: {data!r}"
+    assert positions.resyncs == ["hist.far"] and positions.since["hist.far"][0] != epoch, "a new epoch"
+    ws.close()
