@@ -53,7 +53,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from bench.client import find_client  # noqa: E402
-from bench.procs import cpu_seconds, kill_group, load_average, process_tree, raise_nofile, rss_bytes  # noqa: E402
+from bench.procs import (  # noqa: E402
+    Subprocess, cpu_seconds, kill_group, load_average, process_tree, raise_nofile, rss_bytes)
 from django_ws.testing import WebSocketServer  # noqa: E402
 from django_ws.testing.server import free_port  # noqa: E402
 
@@ -87,6 +88,9 @@ class RedisServer:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"redis-server did not start on port {self.port}") from None
                 time.sleep(0.05)
+        # What reading the figures itself costs (INFO's reply is kilobytes): taken off every delta.
+        first = self.figures()
+        self.overhead = {name: value - first[name] for name, value in self.figures().items()}
 
     @property
     def url(self) -> str:
@@ -105,6 +109,13 @@ class RedisServer:
             "pubsub_channels": info.get("pubsub_channels", 0),
             "connected_clients": info["connected_clients"],
         }
+
+    def delta(self, before: dict, after: dict) -> dict:
+        """What Redis did between two readings of figures(): commands, bytes in and out, CPU, memory."""
+        out = {name: after[name] - before[name] - self.overhead[name] for name in ("commands", "net_in", "net_out")}
+        out["cpu_ms"] = round((after["cpu_s"] - before["cpu_s"]) * 1000, 1)
+        out["used_memory"] = after["used_memory"] - before["used_memory"]
+        return out
 
     def keys(self, biggest: int = 8) -> dict:
         """What the database holds: key count and bytes (MEMORY USAGE) by type, and the biggest keys."""
@@ -167,22 +178,49 @@ class Run:
         self.redis: RedisServer | None = None
         self.edges: list[WebSocketServer] = []
         self.clients: list[ClientProcess] = []
+        self.workers: list[Subprocess] = []
 
     # -- the cluster ---------------------------------------------------------
 
     def start_edges(self) -> None:
-        env = {"PYTHONPATH": str(HERE.parent)}  # the servers import this checkout's django_ws
-        if self.redis:
-            env["DJWS_BENCH_BROKER"] = self.redis.url
-
+        env = self.server_env()
+        followers = self.args.workers > 0
         # One after the other, from this thread: the servers die with the thread that started them
         # (PR_SET_PDEATHSIG), so a pool's threads would take them along when they end.
         for _ in range(self.args.edges):
-            self.edges.append(WebSocketServer(settings=SETTINGS, cwd=str(SERVERS), env=env,
+            self.edges.append(WebSocketServer(settings=SETTINGS, cwd=str(SERVERS), env=env, edge_only=followers,
                                               workers=self.args.workers_per_edge, ready_timeout=120).start())
+        if followers:
+            command = [sys.executable, "-m", "django", "run_wsworker", "--threaded"]
+            self.workers = [Subprocess(command, env={**os.environ, **env, "DJANGO_SETTINGS_MODULE": SETTINGS,
+                                                     "PYTHONPATH": f"{SERVERS}{os.pathsep}{env['PYTHONPATH']}"},
+                                       cwd=SERVERS) for _ in range(self.args.workers)]
+            self.wait_workers()
+
+    def server_env(self) -> dict:
+        env = {"PYTHONPATH": str(HERE.parent)}  # the servers import this checkout's django_ws
+        if self.redis:
+            env["DJWS_BENCH_BROKER"] = self.redis.url
+        return env
+
+    def wait_workers(self) -> None:
+        """Until every edge lists every following worker: they found the edges in Redis."""
+        deadline = time.monotonic() + 60
+        while True:
+            counts = [len(s["workers"]) for s in self.stats()]
+            if all(count == self.args.workers for count in counts):
+                return
+            for worker in self.workers:
+                if worker.process.poll() is not None:
+                    raise RuntimeError(f"run_wsworker exited with code {worker.process.returncode}:\n"
+                                       f"{worker.output()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the edges list {counts} workers after 60 s, not {self.args.workers} each")
+            time.sleep(0.2)
 
     def server_pids(self) -> list[int]:
-        return process_tree([edge.process.pid for edge in self.edges])
+        return process_tree([edge.process.pid for edge in self.edges]
+                            + [worker.process.pid for worker in self.workers])
 
     def server_rss(self) -> int:
         return sum(rss_bytes(pid) for pid in self.server_pids())
@@ -291,9 +329,7 @@ class Run:
         }
         if self.redis:
             after = self.redis.figures()
-            result["redis"] = {name: after[name] - redis_before[name] for name in
-                               ("used_memory", "commands", "net_in", "net_out")}
-            result["redis"]["cpu_ms"] = round((after["cpu_s"] - redis_before["cpu_s"]) * 1000, 1)
+            result["redis"] = self.redis.delta(redis_before, after)
         result["ok"] = complete and result["delivered"] == expected and not result["duplicates"]
         return result
 
@@ -305,6 +341,8 @@ class Run:
             closed = sum(e["closed_by_server"] for e in self.wait_events("quit", len(self.clients), 30))
         for client in self.clients:
             client.stop()
+        for worker in self.workers:
+            worker.stop()
         for edge in self.edges:
             with contextlib.suppress(AssertionError):
                 edge.stop(timeout=60)
@@ -346,7 +384,7 @@ def measure(args: argparse.Namespace) -> dict:
     raise_nofile(20000)
     run = Run(args)
     result: dict = {"edges": args.edges, "connections": args.connections, "mode": "broker" if args.broker else "static",
-                    "workers_per_edge": args.workers_per_edge}
+                    "workers": args.workers or f"{args.workers_per_edge} per edge"}
     try:
         if args.broker:
             run.redis = RedisServer()
@@ -368,8 +406,7 @@ def measure(args: argparse.Namespace) -> dict:
             result["redis_connect"] = {
                 "used_memory_mb": round(after["used_memory"] / 2**20, 2),
                 "bytes_per_connection": round((after["used_memory"] - redis_before["used_memory"]) / opened, 1),
-                "cpu_s": round(after["cpu_s"] - redis_before["cpu_s"], 2),
-                "commands": after["commands"] - redis_before["commands"],
+                **run.redis.delta(redis_before, after),
                 "keys": after["keys"], "pubsub_channels": after["pubsub_channels"],
                 "connected_clients": after["connected_clients"],
             }
@@ -418,7 +455,11 @@ def main() -> int:
     parser.add_argument("--edges", type=int, default=6)
     parser.add_argument("--connections", type=int, default=10000)
     parser.add_argument("--sends", type=int, default=5, help="group messages, one at a time (default 5)")
-    parser.add_argument("--workers-per-edge", type=int, default=1)
+    parser.add_argument("--workers-per-edge", type=int, default=1,
+                        help="workers each edge starts for itself (run_wsserver --workers; default 1)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="with --broker: edges start none (--edge-only) and this many run_wsworker "
+                             "processes, told of no edge, serve every edge they find in Redis")
     parser.add_argument("--per-client", type=int, default=12500,
                         help="most connections per client process (default 12500; each costs a descriptor)")
     parser.add_argument("--batch", type=int, default=100,
@@ -430,6 +471,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.edges < 1 or args.connections < 1 or args.sends < 1 or args.per_client < 1 or args.batch < 1:
         parser.error("--edges, --connections, --sends, --per-client and --batch must be at least 1")
+    if args.workers and not args.broker:
+        parser.error("--workers: workers that find the edges need --broker (cluster mode)")
     if args.per_client > 19000:
         parser.error("--per-client: a process here has at most 20,000 descriptors")
     if args.broker:
