@@ -333,6 +333,12 @@ class Run:
         result["ok"] = complete and result["delivered"] == expected and not result["duplicates"]
         return result
 
+    def what_servers_said(self, lines: int = 8) -> str:
+        """The last lines of every edge's and worker's output: why a send did not reach everyone."""
+        parts = [f"edge {edge.url()}:\n" + "\n".join(edge.lines[-lines:]) for edge in self.edges]
+        parts += [f"worker {worker.process.pid}:\n{worker.output(lines)}" for worker in self.workers]
+        return "\n".join(parts)
+
     def stop(self) -> dict:
         closed = 0
         for client in self.clients:
@@ -411,11 +417,20 @@ def measure(args: argparse.Namespace) -> dict:
                 "connected_clients": after["connected_clients"],
             }
             result["redis_keys"] = run.redis.keys()
+            # What the cluster asks of Redis when nothing is sent: lease renewals, workers reading the registry.
+            before = run.redis.figures()
+            time.sleep(5)
+            idle = run.redis.delta(before, run.redis.figures())
+            result["redis_idle_per_s"] = {name: round(value / 5, 1) for name, value in idle.items()
+                                          if name != "used_memory"}
         use_cluster(run)
         sends = []
         for k in range(args.sends):
             sends.append(run.send(k, opened))
             print(f"send {k}: {json.dumps(sends[-1])}", flush=True)
+            if not sends[-1]["ok"]:
+                print(f"send {k} did not reach every connection once; the servers said:\n{run.what_servers_said()}",
+                      file=sys.stderr, flush=True)
         result["sends"] = sends
         result["ok"] = all(s["ok"] for s in sends)
         done = [s for s in sends if s["last_ms"] is not None]
@@ -445,7 +460,8 @@ def report(result: dict) -> None:
     if "redis_connect" in result:
         print(f"redis for the connections: {json.dumps(result['redis_connect'])}")
         print(f"redis keys: {json.dumps(result['redis_keys'])}")
-        print(f"redis per send (median): {json.dumps(result['redis_per_send'])}")
+        print(f"redis per send (median): {json.dumps(result['redis_per_send'])}; "
+              f"idle, per second: {json.dumps(result['redis_idle_per_s'])}")
     print(f"every connection got every message once: {'yes' if result['ok'] else 'NO'}; "
           f"closed by the servers meanwhile: {result['closed_by_server']}; load average {result['load_average']}")
 
