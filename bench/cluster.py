@@ -201,6 +201,8 @@ class Run:
         env = {"PYTHONPATH": str(HERE.parent)}  # the servers import this checkout's django_ws
         if self.redis:
             env["DJWS_BENCH_BROKER"] = self.redis.url
+            if self.args.lease:
+                env["DJWS_BENCH_LEASE"] = str(self.args.lease)
         return env
 
     def wait_workers(self) -> None:
@@ -333,9 +335,13 @@ class Run:
         result["ok"] = complete and result["delivered"] == expected and not result["duplicates"]
         return result
 
-    def what_servers_said(self, lines: int = 8) -> str:
+    def what_servers_said(self, lines: int = 12) -> str:
         """The last lines of every edge's and worker's output: why a send did not reach everyone."""
-        parts = [f"edge {edge.url()}:\n" + "\n".join(edge.lines[-lines:]) for edge in self.edges]
+        def notable(line: str) -> bool:  # not the start-up banner nor the workers joining
+            return not line.startswith(("Worker ", "\tHINT", "chat.Message", "System check", "WARNINGS", "Routes"))
+
+        parts = [f"edge {edge.url()}:\n" + "\n".join([line for line in edge.lines if notable(line)][-lines:])
+                 for edge in self.edges]
         parts += [f"worker {worker.process.pid}:\n{worker.output(lines)}" for worker in self.workers]
         return "\n".join(parts)
 
@@ -390,6 +396,7 @@ def measure(args: argparse.Namespace) -> dict:
     raise_nofile(20000)
     run = Run(args)
     result: dict = {"edges": args.edges, "connections": args.connections, "mode": "broker" if args.broker else "static",
+                    "lease": args.lease,
                     "workers": args.workers or f"{args.workers_per_edge} per edge"}
     try:
         if args.broker:
@@ -431,6 +438,7 @@ def measure(args: argparse.Namespace) -> dict:
             if not sends[-1]["ok"]:
                 print(f"send {k} did not reach every connection once; the servers said:\n{run.what_servers_said()}",
                       file=sys.stderr, flush=True)
+                break  # the connections it missed are gone or cut off: the next sends would wait in vain
         result["sends"] = sends
         result["ok"] = all(s["ok"] for s in sends)
         done = [s for s in sends if s["last_ms"] is not None]
@@ -481,14 +489,15 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=100,
                         help="handshakes in flight per client process (default 100)")
     parser.add_argument("--broker", action="store_true", help="cluster mode on a private redis-server")
+    parser.add_argument("--lease", type=float, help="with --broker: WS_BROKER_LEASE, seconds (default: the setting's)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds for each phase (default 300)")
     parser.add_argument("--node-path", help="node_modules holding ws (default DJANGO_WS_TEST_NODE_PATH)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
     args = parser.parse_args()
     if args.edges < 1 or args.connections < 1 or args.sends < 1 or args.per_client < 1 or args.batch < 1:
         parser.error("--edges, --connections, --sends, --per-client and --batch must be at least 1")
-    if args.workers and not args.broker:
-        parser.error("--workers: workers that find the edges need --broker (cluster mode)")
+    if (args.workers or args.lease) and not args.broker:
+        parser.error("--workers and --lease are for cluster mode: add --broker")
     if args.per_client > 19000:
         parser.error("--per-client: a process here has at most 20,000 descriptors")
     if args.broker:

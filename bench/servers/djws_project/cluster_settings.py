@@ -21,3 +21,5 @@ WS_HANDSHAKE_TIMEOUT = 60.0
 # and six workers on two cores: a worker's heartbeat can be late by more
 # than the default 2 s, and its edge would close its connections with 1012.
 WS_HEARTBEAT_TIMEOUT = 10.0
+if os.environ.get("DJWS_BENCH_LEASE"):
+    WS_BROKER_LEASE = float(os.environ["DJWS_BENCH_LEASE"])
