@@ -85,3 +85,27 @@ def check_group_history(app_configs, **kwargs):
         return [checks.Error(str(exc), hint='For example WS_GROUP_HISTORY = {"chat.*": {"size": 100, "ttl": 300}}.',
                              id="django_ws.E007")]
     return []
+
+
+@checks.register()
+def check_broker(app_configs, **kwargs):
+    """WS_BROKER, WS_BROKER_LEASE and WS_BROKER_PREFIX must be valid, and redis-py installed, when a broker is set."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .conf import ws_settings
+
+    if not ws_settings.WS_BROKER:
+        return []
+    from .broker import config
+
+    try:
+        config.configured()
+        config.lease()
+        config.prefix()
+        import redis  # noqa: F401
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), hint="See WS_BROKER in docs/settings.rst.", id="django_ws.E008")]
+    except ImportError:
+        return [checks.Error("WS_BROKER is set but redis-py is not installed",
+                             hint="pip install 'django-ws[redis]'", id="django_ws.E008")]
+    return []

@@ -7,10 +7,13 @@ scenarios across hosts, with CURVE, are in tests/test_cluster_hosts.py.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
+import shutil
 import signal
+import subprocess
 import threading
 import time
 
@@ -19,9 +22,9 @@ from django.test import override_settings
 
 from django_ws import SendError, group_members, group_size, send_to_connection, send_to_group
 from django_ws.testing import WebSocketServer
-from tests.conftest import ROOT, SETTINGS, RedisServer
+from tests.conftest import ROOT, SETTINGS, RedisServer, require
 from tests.test_groups import join
-from tests.test_history import Positions, joined, recv_app
+from tests.test_history import Positions, joined, recv_app, stats
 from tests.test_hosts import served
 
 #: WS_BROKER_LEASE for these tests: short, so that a dead edge is forgotten quickly.
@@ -46,16 +49,18 @@ class Cluster:
         self.redis, self.server_db = redis, server_db
         self.prefix = f"t{secrets.token_hex(4)}:"
         self.started: list[WebSocketServer] = []
+        #: WS_BROKER for the processes started from now on, if not the Redis's URL (a Sentinel dict as JSON).
+        self.broker: str | None = None
 
     @property
     def env(self) -> dict[str, str]:
-        return {"DJANGO_WS_BROKER": self.redis.url, "DJANGO_WS_BROKER_LEASE": str(LEASE),
+        return {"DJANGO_WS_BROKER": self.broker or self.redis.url, "DJANGO_WS_BROKER_LEASE": str(LEASE),
                 "DJANGO_WS_BROKER_PREFIX": self.prefix, "DJANGO_WS_TEST_DB": self.server_db}
 
     def settings(self, **extra):
         """override_settings for this process: it sends as a web process of the cluster would."""
-        return override_settings(WS_BROKER=self.redis.url, WS_BROKER_PREFIX=self.prefix, WS_BROKER_LEASE=LEASE,
-                                 **extra)
+        return override_settings(**{"WS_BROKER": self.redis.url, "WS_BROKER_PREFIX": self.prefix,
+                                    "WS_BROKER_LEASE": LEASE, **extra})
 
     def edge(self, **kwargs) -> WebSocketServer:
         return self._start(WebSocketServer(settings=SETTINGS, cwd=ROOT, env=self.env, edge_only=True, **kwargs))
@@ -184,6 +189,16 @@ def test_a_new_edge_is_found_by_the_running_worker_and_a_dead_one_forgotten_with
     for ws, _ in [on_first, *on_second]:
         ws.close()
 
+    # An edge that stops withdraws at once: the worker does not wait for its lease.
+    first_id = first.wait_for("(edge ").split("(edge ")[1].split(",")[0]
+    mark = len(worker.lines)
+    assert first.stop() == 0
+    stopped = time.monotonic()
+    worker.wait_for(f"edge {first_id} is no longer announced", timeout=LEASE, start=mark)
+    print(f"a stopped edge was forgotten {time.monotonic() - stopped:.2f}s after it exited")
+    with cluster.settings():
+        assert group_members("room.dead") == [], "its members left presence with it"
+
 
 def test_redis_killed_and_restarted_under_traffic(cluster):
     cluster.redis.stop()
@@ -235,6 +250,8 @@ def test_redis_killed_and_restarted_under_traffic(cluster):
         send_to_group("room.outage", "after")
     assert set(receive_until(member, "after")) <= {"probe"}, "only probes were in flight"
     print(f"Redis restarted: the edge received the group again after {resubscribed:.2f}s")
+    broker = stats(edge)["broker"]
+    assert broker["connected"] and broker["sessions"] == 2, f"the stats show the second session: {broker}"
     member.close()
 
 
@@ -286,7 +303,10 @@ def test_a_client_recovers_its_gap_on_another_edge_with_live_messages_in_order(c
     assert positions.resyncs == []
     ws.close()
 
-    # Redis restarted empty: that history is gone, the epoch changes, and a client coming back resyncs.
+    # Redis restarted empty: that history is gone, the epoch changes. A client that stayed connected
+    # meanwhile is told to resync by its edge; one that comes back resyncs too.
+    staying = Positions()
+    stay, _ = joined(second, "far", staying)
     cluster.redis.kill()
     cluster.redis.start()
     with cluster.settings():
@@ -297,9 +317,170 @@ def test_a_client_recovers_its_gap_on_another_edge_with_live_messages_in_order(c
                 break
             except SendError:
                 assert time.monotonic() < deadline, "Redis answers again"
+    while not staying.resyncs:
+        data = staying.frame(stay.recv(timeout=10))
+        assert data in (None, "new era") or data.startswith("{"), f"nothing of the old epoch after the restart: {data!r}"
+    assert staying.since["hist.far"][0] != epoch, "the connected client was told to resync, in a new epoch"
+    with cluster.settings():
+        send_to_group("hist.far", "newer")
+    assert group_messages(stay, staying, "hist.far", "newer")[-1] == ("newer", staying.since["hist.far"][1])
+    stay.close()
     ws, _ = joined(first, "far", positions)
     while not positions.resyncs:
         data = recv_app(ws, positions)
         assert data.startswith("{"), f"no old message replayed after the history was lost: {data!r}"
     assert positions.resyncs == ["hist.far"] and positions.since["hist.far"][0] != epoch, "a new epoch"
     ws.close()
+
+
+def test_a_handler_watching_a_group_hears_joins_and_leaves_on_every_edge(cluster):
+    from tests.test_groups import watch
+
+    here, there = cluster.edge(), cluster.edge()
+    cluster.worker()
+    served(here, 30)
+    served(there, 30)
+    watcher = watch(here, "watched")
+    events = []
+
+    def next_event():
+        event = json.loads(watcher.recv(timeout=10))
+        events.append(event)
+        return event
+
+    for edge in (here, there):
+        member, member_id = join(edge, "watched")
+        assert next_event() == {"group": "room.watched", "joined": [member_id], "left": []}, (
+            f"a join on the {'same' if edge is here else 'other'} edge is told once")
+        member.close()
+        assert next_event() == {"group": "room.watched", "joined": [], "left": [member_id]}
+    watcher.close()
+
+
+class SentinelServer(RedisServer):
+    """redis-sentinel watching ``master`` as "mymaster", alone (quorum 1), quick to fail over."""
+
+    def __init__(self, directory, master: RedisServer):
+        super().__init__(directory)
+        self.master = master
+
+    def command(self) -> list[str]:
+        conf = self.directory / f"sentinel-{self.port}.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.directory}\n"
+            f"sentinel monitor mymaster 127.0.0.1 {self.master.port} 1\n"
+            "sentinel down-after-milliseconds mymaster 1000\n"
+            "sentinel failover-timeout mymaster 10000\n")
+        return [shutil.which("redis-sentinel"), str(conf)]
+
+
+def test_a_sentinel_failover_is_survived(cluster, tmp_path):
+    require(shutil.which("redis-sentinel") is not None, "redis-sentinel is not installed (apt-get install redis-sentinel)")
+    master = cluster.redis
+    replica = RedisServer(tmp_path, args=("--replicaof", "127.0.0.1", str(master.port))).start()
+    sentinel = SentinelServer(tmp_path, master).start()
+    try:
+        broker = {"sentinels": [["127.0.0.1", sentinel.port]], "service_name": "mymaster"}
+        cluster.broker = json.dumps(broker)
+        edge = cluster.edge()
+        cluster.worker()
+        served(edge, 30)
+        member, member_id = join(edge, "failover")
+        with cluster.settings(WS_BROKER=broker):
+            send_to_group("room.failover", "before")
+            assert member.recv(timeout=10) == "before"
+
+            master.kill()
+            killed = time.monotonic()
+            failed = 0
+            while True:  # SendError until Sentinel has promoted the replica, then service again
+                assert time.monotonic() - killed < 30, "the cluster serves again after the failover"
+                try:
+                    send_to_group("room.failover", "probe", timeout=1.0)
+                except SendError as exc:
+                    assert "sentinel mymaster@" in str(exc), f"the error names the broker: {exc}"
+                    failed += 1
+                    time.sleep(0.02)  # Sentinel needs a second or two: no need to ask it a thousand times
+                    continue
+                try:
+                    if member.recv(timeout=0.5) == "probe":
+                        break
+                except TimeoutError:
+                    pass
+            print(f"Sentinel failover: the member got the group again {time.monotonic() - killed:.2f}s after the "
+                  f"master was killed ({failed} sends refused meanwhile)")
+            assert group_members("room.failover") == [member_id], "presence survived on the promoted replica"
+            send_to_group("room.failover", "after")
+        assert set(receive_until(member, "after")) <= {"probe"}
+        member.close()
+    finally:
+        sentinel.stop()
+        replica.stop()
+
+
+class TlsRedisServer(RedisServer):
+    """redis-server on TLS only (a CA and a server certificate made here), with an ACL user and no default user."""
+
+    user, secret = "wsapp", "acl-s3cret"
+
+    def __init__(self, directory):
+        super().__init__(directory)
+        self.ca = directory / "ca.pem"
+        openssl = shutil.which("openssl")
+        require(openssl is not None, "openssl is not installed")
+        run = functools.partial(subprocess.run, check=True, capture_output=True, cwd=directory)
+        run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+             "-days", "1", "-subj", "/CN=django-ws test CA"])
+        run([openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+             "-subj", "/CN=127.0.0.1"])
+        (directory / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+        run([openssl, "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "server.pem", "-days", "1", "-extfile", "san.cnf"])
+
+    @property
+    def url(self) -> str:
+        return (f"rediss://{self.user}:{self.secret}@127.0.0.1:{self.port}/0"
+                f"?ssl_cert_reqs=required&ssl_ca_certs={self.ca}")
+
+    def command(self) -> list[str]:
+        d = self.directory
+        return [self.binary, "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
+                "--tls-cert-file", str(d / "server.pem"), "--tls-key-file", str(d / "server.key"),
+                "--tls-ca-cert-file", str(self.ca), "--tls-auth-clients", "no", "--save", "", "--dir", str(d),
+                "--user", self.user, "on", f">{self.secret}", "~*", "&*", "+@all", "--user", "default", "off"]
+
+    def answers(self) -> bool:
+        import socket
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(self.ca))
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
+                with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+                    sock.sendall(b"PING\r\n")
+                    return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+        except OSError:
+            return False
+
+
+def test_a_broker_over_tls_with_an_acl_user(cluster, tmp_path):
+    cluster.redis.stop()
+    (tmp_path / "tls").mkdir()
+    tls = TlsRedisServer(tmp_path / "tls").start()
+    try:
+        cluster.redis = tls
+        edge = cluster.edge()
+        cluster.worker()
+        served(edge, 30)
+        member, member_id = join(edge, "tls")
+        with cluster.settings():
+            send_to_group("room.tls", "over tls")
+            assert group_members("room.tls") == [member_id]
+        assert member.recv(timeout=10) == "over tls"
+        wrong = tls.url.replace(tls.secret, "not-the-secret")
+        with cluster.settings(WS_BROKER=wrong), pytest.raises(SendError) as failed:
+            send_to_group("room.tls", "refused")
+        assert "not-the-secret" not in str(failed.value) and "***" in str(failed.value), str(failed.value)
+        member.close()
+    finally:
+        tls.stop()

@@ -223,3 +223,20 @@ def test_on_connect_can_greet_and_join_before_the_client_says_anything(threaded_
             assert group_size("eager") == 1  # a member although it never sent a message
             assert send_to_group("eager", "to the silent member") == 1
             assert ws.recv(timeout=10) == "to the silent member"
+
+
+def watch(server, room):
+    """A client of PresenceWatchHandler: its handler watches ``room.<room>`` and relays each change."""
+    ws = connect(server.url(f"presence/{room}"))
+    ws.send("{}")
+    assert json.loads(ws.recv(timeout=10)) == {"watching": room}
+    return ws
+
+
+def test_a_handler_watching_a_group_hears_each_join_and_leave(threaded_server):
+    watcher = watch(threaded_server, "watched")
+    member, member_id = join(threaded_server, "watched")
+    assert json.loads(watcher.recv(timeout=10)) == {"group": "room.watched", "joined": [member_id], "left": []}
+    member.close()
+    assert json.loads(watcher.recv(timeout=10)) == {"group": "room.watched", "joined": [], "left": [member_id]}
+    watcher.close()

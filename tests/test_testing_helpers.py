@@ -42,6 +42,28 @@ class HandlerCommunicatorTests(TestCase):
         assert group_members("room.lobby") == [ids[1]], "a closed connection leaves its groups"
         second.close()
 
+    def test_presence_events_as_the_edge_sends_them(self):
+        watcher = HandlerCommunicator("presence/lobby")
+        assert watcher.connect()
+        watcher.send_json({})
+        assert watcher.receive_json() == {"watching": "lobby"}
+        member = HandlerCommunicator("room/lobby")
+        assert member.connect()
+        member.send_json({})
+        member_id = member.receive_json()["id"]
+        assert watcher.receive_json() == {"group": "room.lobby", "joined": [member_id], "left": []}
+        member.close()
+        assert watcher.receive_json() == {"group": "room.lobby", "joined": [], "left": [member_id]}
+        watcher.send_json({"unwatch": True})
+        assert watcher.receive_json() == {"unwatched": True}
+        other = HandlerCommunicator("room/lobby")
+        assert other.connect()
+        other.send_json({})
+        other.receive_json()
+        assert watcher.receive_nothing(), "no more events once unwatched"
+        other.close()
+        watcher.close()
+
     def test_history_and_recovery_as_the_edge_does_them(self):
         """A client that comes back with its last position gets the gap, and its handler hears it was recovered."""
         import json

@@ -64,6 +64,8 @@ def announcement(edge_id: str, push: str, sub: str, host: str | None, server_pub
         "push": announced_endpoint(push, host),
         "sub": announced_endpoint(sub, host),
         "host": host or socket.gethostname(),
+        #: For ipc:// endpoints, which only processes on this machine can reach.
+        "hostname": socket.gethostname(),
         "curve": server_public,
     }
 
@@ -71,7 +73,7 @@ def announcement(edge_id: str, push: str, sub: str, host: str | None, server_pub
 def reachable(announced: dict) -> bool:
     """Whether a worker here can reach the announced edge: an ipc:// edge only from its own host."""
     if announced["push"].startswith("ipc://") or announced["sub"].startswith("ipc://"):
-        return announced.get("host") == socket.gethostname()
+        return announced.get("hostname", announced.get("host")) == socket.gethostname()
     return True
 
 

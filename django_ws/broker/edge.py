@@ -36,8 +36,10 @@ class BrokerEvents(typing.Protocol):
 
     def broker_message(self, message: wire.Message, position: tuple[str, int] | None) -> None: ...
     def memberships(self) -> dict[str, set[str]]: ...
-    def gap_fetched(self, conn_id: str, group: str, epoch: str, last: int,
+    def gap_fetched(self, conn_id: str | None, group: str, epoch: str, last: int,
                     entries: list[tuple[int, bool, bytes]] | None) -> None: ...
+    def broker_resumed(self) -> None: ...
+    def presence_message(self, group: str, edge_id: str, joined: list[str], left: list[str]) -> None: ...
 
 
 class BrokerLink:
@@ -51,8 +53,8 @@ class BrokerLink:
         self.announced_endpoints = f"{announcement['push']},{announcement['sub']}"
         self.lease = lease
         self.events = events
-        #: The group channels this edge must receive (the core's groups with members here).
-        self.groups: set[str] = set()
+        #: The channels this edge must receive: its groups' (members here) and their presence (watchers here).
+        self.channels: set[str] = set()
         #: (group, connection id) -> joined: presence changes not yet written to Redis.
         self._pending: dict[tuple[str, str], bool] = {}
         self._wake = asyncio.Event()
@@ -61,18 +63,24 @@ class BrokerLink:
         #: channel -> set once Redis confirmed this session's subscription to it.
         self._confirmed: dict[str, asyncio.Event] = {}
         self._client = None
+        self._fetches: set[asyncio.Task] = set()
         self.connected = False
         self.sessions = 0
 
     # -- what the edge carries out ---------------------------------------------------------
 
-    def subscribe(self, group: str) -> None:
-        self.groups.add(group)
-        self._command(("subscribe", group))
+    def subscribe(self, group: str, presence: bool = False) -> None:
+        channel = self._channel(group, presence)
+        self.channels.add(channel)
+        self._command(("subscribe", channel))
 
-    def unsubscribe(self, group: str) -> None:
-        self.groups.discard(group)
-        self._command(("unsubscribe", group))
+    def unsubscribe(self, group: str, presence: bool = False) -> None:
+        channel = self._channel(group, presence)
+        self.channels.discard(channel)
+        self._command(("unsubscribe", channel))
+
+    def _channel(self, group: str, presence: bool) -> str:
+        return self.keys.presence_channel(group) if presence else self.keys.group_channel(group)
 
     def member_changed(self, group: str, conn_id: str, joined: bool) -> None:
         pending = self._pending
@@ -80,11 +88,16 @@ class BrokerLink:
         pending[(group, conn_id)] = joined
         self._wake.set()
 
-    def fetch_gap(self, conn_id: str, group: str, epoch: str, offset: int, size: int, ttl: float) -> None:
-        """Ask the broker what followed ``(epoch, offset)`` in ``group``; answer with events.gap_fetched()."""
-        asyncio.ensure_future(self._fetch_gap(conn_id, group, epoch, offset, size, ttl))
+    def fetch_gap(self, conn_id: str | None, group: str, epoch: str, offset: int, size: int, ttl: float) -> None:
+        """Ask the broker what followed ``(epoch, offset)`` in ``group``; answer with events.gap_fetched().
 
-    async def _fetch_gap(self, conn_id: str, group: str, epoch: str, offset: int, size: int, ttl: float) -> None:
+        ``conn_id`` None: for the whole edge, catching up after an outage.
+        """
+        task = asyncio.ensure_future(self._fetch_gap(conn_id, group, epoch, offset, size, ttl))
+        self._fetches.add(task)  # the loop holds tasks weakly: keep it until it is done
+        task.add_done_callback(self._fetches.discard)
+
+    async def _fetch_gap(self, conn_id: str | None, group: str, epoch: str, offset: int, size: int, ttl: float) -> None:
         from .route import new_epoch
 
         try:
@@ -114,7 +127,7 @@ class BrokerLink:
     def _command(self, command: tuple[str, str]) -> None:
         if self._session_commands is not None:
             self._session_commands.put_nowait(command)
-        # Else no session: the next one subscribes to self.groups, whatever happened meanwhile.
+        # Else no session: the next one subscribes to self.channels, whatever happened meanwhile.
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -179,16 +192,17 @@ class BrokerLink:
         for confirmed in self._confirmed.values():
             confirmed.clear()  # this session's subscriptions are confirmed anew
         try:
-            await pubsub.subscribe(self.keys.direct_channel(self.edge_id),
-                                   *(self.keys.group_channel(g) for g in self.groups))
+            await pubsub.subscribe(self.keys.direct_channel(self.edge_id), *self.channels)
             await self._announce(client, up=True)
             await self._write_presence(client, everything=True)
             self._session_commands = commands
             self._client = client
             self.connected = True
             self.sessions += 1
-            logger.info("edge %s announced on the broker %s (%d groups)", self.edge_id, self.config.name,
-                        len(self.groups))
+            logger.info("edge %s announced on the broker %s (%d channels)", self.edge_id, self.config.name,
+                        len(self.channels) + 1)
+            if self.sessions > 1:
+                self.events.broker_resumed()  # the first session has nothing to catch up
             tasks = [asyncio.ensure_future(job) for job in (
                 self._renew(client, renewal), self._receive(pubsub), self._subscriptions(pubsub, commands),
                 self._presence(client))]
@@ -233,6 +247,10 @@ class BrokerLink:
                 continue
             if message.get("type") != "message":
                 continue
+            channel = _text(message["channel"])
+            if channel.startswith(self.keys.presence_prefix):
+                self._presence_message(channel[len(self.keys.presence_prefix):], message["data"])
+                continue
             try:
                 decoded, position = unpack(message["data"])
             except wire.ProtocolError as exc:
@@ -243,16 +261,27 @@ class BrokerLink:
             except Exception:
                 logger.exception("edge failed to handle %s from the broker; dropped it", type(decoded).__name__)
 
+    def _presence_message(self, group: str, data: bytes) -> None:
+        try:
+            change = json.loads(data)
+            edge_id, joined, left = change["edge"], change.get("joined", []), change.get("left", [])
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("edge dropped a malformed presence change from the broker: %s", exc)
+            return
+        try:
+            self.events.presence_message(group, edge_id, joined, left)
+        except Exception:
+            logger.exception("edge failed to handle a presence change of %s from the broker", group)
+
     async def _subscriptions(self, pubsub, commands: asyncio.Queue) -> None:
-        channel = self.keys.group_channel
         while True:
-            what, group = await commands.get()
+            what, channel = await commands.get()
             # The newest wish wins: a join and a leave in a row must not leave us subscribed.
-            if what == "subscribe" and group in self.groups:
-                await pubsub.subscribe(channel(group))
-            elif what == "unsubscribe" and group not in self.groups:
-                self._confirmed.pop(channel(group), None)
-                await pubsub.unsubscribe(channel(group))
+            if what == "subscribe" and channel in self.channels:
+                await pubsub.subscribe(channel)
+            elif what == "unsubscribe" and channel not in self.channels:
+                self._confirmed.pop(channel, None)
+                await pubsub.unsubscribe(channel)
 
     async def _presence(self, client) -> None:
         while True:
@@ -281,6 +310,9 @@ class BrokerLink:
                     pipe.hset(members_key(group), conn_id, edge_id)
                 else:
                     pipe.hdel(members_key(group), conn_id)
+                # For the handlers that watch the group on other edges (nobody subscribed: Redis drops it).
+                change = {"edge": edge_id, "joined" if joined else "left": [conn_id]}
+                pipe.publish(self.keys.presence_channel(group), json.dumps(change, separators=(",", ":")))
             await pipe.execute()
         for item, joined in pending.items():
             if self._pending.get(item) is joined:

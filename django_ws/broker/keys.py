@@ -9,6 +9,7 @@ so several projects can share one Redis:
 ``<prefix>edges:events``           channel: ``up <id>`` / ``down <id>`` as edges come and go
 ``<prefix>g:<group>``              channel of a group's messages (wire.GroupSend, packed)
 ``<prefix>e:<edge id>``            channel of one edge's direct messages (wire.SendTo, packed)
+``<prefix>p:<group>``              channel of a group's joins and leaves (JSON), for watchers
 ``<prefix>m:<group>``              hash: connection id -> edge id, the group's presence
 ``<prefix>k:<key>``                an idempotency key (send_to_group(key=...)), WS_SEND_KEY_TTL
 ``<prefix>h:<group>``              stream: a group's history (WS_GROUP_HISTORY), entry ids ``0-<offset>``
@@ -43,6 +44,7 @@ class Keys:
         self.lease_prefix = f"{prefix}edge:"
         self.events = f"{prefix}edges:events"
         self.members_prefix = f"{prefix}m:"
+        self.presence_prefix = f"{prefix}p:"
 
     def lease(self, edge_id: str) -> str:
         return f"{self.lease_prefix}{edge_id}"
@@ -52,6 +54,9 @@ class Keys:
 
     def direct_channel(self, edge_id: str) -> str:
         return f"{self.prefix}e:{edge_id}"
+
+    def presence_channel(self, group: str) -> str:
+        return f"{self.presence_prefix}{group}"
 
     def members(self, group: str) -> str:
         return f"{self.members_prefix}{group}"

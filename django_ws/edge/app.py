@@ -24,6 +24,7 @@ from django_ws.routing import Mount
 from . import protocol
 from .core import (
     Answer,
+    CatchUp,
     CloseClient,
     Deliver,
     EdgeCore,
@@ -88,7 +89,7 @@ class Edge:
         self.application = tornado.web.Application(
             # The stats routes first: with --websocket-url=/ the websocket
             # pattern would match them too.
-            [*stats_routes(self.core), (mount.tornado_pattern, WebSocketHandshake, {"edge": self})],
+            [*stats_routes(self.core, self.broker), (mount.tornado_pattern, WebSocketHandshake, {"edge": self})],
             # Tornado's access log, without the token a query string may carry.
             log_function=log_request,
         )
@@ -102,7 +103,7 @@ class Edge:
             Refuse: self._answer_handshake, ToWorker: self._to_worker, Forward: self._forward,
             Answer: self._answer_sender, WorkerChanged: self._worker_changed,
             Subscribe: self._subscribe, Unsubscribe: self._unsubscribe, MemberChanged: self._member_changed,
-            FetchGap: self._fetch_gap,
+            FetchGap: self._fetch_gap, CatchUp: self._catch_up,
         }
 
     def _broker_link(self, push: str, sub: str, announce_host: str | None):
@@ -180,10 +181,10 @@ class Edge:
             self.on_worker_change(action.what, action.worker)
 
     def _subscribe(self, action: Subscribe) -> None:
-        self.broker.subscribe(action.group)
+        self.broker.subscribe(action.group, action.presence)
 
     def _unsubscribe(self, action: Unsubscribe) -> None:
-        self.broker.unsubscribe(action.group)
+        self.broker.unsubscribe(action.group, action.presence)
 
     def _member_changed(self, action: MemberChanged) -> None:
         self.broker.member_changed(action.group, action.conn_id, action.joined)
@@ -192,7 +193,17 @@ class Edge:
         bound = self.core.history.bound_for(action.group)
         self.broker.fetch_gap(action.conn.id, action.group, action.epoch, action.offset, bound.size, bound.ttl)
 
+    def _catch_up(self, action: CatchUp) -> None:
+        bound = self.core.history.bound_for(action.group)
+        self.broker.fetch_gap(None, action.group, action.epoch, action.offset, bound.size, bound.ttl)
+
     # -- what the broker link reports (broker.edge.BrokerEvents) ------------------------------
+
+    def broker_resumed(self) -> None:
+        self.execute(self.core.broker_resumed())
+
+    def presence_message(self, group, edge_id, joined, left) -> None:
+        self.execute(self.core.remote_presence(group, edge_id, joined, left))
 
     def broker_message(self, message, position) -> None:
         self.execute(self.core.broker_message(message, position))

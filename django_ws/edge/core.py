@@ -76,7 +76,8 @@ class Connection:
     """One client connection, as the edge knows it."""
 
     __slots__ = ("address", "attempts", "close_after_upgrade", "close_sent", "data_headers", "early", "groups",
-                 "holding", "id", "limits", "positions", "request", "route", "state", "transport", "worker")
+                 "holding", "id", "limits", "positions", "request", "route", "state", "transport", "watching",
+                 "worker")
 
     def __init__(self, conn_id: str, route: str, transport: typing.Any):
         self.id = conn_id
@@ -110,6 +111,8 @@ class Connection:
         #: Cluster mode: group -> the live messages held while the broker is asked for this
         #: client's gap in that group (GapFetched), delivered after the replay.
         self.holding: dict[str, list[tuple[bool, bytes, Position]]] | None = None
+        #: The groups whose joins and leaves its handler watches (made on its first watch).
+        self.watching: set[str] | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.state.value} route={self.route!r}>"
@@ -249,21 +252,24 @@ class Answer(Action):
 
 
 class Subscribe(Action):
-    """Cluster mode: ``group`` has its first member here; receive its messages from the broker."""
+    """Cluster mode: ``group`` has its first member here; receive its messages from the broker.
 
-    __slots__ = ("group",)
+    ``presence``: its first watcher instead; receive the joins and leaves of other edges.
+    """
 
-    def __init__(self, group: str):
-        self.group = group
+    __slots__ = ("group", "presence")
+
+    def __init__(self, group: str, presence: bool = False):
+        self.group, self.presence = group, presence
 
 
 class Unsubscribe(Action):
-    """Cluster mode: ``group`` has no member here any more; stop receiving its messages."""
+    """Cluster mode: ``group`` has no member (``presence``: no watcher) here any more."""
 
-    __slots__ = ("group",)
+    __slots__ = ("group", "presence")
 
-    def __init__(self, group: str):
-        self.group = group
+    def __init__(self, group: str, presence: bool = False):
+        self.group, self.presence = group, presence
 
 
 class MemberChanged(Action):
@@ -286,6 +292,19 @@ class FetchGap(Action):
 
     def __init__(self, conn: Connection, group: str, epoch: str, offset: int):
         self.conn, self.group, self.epoch, self.offset = conn, group, epoch, offset
+
+
+class CatchUp(Action):
+    """Cluster mode, back from an outage of the broker: fetch what ``group`` had after ``(epoch, offset)``.
+
+    Those are the messages this edge may have missed meanwhile; the answer
+    comes back as gap_fetched() without a connection, for every member here.
+    """
+
+    __slots__ = ("epoch", "group", "offset")
+
+    def __init__(self, group: str, epoch: str, offset: int):
+        self.group, self.epoch, self.offset = group, epoch, offset
 
 
 class WorkerChanged(Action):
@@ -321,8 +340,16 @@ class EdgeCore:
         self.connections: dict[str, Connection] = {}
         self.workers: dict[bytes, WorkerState] = {}
         self.groups: dict[str, set[str]] = {}
+        #: group -> the connections whose handlers watch its joins and leaves (Watch).
+        self.watchers: dict[str, set[str]] = {}
         #: Cluster mode: group messages come from the broker, which must hear of joins and leaves.
         self.cluster = cluster
+        #: Cluster mode: the last position received of each group with history and members here,
+        #: and the live messages of groups being caught up after an outage (see broker_resumed).
+        self._last_seen: dict[str, tuple[str, int]] = {}
+        self._catching_up: dict[str, list[tuple[wire.GroupSend, Position]]] = {}
+        #: group being caught up -> connection id -> (epoch, offset) it recovered to meanwhile, on its own.
+        self._recovered_meanwhile: dict[str, dict[str, tuple[str, int]]] = {}
         #: The groups' history (WS_GROUP_HISTORY); falsy when no pattern is set.
         self.history = history if history is not None else History([], clock=clock)
         self.stats = Stats()
@@ -341,7 +368,7 @@ class EdgeCore:
         self._on_reply = {
             wire.Send: self._send, wire.GroupSend: self._group_send, wire.SendTo: self._send_to,
             wire.Presence: self._presence, wire.Accept: self._accept, wire.Deny: self._deny,
-            wire.Close: self._close, wire.Join: self._join, wire.Leave: self._leave,
+            wire.Close: self._close, wire.Join: self._join, wire.Leave: self._leave, wire.Watch: self._watch,
         }
 
     # -- figures ----------------------------------------------------------------
@@ -554,6 +581,9 @@ class EdgeCore:
         if count:
             self.stats.closed_by_code[code] += 1
         actions: list[Action] = []
+        if conn.watching:
+            for group in list(conn.watching):
+                actions += self._unwatch(conn, group)
         if conn.groups:
             for group in conn.groups:
                 actions += self._remove_member(conn, group)
@@ -575,15 +605,63 @@ class EdgeCore:
             conn.holding.pop(group, None)
             if not conn.holding:
                 conn.holding = None
-        if not self.cluster:
-            if not members:
-                del self.groups[group]
-            return []
-        actions: list[Action] = [MemberChanged(group, conn.id, False)]
+        actions = self._presence_changed(group, [], [conn.id]) if self.watchers else []
+        if self.cluster:
+            actions.append(MemberChanged(group, conn.id, False))
         if not members:
             del self.groups[group]
-            actions.append(Unsubscribe(group))
+            if self.cluster:
+                actions.append(Unsubscribe(group))
         return actions
+
+    def _presence_changed(self, group: str, joined: list[str], left: list[str]) -> list[Action]:
+        """Tell the handlers watching ``group`` who joined and who left it."""
+        watchers = self.watchers.get(group)
+        if not watchers:
+            return []
+        diff = {"joined": joined, "left": left}
+        actions: list[Action] = []
+        for conn_id in watchers:
+            conn = self.connections.get(conn_id)
+            if conn is not None and conn.worker is not None:
+                actions.append(ToWorker(conn.worker, wire.PresenceDiff(conn_id, group, diff)))
+        return actions
+
+    def _watch(self, identity: bytes, message: wire.Watch) -> list[Action]:
+        conn = self.connections.get(message.conn_id)
+        if conn is None or conn.state not in _MAY_JOIN:
+            return []
+        if not message.watch:
+            return self._unwatch(conn, message.group)
+        watchers = self.watchers.get(message.group)
+        actions: list[Action] = []
+        if watchers is None:
+            watchers = self.watchers[message.group] = set()
+            if self.cluster:
+                actions.append(Subscribe(message.group, presence=True))
+        watchers.add(conn.id)
+        if conn.watching is None:
+            conn.watching = set()
+        conn.watching.add(message.group)
+        return actions
+
+    def _unwatch(self, conn: Connection, group: str) -> list[Action]:
+        if conn.watching:
+            conn.watching.discard(group)
+        watchers = self.watchers.get(group)
+        if watchers is None or conn.id not in watchers:
+            return []
+        watchers.discard(conn.id)
+        if watchers:
+            return []
+        del self.watchers[group]
+        return [Unsubscribe(group, presence=True)] if self.cluster else []
+
+    def remote_presence(self, group: str, edge_id: str, joined: list[str], left: list[str]) -> list[Action]:
+        """Cluster mode: joins and leaves on another edge, for the handlers here that watch ``group``."""
+        if edge_id == self.edge_id:
+            return []  # this edge's own, told when they happened
+        return self._presence_changed(group, joined, left)
 
     # -- from workers and senders (the sub endpoint) -------------------------------------
 
@@ -735,9 +813,14 @@ class EdgeCore:
         members = self.groups.get(message.group)
         if not members:
             return []
-        targets: list[Connection] = []
         group, exclude, connections = message.group, message.exclude, self.connections
         entry = (message.binary, message.payload, position)
+        held = self._catching_up.get(group)
+        if held is not None:
+            held.append((message, position))
+            return []
+        self._last_seen[group] = (position.epoch, position.offset)
+        targets: list[Connection] = []
         for conn_id in members:
             if conn_id == exclude:
                 continue
@@ -755,7 +838,7 @@ class EdgeCore:
         self.stats.frames_out += len(targets)
         return [Deliver(targets, message.binary, message.payload, position)] if targets else []
 
-    def gap_fetched(self, conn_id: str, group: str, epoch: str, last: int,
+    def gap_fetched(self, conn_id: str | None, group: str, epoch: str, last: int,
                     entries: list[tuple[int, bool, bytes]] | None) -> list[Action]:
         """Cluster mode: the broker answered a FetchGap: the group stands at ``(epoch, last)``.
 
@@ -764,12 +847,17 @@ class EdgeCore:
         broker could not be asked): the client is told to resync. Then come
         the live messages held meanwhile, but those the replay already held.
         """
+        if conn_id is None:
+            return self._caught_up(group, epoch, last, entries)
         conn = self.connections.get(conn_id)
         if conn is None or conn.holding is None or group not in conn.holding:
             return []  # closed, or left the group, meanwhile
         held = conn.holding.pop(group)
         if not conn.holding:
             conn.holding = None
+        if group in self._catching_up:
+            # The edge's own catch-up of this group is under way: it must not tell this client again.
+            self._recovered_meanwhile.setdefault(group, {})[conn.id] = (epoch, last)
         if entries is None:
             frames = [(False, b"", Position(group, epoch, last, resync=True))]
         else:
@@ -785,6 +873,58 @@ class EdgeCore:
             conn.early += frames
         if conn.worker is not None and conn.state is not ConnectionState.CLOSED:
             actions.append(ToWorker(conn.worker, wire.Recovery(conn.id, group, entries is not None)))
+        return actions
+
+    def broker_resumed(self) -> list[Action]:
+        """Cluster mode: the broker is back after an outage; catch up the groups with history here.
+
+        Their live messages are held until the broker says what this edge
+        may have missed (a CatchUp each): every member then gets that first,
+        or, if it is no longer kept, each client that asked for positions the
+        resync signal, as after any gap the history cannot fill.
+        """
+        actions: list[Action] = []
+        for group in list(self._last_seen):
+            if group not in self.groups:
+                del self._last_seen[group]
+            elif group not in self._catching_up:
+                self._catching_up[group] = []
+                actions.append(CatchUp(group, *self._last_seen[group]))
+        return actions
+
+    def _caught_up(self, group: str, epoch: str, last: int, entries: list[tuple[int, bool, bytes]] | None
+                   ) -> list[Action]:
+        held = self._catching_up.pop(group, None)
+        if held is None:
+            return []
+        recovered = self._recovered_meanwhile.pop(group, {})
+        members = [conn for conn in self.members_of(group)
+                   if not (conn.holding and group in conn.holding) and conn.id not in recovered]
+        actions: list[Action] = []
+        if entries is None:
+            logger.warning("edge %s: messages of %s sent while the broker was away are lost; clients resync",
+                           self.edge_id, group)
+            told = [conn for conn in members if conn.positions is not None]
+            if told:
+                actions.append(Deliver(told, False, b"", Position(group, epoch, last, resync=True)))
+        else:
+            actions += [Deliver(members, binary, payload, Position(group, epoch, offset))
+                        for offset, binary, payload in entries if members]
+        if epoch:
+            self._last_seen[group] = (epoch, last)
+        for message, position in held:
+            if position.epoch == epoch and position.offset <= last:
+                continue  # in the catch-up already
+            self._last_seen[group] = (position.epoch, position.offset)
+            targets = [conn for conn in members if conn.id != message.exclude]
+            for conn_id, (their_epoch, their_last) in recovered.items():
+                conn = self.connections.get(conn_id)
+                if (conn is not None and conn.state is ConnectionState.OPEN and conn_id != message.exclude
+                        and (position.epoch != their_epoch or position.offset > their_last)):
+                    targets.append(conn)
+            if targets:
+                actions.append(Deliver(targets, message.binary, message.payload, position))
+        self.stats.frames_out += sum(len(a.targets) for a in actions)
         return actions
 
     def _presence(self, identity: bytes, message: wire.Presence) -> list[Action]:
@@ -806,8 +946,11 @@ class EdgeCore:
                 members = self.groups[message.group] = set()
                 if self.cluster:
                     actions.append(Subscribe(message.group))
-            if self.cluster and conn.id not in members:
-                actions.append(MemberChanged(message.group, conn.id, True))
+            if conn.id not in members:
+                if self.cluster:
+                    actions.append(MemberChanged(message.group, conn.id, True))
+                if self.watchers:
+                    actions += self._presence_changed(message.group, [conn.id], [])
             members.add(conn.id)
             if conn.groups is None:
                 conn.groups = set()

@@ -17,10 +17,10 @@ if typing.TYPE_CHECKING:  # pragma: no cover
     from .core import EdgeCore
 
 
-def snapshot(core: EdgeCore) -> dict:
+def snapshot(core: EdgeCore, broker=None) -> dict:
     now = time.monotonic()
     stats = core.stats
-    return {
+    data = {
         "edge_id": core.edge_id,
         "connections": core.open_count,
         "connections_total": stats.connections_total,
@@ -45,6 +45,11 @@ def snapshot(core: EdgeCore) -> dict:
             for w in core.workers.values()
         ],
     }
+    if broker is not None:
+        #: Cluster mode: whether the edge holds a session with Redis, how many it opened, what it receives.
+        data["broker"] = {"name": broker.config.name, "connected": broker.connected, "sessions": broker.sessions,
+                          "channels": len(broker.channels) + 1}
+    return data
 
 
 #: The limits of limits.py, by the name the stats and the metrics give them.
@@ -101,12 +106,18 @@ def prometheus(data: dict) -> str:
     metric("worker_load", "gauge", "Connections each worker holds (all edges).",
            [({**edge, "worker": w["id"]}, w["load"]) for w in data["workers"]])
     metric("workers", "gauge", "Workers connected to this edge.", [(edge, len(data["workers"]))])
+    broker = data.get("broker")
+    if broker is not None:
+        metric("broker_connected", "gauge", "1 while the edge holds a session with the broker (WS_BROKER).",
+               [(edge, int(broker["connected"]))])
+        metric("broker_sessions_total", "counter", "Sessions with the broker opened: each one after the first "
+               "follows an outage.", [(edge, broker["sessions"])])
     return "\n".join(lines) + "\n"
 
 
 class _StatsBase(tornado.web.RequestHandler):
-    def initialize(self, core: EdgeCore) -> None:
-        self.core = core
+    def initialize(self, core: EdgeCore, broker=None) -> None:
+        self.core, self.broker = core, broker
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
@@ -125,18 +136,20 @@ class HealthHandler(_StatsBase):
 class StatsHandler(_StatsBase):
     def get(self) -> None:
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(snapshot(self.core)))
+        self.finish(json.dumps(snapshot(self.core, self.broker)))
 
 
 class MetricsHandler(_StatsBase):
     def get(self) -> None:
         self.set_header("Content-Type", "text/plain; version=0.0.4")
-        self.finish(prometheus(snapshot(self.core)))
+        self.finish(prometheus(snapshot(self.core, self.broker)))
 
 
-def stats_routes(core: EdgeCore) -> list:
+def stats_routes(core: EdgeCore, broker=None) -> list:
+    """The health, stats and metrics endpoints; ``broker``: the edge's BrokerLink in cluster mode."""
+    args = {"core": core, "broker": broker}
     return [
-        (r"/_django_ws/health", HealthHandler, {"core": core}),
-        (r"/_django_ws/stats", StatsHandler, {"core": core}),
-        (r"/_django_ws/metrics", MetricsHandler, {"core": core}),
+        (r"/_django_ws/health", HealthHandler, args),
+        (r"/_django_ws/stats", StatsHandler, args),
+        (r"/_django_ws/metrics", MetricsHandler, args),
     ]

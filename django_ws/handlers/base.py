@@ -93,6 +93,13 @@ class WebSocketHandler:
         rebuild its state of ``group`` here. Only for groups in :attr:`recovering`.
         """
 
+    def on_presence(self, group: str, joined: list[str], left: list[str]) -> None:
+        """Connections joined or left ``group``, which this handler watches (:meth:`watch_presence`).
+
+        ``joined`` and ``left`` are connection ids, across every edge. Runs in
+        order with the messages, one call per change.
+        """
+
     # -- actions ---------------------------------------------------------------
 
     def send(self, data: str | bytes) -> None:
@@ -113,6 +120,18 @@ class WebSocketHandler:
     def leave(self, group: str) -> None:
         """Remove this connection from ``group``."""
         self.connection.leave(group)
+
+    def watch_presence(self, group: str) -> None:
+        """From now on, call :meth:`on_presence` when a connection joins or leaves ``group``.
+
+        Ends with this connection, or with :meth:`unwatch_presence`. The
+        group's members as of now: ``django_ws.group_members(group)``.
+        """
+        self.connection.watch(group, True)
+
+    def unwatch_presence(self, group: str) -> None:
+        """Stop calling :meth:`on_presence` for ``group``."""
+        self.connection.watch(group, False)
 
     @property
     def recovering(self) -> frozenset[str]:

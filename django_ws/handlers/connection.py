@@ -3,7 +3,7 @@
 A worker (threads, greenlets or a process of its own) and the test
 communicator each give the handler an object with exactly these members;
 handlers use them through ``self.send()``, ``self.close()``, ``self.join()``,
-``self.leave()`` and ``self.closed``, and never anything else of the object
+``self.leave()``, ``self.watch_presence()`` and ``self.closed``, and never anything else of the object
 behind them.
 """
 
@@ -51,3 +51,6 @@ class HandlerConnection(typing.Protocol):
 
     def leave(self, group: str) -> None:
         """Remove the connection from ``group``."""
+
+    def watch(self, group: str, watch: bool = True) -> None:
+        """Have the handler told of joins and leaves in ``group`` (``watch``), or no more."""

@@ -32,9 +32,12 @@ class _MemoryGroups:
 
     def __init__(self):
         self.members: dict[str, set[str]] = collections.defaultdict(set)
+        #: group -> the connections whose handlers watch it (watch_presence).
+        self.watchers: dict[str, set[str]] = collections.defaultdict(set)
         self.communicators: dict[str, HandlerCommunicator] = {}
         self.lock = threading.RLock()
         self._saved = None
+        self._installed = False
         #: The groups' history (WS_GROUP_HISTORY), as an edge keeps it: kept across
         #: communicators, so that one can come back with another's positions.
         self.history: History | None = None
@@ -49,17 +52,21 @@ class _MemoryGroups:
     def register(self, communicator: HandlerCommunicator) -> None:
         with self.lock:
             if not self.communicators:
-                self._saved = sending.use_route(_MemoryRoute(self))
+                self._saved, self._installed = sending.use_route(_MemoryRoute(self)), True
             self.communicators[communicator.connection_id] = communicator
 
     def unregister(self, communicator: HandlerCommunicator) -> None:
         with self.lock:
             self.communicators.pop(communicator.connection_id, None)
-            for members in self.members.values():
-                members.discard(communicator.connection_id)
-            if not self.communicators and self._saved is not None:
-                sending.use_route(self._saved)
-                self._saved = None
+            for watchers in self.watchers.values():
+                watchers.discard(communicator.connection_id)
+            for group, members in self.members.items():
+                if communicator.connection_id in members:
+                    members.discard(communicator.connection_id)
+                    self._presence_changed(group, [], [communicator.connection_id])
+            if not self.communicators and self._installed:
+                sending.use_route(self._saved)  # None too: the default route again
+                self._saved, self._installed = None, False
 
     def dispatch(self, message: wire.Message) -> None:
         with self.lock:
@@ -70,13 +77,23 @@ class _MemoryGroups:
             elif isinstance(message, wire.SendTo):
                 targets = [message.conn_id]
             elif isinstance(message, wire.Join):
-                self.members[message.group].add(message.conn_id)
+                if message.conn_id not in self.members[message.group]:
+                    self.members[message.group].add(message.conn_id)
+                    self._presence_changed(message.group, [message.conn_id], [])
                 communicator = self.communicators.get(message.conn_id)
                 if communicator is not None and message.group in communicator.since:
                     self._recover(communicator, message.group, *communicator.since.pop(message.group))
                 return
             elif isinstance(message, wire.Leave):
-                self.members[message.group].discard(message.conn_id)
+                if message.conn_id in self.members[message.group]:
+                    self.members[message.group].discard(message.conn_id)
+                    self._presence_changed(message.group, [], [message.conn_id])
+                return
+            elif isinstance(message, wire.Watch):
+                if message.watch:
+                    self.watchers[message.group].add(message.conn_id)
+                else:
+                    self.watchers[message.group].discard(message.conn_id)
                 return
             else:
                 return
@@ -86,6 +103,13 @@ class _MemoryGroups:
                     communicator.output.append(message.payload if message.binary else message.payload.decode())
                     if position is not None:
                         communicator.positions[message.group] = (position.epoch, position.offset)
+
+    def _presence_changed(self, group: str, joined: list[str], left: list[str]) -> None:
+        """As the edge does: each watcher's handler hears of it (its on_presence runs at its next turn)."""
+        for conn_id in sorted(self.watchers.get(group, ())):
+            communicator = self.communicators.get(conn_id)
+            if communicator is not None:
+                communicator.pending.append(wire.PresenceDiff(conn_id, group, {"joined": joined, "left": left}))
 
     def _recover(self, communicator: HandlerCommunicator, group: str, epoch: str, offset: int) -> None:
         """As the edge does on a join: replay the gap after ``(epoch, offset)``, or tell the handler to resync."""
@@ -236,7 +260,12 @@ class HandlerCommunicator:
         self.send(json.dumps(content))
 
     def receive(self) -> str | bytes:
-        """The next message the handler sent; AssertionError if there is none."""
+        """The next message the handler sent; AssertionError if there is none.
+
+        What other communicators' handlers did to this one's groups (its
+        ``on_presence``) runs first.
+        """
+        self._run_pending()
         if not self.output:
             raise AssertionError(f"the handler sent nothing more (closed: {self.close_code})")
         return self.output.popleft()
@@ -250,6 +279,7 @@ class HandlerCommunicator:
 
     def receive_nothing(self) -> bool:
         """True if the handler sent nothing that ``receive()`` has not returned yet."""
+        self._run_pending()
         return not self.output
 
     @property

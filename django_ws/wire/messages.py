@@ -266,6 +266,19 @@ class Recovery(Message):
     recovered: bool
 
 
+@_message(b"Y")
+class PresenceDiff(Message):
+    """Connections joined or left ``group``; for the handler of ``conn_id``, which watches it.
+
+    ``diff`` is ``{"joined": [ids], "left": [ids]}``. The worker calls the
+    handler's ``on_presence(group, joined, left)``, in order with its messages.
+    """
+
+    conn_id: str
+    group: str
+    diff: dict
+
+
 # -- worker -> edge ------------------------------------------------------------
 
 
@@ -339,6 +352,15 @@ class Leave(Message):
 
     conn_id: str
     group: str
+
+
+@_message(b"W")
+class Watch(Message):
+    """Tell ``conn_id``'s handler of joins and leaves in ``group`` (``watch``), or stop."""
+
+    conn_id: str
+    group: str
+    watch: bool
 
 
 @_message(b"G")

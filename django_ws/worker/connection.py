@@ -113,11 +113,14 @@ class Connection:
     def leave(self, group: str) -> None:
         self._group_message(wire.Leave, group)
 
-    def _group_message(self, cls, group: str) -> None:
+    def watch(self, group: str, watch: bool = True) -> None:
+        self._group_message(wire.Watch, group, watch)
+
+    def _group_message(self, cls, group: str, *extra) -> None:
         if not isinstance(group, str) or not group:
             raise ValueError(f"a group name is a non-empty str, not {group!r}")
         self._check_open(f"{cls.__name__.lower()}()")
-        self._deliver(cls(self.id, group).encode())
+        self._deliver(cls(self.id, group, *extra).encode())
 
 
 class ConnectionRunner:
@@ -235,6 +238,8 @@ class ConnectionRunner:
             self.receive(event.payload if event.binary else event.payload.decode("utf-8"))
         elif isinstance(event, wire.Recovery):
             self._call("on_recovered" if event.recovered else "on_resync", event.group)
+        elif isinstance(event, wire.PresenceDiff):
+            self._call("on_presence", event.group, list(event.diff.get("joined", ())), list(event.diff.get("left", ())))
         return not conn.closed_here
 
     def receive(self, message: str | bytes) -> None:

@@ -107,6 +107,23 @@ class RoomHandler(JsonWebSocketHandler):
             send_to_group(f"room.{self.kwargs['room']}", json.dumps(content))
 
 
+class PresenceWatchHandler(JsonWebSocketHandler):
+    """Watches ``room.<room>`` and tells its client each join and leave there."""
+
+    def on_open_json(self, content):
+        self.watch_presence(f"room.{self.kwargs['room']}")
+        self.send_json({"watching": self.kwargs["room"]})
+        return True
+
+    def on_json(self, content):
+        if content.get("unwatch"):
+            self.unwatch_presence(f"room.{self.kwargs['room']}")
+            self.send_json({"unwatched": True})
+
+    def on_presence(self, group, joined, left):
+        self.send_json({"group": group, "joined": joined, "left": left})
+
+
 class WhoAmIHandler(JsonWebSocketHandler):
     def on_json(self, content):
         user = self.request.user

@@ -11,7 +11,7 @@ from django_ws import wire
 from django_ws.broker import config
 from django_ws.broker.discovery import announced_endpoint, announcement, reachable
 from django_ws.broker.keys import Keys, pack, unpack
-from django_ws.edge.core import Deliver, EdgeCore, FetchGap, MemberChanged, Subscribe, ToWorker, Unsubscribe
+from django_ws.edge.core import CatchUp, Deliver, EdgeCore, FetchGap, MemberChanged, Subscribe, ToWorker, Unsubscribe
 from django_ws.edge.history import History, HistoryBound, Position, Positions
 
 from .test_edge_core import ROUTES, hello, open_connection
@@ -159,7 +159,9 @@ def test_an_edge_bound_to_every_address_announces_the_host_it_is_given():
 def test_an_ipc_edge_is_only_followed_from_its_own_host():
     here = announcement("e1", "ipc:///tmp/p", "ipc:///tmp/s", None, None)
     assert here["host"] == socket.gethostname() and reachable(here)
-    assert not reachable(dict(here, host="elsewhere"))
+    assert not reachable(dict(here, hostname="elsewhere"))
+    assert reachable(announcement("e3", "ipc:///tmp/p", "ipc:///tmp/s", "10.0.0.9", None)), (
+        "an announced host changes nothing for ipc://: the machine is what counts")
     assert reachable(announcement("e2", "tcp://10.0.0.1:1", "tcp://10.0.0.1:2", None, "KEY"))
 
 
@@ -206,7 +208,7 @@ def test_a_gap_the_broker_does_not_cover_gives_the_resync_signal_then_the_held_m
     history_core.reply(b"w1", wire.Join(conn.id, "hist.x"))
     positioned(history_core, 9)
     actions = history_core.gap_fetched(conn.id, "hist.x", "E", 8, None)
-    resync = [a for a in actions if isinstance(a, Deliver)][0]
+    resync = next(a for a in actions if isinstance(a, Deliver))
     assert resync.position == Position("hist.x", "E", 8, resync=True)
     assert delivered(actions)[1:] == [(b"m9", 9)]
     assert [a.message for a in actions if isinstance(a, ToWorker)] == [wire.Recovery(conn.id, "hist.x", False)]
@@ -229,3 +231,99 @@ def test_the_edge_keeps_no_history_of_its_own_in_a_cluster(history_core):
     assert delivered(history_core.broker_message(wire.GroupSend("hist.x", "", False, b"plain", ""))) == [
         (b"plain", None)]
     assert history_core.history.logs == {}, "positions come from the broker, not from a log here"
+
+
+def test_back_from_a_broker_outage_the_edge_catches_up_its_groups_with_history(history_core):
+    hello(history_core)
+    plain, enveloped = open_connection(history_core), recovering(history_core, {})
+    for conn in (plain, enveloped):
+        history_core.reply(b"w1", wire.Join(conn.id, "hist.x"))
+    positioned(history_core, 1)
+    actions = history_core.broker_resumed()
+    assert actions == [CatchUp("hist.x", "E", 1)]
+    assert positioned(history_core, 4) == [], "held until caught up"
+    actions = history_core.gap_fetched(None, "hist.x", "E", 3, [(2, False, b"m2"), (3, False, b"m3")])
+    assert delivered(actions) == [(b"m2", 2), (b"m3", 3), (b"m4", 4)], "what the edge missed, then the held one"
+    assert all(set(a.targets) == {plain, enveloped} for a in actions)
+    assert delivered(positioned(history_core, 5)) == [(b"m5", 5)]
+
+
+def test_a_history_lost_in_the_outage_tells_the_clients_with_positions_to_resync(history_core):
+    hello(history_core)
+    plain, enveloped = open_connection(history_core), recovering(history_core, {})
+    for conn in (plain, enveloped):
+        history_core.reply(b"w1", wire.Join(conn.id, "hist.x"))
+    positioned(history_core, 7)
+    history_core.broker_resumed()
+    positioned(history_core, 1, epoch="NEW")
+    actions = history_core.gap_fetched(None, "hist.x", "NEW", 0, None)
+    resync, live = actions
+    assert resync.targets == [enveloped] and resync.position == Position("hist.x", "NEW", 0, resync=True), (
+        "only a client that asked for positions gets the signal (a plain one would see an empty message)")
+    assert set(live.targets) == {plain, enveloped} and live.position == Position("hist.x", "NEW", 1)
+    assert history_core.broker_resumed() == [CatchUp("hist.x", "NEW", 1)], "the new epoch is where it stands"
+
+
+def test_a_client_that_recovered_on_its_own_during_the_catch_up_is_not_told_twice(history_core):
+    hello(history_core)
+    staying = recovering(history_core, {})
+    history_core.reply(b"w1", wire.Join(staying.id, "hist.x"))
+    positioned(history_core, 7)
+    history_core.broker_resumed()
+    back = recovering(history_core, {"hist.x": ("OLD", 3)})
+    history_core.reply(b"w1", wire.Join(back.id, "hist.x"))
+    history_core.gap_fetched(back.id, "hist.x", "NEW", 2, None)  # resynced to NEW:2 on its own
+    positioned(history_core, 2, epoch="NEW")
+    positioned(history_core, 3, epoch="NEW")
+    actions = history_core.gap_fetched(None, "hist.x", "NEW", 1, None)
+    resync = actions[0]
+    assert resync.targets == [staying], "only the client that was there before the outage is told"
+    assert [(a.payload, set(a.targets)) for a in actions[1:]] == [(b"m2", {staying}), (b"m3", {staying, back})]
+
+
+# -- presence events ---------------------------------------------------------------------------
+
+
+def diffs(actions):
+    return [(a.message.conn_id, a.message.diff) for a in actions
+            if isinstance(a, ToWorker) and isinstance(a.message, wire.PresenceDiff)]
+
+
+@pytest.mark.parametrize("cluster", [False, True])
+def test_a_watcher_hears_each_join_and_leave_of_its_group(clock, cluster):
+    core = EdgeCore(resolve=lambda route: route, heartbeat_timeout=2.0, edge_id="e1", cluster=cluster, clock=clock)
+    hello(core)
+    watcher, a = open_connection(core), open_connection(core)
+    actions = core.reply(b"w1", wire.Watch(watcher.id, "room", True))
+    assert actions == ([Subscribe("room", presence=True)] if cluster else [])
+    assert diffs(core.reply(b"w1", wire.Join(a.id, "room"))) == [(watcher.id, {"joined": [a.id], "left": []})]
+    assert diffs(core.reply(b"w1", wire.Join(a.id, "room"))) == [], "a second join changes nothing"
+    assert diffs(core.closed(a, (1000, ""))) == [(watcher.id, {"joined": [], "left": [a.id]})]
+    assert diffs(core.remote_presence("room", "e2", ["e2.5"], [])) == [(watcher.id, {"joined": ["e2.5"], "left": []})]
+    assert core.remote_presence("room", "e1", ["e1.9"], []) == [], "this edge's own changes were told already"
+    actions = core.reply(b"w1", wire.Watch(watcher.id, "room", False))
+    assert actions == ([Unsubscribe("room", presence=True)] if cluster else [])
+    b = open_connection(core)
+    assert diffs(core.reply(b"w1", wire.Join(b.id, "room"))) == [], "no longer watching"
+
+
+def test_a_watcher_that_closes_stops_watching(core):
+    hello(core)
+    watcher, a = open_connection(core), open_connection(core)
+    core.reply(b"w1", wire.Watch(watcher.id, "room", True))
+    assert Unsubscribe("room", presence=True) in core.closed(watcher, (1000, ""))
+    assert core.watchers == {} and diffs(core.reply(b"w1", wire.Join(a.id, "room"))) == []
+
+
+def test_a_bad_broker_setting_is_a_system_check_error_and_none_is_fine(settings):
+    from django_ws.checks import check_broker
+
+    assert check_broker(None) == []  # no WS_BROKER: nothing to check, redis-py not needed
+    settings.WS_BROKER = "redis://127.0.0.1:6379/0"
+    assert check_broker(None) == []
+    settings.WS_BROKER_LEASE = 0
+    assert [e.id for e in check_broker(None)] == ["django_ws.E008"]
+    settings.WS_BROKER_LEASE = 10
+    settings.WS_BROKER = "http://:pw@nowhere"
+    errors = check_broker(None)
+    assert [e.id for e in errors] == ["django_ws.E008"] and "pw" not in errors[0].msg

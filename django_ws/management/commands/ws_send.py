@@ -45,7 +45,10 @@ class Command(BaseCommand):
             if options["group"]:
                 n = send_to_group(options["group"], options["message"], exclude=options["exclude"],
                                   timeout=options["timeout"], key=key)
-                self.stdout.write(f"Delivered to {n} connection(s) in {options['group']!r}.")
+                if n is None:  # cluster mode: one publish, and the edges count no clients
+                    self.stdout.write(f"Published to {options['group']!r} through the broker.")
+                else:
+                    self.stdout.write(f"Delivered to {n} connection(s) in {options['group']!r}.")
             else:
                 if not send_to_connection(options["connection"], options["message"], timeout=options["timeout"], key=key):
                     raise CommandError(f"no edge holds connection {options['connection']!r}")

@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""What cluster mode keeps in Redis: bytes per group member, and bytes per group message.
+
+    python bench/cluster_redis.py redis://127.0.0.1:6379/15 [--members 100 10000 100000]
+
+Writes presence hashes as edges do (one field per member: its connection id,
+its edge's id) under a throwaway prefix, asks Redis for their size (``MEMORY
+USAGE``), deletes them, and prints what one publish of a 100-byte message to
+a group carries beyond its payload. Use a database you can spare: the keys
+are deleted at the end, nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+
+import redis
+
+from django_ws import wire
+from django_ws.broker.keys import Keys, pack
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("url", help="a redis:// URL of a database you can spare")
+    parser.add_argument("--members", type=int, nargs="+", default=[100, 10_000, 100_000])
+    args = parser.parse_args(argv)
+    client = redis.Redis.from_url(args.url)
+    keys = Keys(f"bench-{secrets.token_hex(4)}:")
+    edge = secrets.token_hex(8)  # edge ids are 16 hex digits, connection ids "<edge id>.<n in hex>"
+    for members in args.members:
+        key = keys.members("room.lobby")
+        pipe = client.pipeline(transaction=False)
+        for n in range(members):
+            pipe.hset(key, f"{edge}.{n:x}", edge)
+            if len(pipe) >= 10_000:
+                pipe.execute()
+        pipe.execute()
+        used = client.memory_usage(key, samples=0)
+        client.delete(key)
+        print(f"presence of a group of {members:>7} members: {used / members:6.1f} bytes of Redis memory per member")
+    message = pack(wire.GroupSend("room.lobby", "", False, b"x" * 100, ""))
+    print(f"one message to 'room.lobby': {len(message) - 100} bytes published beyond its 100-byte payload, "
+          "sent once to each edge with members")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
