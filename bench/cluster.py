@@ -52,11 +52,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bench.client import find_client  # noqa: E402
-from bench.procs import (  # noqa: E402
-    Subprocess, cpu_seconds, kill_group, load_average, process_tree, raise_nofile, rss_bytes)
-from django_ws.testing import WebSocketServer  # noqa: E402
-from django_ws.testing.server import free_port  # noqa: E402
+from bench.client import find_client
+from bench.procs import Subprocess, cpu_seconds, kill_group, load_average, process_tree, raise_nofile, rss_bytes
+from django_ws.testing import WebSocketServer
+from django_ws.testing.server import free_port
 
 CLIENT = HERE / "cluster_client.js"
 SERVERS = HERE / "servers"
@@ -108,6 +107,7 @@ class RedisServer:
             "keys": self.client.dbsize(),
             "pubsub_channels": info.get("pubsub_channels", 0),
             "connected_clients": info["connected_clients"],
+            "expired_keys": info["expired_keys"],  # an edge's lease that lapsed is one
         }
 
     def delta(self, before: dict, after: dict) -> dict:
@@ -450,6 +450,8 @@ def measure(args: argparse.Namespace) -> dict:
             result["redis_per_send"] = {name: statistics.median(s["redis"][name] for s in sends)
                                         for name in sends[0]["redis"]}
             result["redis_after"] = run.redis.figures()
+            # More than one session on an edge: it lost Redis during the run.
+            result["broker_sessions"] = [s.get("broker", {}).get("sessions") for s in run.stats()]
     finally:
         result.update(run.stop())
     result["load_average"] = load_average()
@@ -470,6 +472,8 @@ def report(result: dict) -> None:
         print(f"redis keys: {json.dumps(result['redis_keys'])}")
         print(f"redis per send (median): {json.dumps(result['redis_per_send'])}; "
               f"idle, per second: {json.dumps(result['redis_idle_per_s'])}")
+        print(f"edges' sessions with Redis: {result.get('broker_sessions')}; "
+              f"keys expired in Redis (lapsed leases): {result.get('redis_after', {}).get('expired_keys')}")
     print(f"every connection got every message once: {'yes' if result['ok'] else 'NO'}; "
           f"closed by the servers meanwhile: {result['closed_by_server']}; load average {result['load_average']}")
 

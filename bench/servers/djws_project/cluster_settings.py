@@ -8,7 +8,7 @@ Redis URL of cluster mode (``WS_BROKER``); unset, the cluster is static.
 import json
 import os
 
-from .settings import *  # noqa: F403
+from .settings import *
 
 WS_EDGES = json.loads(os.environ.get("DJWS_BENCH_EDGES", "null"))
 if os.environ.get("DJWS_BENCH_BROKER"):
