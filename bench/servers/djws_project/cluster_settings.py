@@ -3,6 +3,7 @@
 ``DJWS_BENCH_EDGES`` (JSON list): the sub endpoint of every edge, for the
 sending process of the static configuration. ``DJWS_BENCH_BROKER``: the
 Redis URL of cluster mode (``WS_BROKER``); unset, the cluster is static.
+``DJWS_BENCH_LEASE``: ``WS_BROKER_LEASE`` in seconds (``--lease``).
 """
 
 import json
