@@ -425,10 +425,12 @@ def measure(args: argparse.Namespace) -> dict:
             }
             result["redis_keys"] = run.redis.keys()
             # What the cluster asks of Redis when nothing is sent: lease renewals, workers reading the registry.
+            # Over one lease (10 s unless --lease), in which each of them happens three times.
+            window = args.lease or 10.0
             before = run.redis.figures()
-            time.sleep(5)
+            time.sleep(window)
             idle = run.redis.delta(before, run.redis.figures())
-            result["redis_idle_per_s"] = {name: round(value / 5, 1) for name, value in idle.items()
+            result["redis_idle_per_s"] = {name: round(value / window, 1) for name, value in idle.items()
                                           if name != "used_memory"}
         use_cluster(run)
         sends = []
