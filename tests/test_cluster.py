@@ -484,3 +484,15 @@ def test_a_broker_over_tls_with_an_acl_user(cluster, tmp_path):
         member.close()
     finally:
         tls.stop()
+
+
+@pytest.mark.parametrize("mode", ["gevent", "multiprocess"])
+def test_every_worker_mode_follows_the_broker_and_publishes_from_handlers(cluster, mode):
+    edge = cluster.edge()
+    cluster.worker(mode)
+    served(edge, 30)
+    (first, _), (second, _) = join(edge, mode), join(edge, mode)
+    first.send(json.dumps({"from": mode}))  # RoomHandler's send_to_group: a publish from the handler's process
+    for ws in (first, second):
+        assert json.loads(ws.recv(timeout=10)) == {"from": mode}, f"the {mode} handler's publish came back"
+        ws.close()

@@ -46,12 +46,12 @@ def test_a_cluster_across_hosts_finds_its_edges_and_survives_an_edge_and_redis_d
     redis = RedisServer(tmp_path, port=6379, bind=redis_host.ip, password=secrets.token_hex(8),
                         prefix=tuple(redis_host.exec)).start()
     try:
-        run_the_cluster(network, hosted, curve, redis)
+        run_the_cluster(network, hosted, curve, redis, redis_host)
     finally:
         redis.stop()
 
 
-def run_the_cluster(network, hosted, curve, redis):
+def run_the_cluster(network, hosted, curve, redis, redis_host):
     env = {"DJANGO_WS_CURVE": json.dumps(curve), "DJANGO_WS_BROKER": redis.url,
            "DJANGO_WS_BROKER_LEASE": str(LEASE)}
 
@@ -121,6 +121,28 @@ def run_the_cluster(network, hosted, curve, redis):
             except TimeoutError:
                 continue
     print(f"Redis restarted: every surviving member got the group again within {time.monotonic() - back:.2f}s")
+
+    # Redis's host cut off, without a word (no reset, no refusal): each send fails within its timeout, never
+    # hangs; once healed, the edges come back by themselves.
+    mark = len(sender.lines)
+    redis_host.cut()
+    for n in range(3):
+        line = sender.wait_for("failed", timeout=1.0 + 1.5, start=mark)  # the sender's timeout is 1 s
+        assert "websocket broker not reachable" in line, line
+        mark = sender.lines.index(line, mark) + 1
+    redis_host.heal()
+    healed = time.monotonic()
+    sender.wait_for("sent to None", timeout=10, start=mark)
+    for ws, conn_id in survivors:
+        while True:
+            assert time.monotonic() - healed < 20, f"{conn_id} gets the group again once the partition heals"
+            try:
+                if ws.recv(timeout=1) == "probe":
+                    break
+            except TimeoutError:
+                continue
+    print(f"Redis cut off then healed: every surviving member got the group again within "
+          f"{time.monotonic() - healed:.2f}s of the heal")
     assert worker.process.poll() is None
     for ws, _ in everyone:
         ws.close()

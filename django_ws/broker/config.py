@@ -43,7 +43,7 @@ class BrokerConfig:
         hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
         return f"sentinel {self.service_name}@{hosts}/{self.db}"
 
-    def _options(self, timeout: float | None, retries: int, asyncio: bool) -> dict:
+    def _options(self, timeout: float | None, retries: int, asyncio: bool, connect_timeout: float | None) -> dict:
         if asyncio:
             from redis.asyncio.retry import Retry
         else:
@@ -53,7 +53,7 @@ class BrokerConfig:
 
         options: dict[str, typing.Any] = {
             "socket_timeout": timeout,
-            "socket_connect_timeout": timeout,
+            "socket_connect_timeout": timeout if connect_timeout is None else connect_timeout,
             # No back-off: a send must fail within its timeout. A retry only after a
             # connection error (a pooled connection Redis closed when it restarted),
             # never after a timeout, which may hide a publish that did happen.
@@ -63,13 +63,17 @@ class BrokerConfig:
         }
         return options
 
-    def sync_client(self, *, timeout: float | None, retries: int = 0):
-        """A redis-py client for this broker; each operation fails after ``timeout`` seconds."""
+    def sync_client(self, *, timeout: float | None, retries: int = 0, connect_timeout: float | None = None):
+        """A redis-py client for this broker; each operation fails after ``timeout`` seconds.
+
+        ``connect_timeout``: for connecting, if not ``timeout`` (a pub/sub
+        connection waits for messages without end, but must not wait so for a host that is gone).
+        """
         try:
             import redis
         except ImportError:
             raise ImproperlyConfigured(f"WS_BROKER needs redis-py: {_INSTALL}") from None
-        options = self._options(timeout, retries, asyncio=False)
+        options = self._options(timeout, retries, asyncio=False, connect_timeout=connect_timeout)
         if self.url is not None:
             return redis.Redis.from_url(self.url, **options)
         from redis.sentinel import Sentinel
@@ -78,13 +82,13 @@ class BrokerConfig:
         return sentinel.master_for(self.service_name, db=self.db, username=self.username,
                                    password=self.password, ssl=self.ssl)
 
-    def async_client(self, *, timeout: float | None, retries: int = 0):
-        """A redis.asyncio client for this broker (the edge's: never a blocking call on its loop)."""
+    def async_client(self, *, timeout: float | None, retries: int = 0, connect_timeout: float | None = None):
+        """A redis.asyncio client for this broker (the edge's: never a blocking call on its loop); as sync_client."""
         try:
             import redis.asyncio as aioredis
         except ImportError:
             raise ImproperlyConfigured(f"WS_BROKER needs redis-py: {_INSTALL}") from None
-        options = self._options(timeout, retries, asyncio=True)
+        options = self._options(timeout, retries, asyncio=True, connect_timeout=connect_timeout)
         if self.url is not None:
             return aioredis.Redis.from_url(self.url, **options)
         from redis.asyncio.sentinel import Sentinel

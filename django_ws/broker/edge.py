@@ -64,6 +64,7 @@ class BrokerLink:
         self._confirmed: dict[str, asyncio.Event] = {}
         self._client = None
         self._fetches: set[asyncio.Task] = set()
+        self._stopping = False
         self.connected = False
         self.sessions = 0
 
@@ -88,16 +89,16 @@ class BrokerLink:
         pending[(group, conn_id)] = joined
         self._wake.set()
 
-    def fetch_gap(self, conn_id: str | None, group: str, epoch: str, offset: int, size: int, ttl: float) -> None:
+    def fetch_gap(self, conn_id: str | None, group: str, epoch: str, offset: int, ttl: float) -> None:
         """Ask the broker what followed ``(epoch, offset)`` in ``group``; answer with events.gap_fetched().
 
         ``conn_id`` None: for the whole edge, catching up after an outage.
         """
-        task = asyncio.ensure_future(self._fetch_gap(conn_id, group, epoch, offset, size, ttl))
+        task = asyncio.ensure_future(self._fetch_gap(conn_id, group, epoch, offset, ttl))
         self._fetches.add(task)  # the loop holds tasks weakly: keep it until it is done
         task.add_done_callback(self._fetches.discard)
 
-    async def _fetch_gap(self, conn_id: str | None, group: str, epoch: str, offset: int, size: int, ttl: float) -> None:
+    async def _fetch_gap(self, conn_id: str | None, group: str, epoch: str, offset: int, ttl: float) -> None:
         from .route import new_epoch
 
         try:
@@ -136,12 +137,11 @@ class BrokerLink:
 
     async def stop(self, timeout: float = 2.0) -> None:
         """Withdraw the announcement and this edge's presence, as far as the broker answers within ``timeout``."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            # Bounded: redis-py may swallow a cancellation mid-command (the task then ends at the next turn).
+            await asyncio.wait([self._task], timeout=timeout)
         client = self.config.async_client(timeout=timeout)
         try:
             async with client.pipeline(transaction=False) as pipe:
@@ -163,7 +163,7 @@ class BrokerLink:
 
     async def _run(self) -> None:
         backoff, said = 0.1, False
-        while True:
+        while not self._stopping:
             try:
                 await self._session()
             except asyncio.CancelledError:
@@ -186,7 +186,7 @@ class BrokerLink:
         # Commands answer within a renewal period; pub/sub waits for messages as long as it takes,
         # with TCP keepalive to notice a broker gone without a word.
         client = self.config.async_client(timeout=renewal)
-        listener = self.config.async_client(timeout=None)
+        listener = self.config.async_client(timeout=None, connect_timeout=renewal)
         pubsub = listener.pubsub()
         commands: asyncio.Queue = asyncio.Queue()
         for confirmed in self._confirmed.values():
@@ -213,7 +213,8 @@ class BrokerLink:
             finally:
                 for task in tasks:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                # Not gather(): a task in which redis-py swallowed the cancellation must not hold the session.
+                await asyncio.wait(tasks, timeout=1.0)
         finally:
             self._session_commands = None
             self._client = None
@@ -232,13 +233,13 @@ class BrokerLink:
             await pipe.execute()
 
     async def _renew(self, client, renewal: float) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(renewal)
             await self._announce(client, up=False)
 
     async def _receive(self, pubsub) -> None:
         deliver = self.events.broker_message
-        while True:
+        while not self._stopping:
             message = await pubsub.get_message(timeout=None)
             if message is None:
                 continue
@@ -274,7 +275,7 @@ class BrokerLink:
             logger.exception("edge failed to handle a presence change of %s from the broker", group)
 
     async def _subscriptions(self, pubsub, commands: asyncio.Queue) -> None:
-        while True:
+        while not self._stopping:
             what, channel = await commands.get()
             # The newest wish wins: a join and a leave in a row must not leave us subscribed.
             if what == "subscribe" and channel in self.channels:
@@ -284,7 +285,7 @@ class BrokerLink:
                 await pubsub.unsubscribe(channel)
 
     async def _presence(self, client) -> None:
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             await self._write_presence(client)

@@ -190,12 +190,12 @@ class Edge:
         self.broker.member_changed(action.group, action.conn_id, action.joined)
 
     def _fetch_gap(self, action: FetchGap) -> None:
-        bound = self.core.history.bound_for(action.group)
-        self.broker.fetch_gap(action.conn.id, action.group, action.epoch, action.offset, bound.size, bound.ttl)
+        ttl = self.core.history.bound_for(action.group).ttl
+        self.broker.fetch_gap(action.conn.id, action.group, action.epoch, action.offset, ttl)
 
     def _catch_up(self, action: CatchUp) -> None:
-        bound = self.core.history.bound_for(action.group)
-        self.broker.fetch_gap(None, action.group, action.epoch, action.offset, bound.size, bound.ttl)
+        ttl = self.core.history.bound_for(action.group).ttl
+        self.broker.fetch_gap(None, action.group, action.epoch, action.offset, ttl)
 
     # -- what the broker link reports (broker.edge.BrokerEvents) ------------------------------
 

@@ -611,6 +611,7 @@ class EdgeCore:
         if not members:
             del self.groups[group]
             if self.cluster:
+                self._last_seen.pop(group, None)  # no member left to catch up
                 actions.append(Unsubscribe(group))
         return actions
 
@@ -884,12 +885,13 @@ class EdgeCore:
         resync signal, as after any gap the history cannot fill.
         """
         actions: list[Action] = []
-        for group in list(self._last_seen):
-            if group not in self.groups:
-                del self._last_seen[group]
-            elif group not in self._catching_up:
-                self._catching_up[group] = []
-                actions.append(CatchUp(group, *self._last_seen[group]))
+        for group in self.groups:
+            if group in self._catching_up or self.history.bound_for(group) is None:
+                continue
+            self._catching_up[group] = []
+            # No message received yet since its first member joined here: where it stood is not
+            # known, so whatever was sent meanwhile cannot be told apart: its clients resync.
+            actions.append(CatchUp(group, *self._last_seen.get(group, ("", 0))))
         return actions
 
     def _caught_up(self, group: str, epoch: str, last: int, entries: list[tuple[int, bool, bytes]] | None

@@ -63,6 +63,13 @@ def edge_follower():
     return EdgeFollower(config.configured(), Keys(config.prefix()), config.lease())
 
 
+def banner(mode_name: str, edges: list[tuple[str, str]], follower) -> str:
+    """The line a worker prints when it starts (scripts and tests wait for "serving")."""
+    if follower is not None:
+        return f"Worker ({mode_name}) serving the edges announced on {follower.config.name}; quit with CONTROL-C."
+    return f"Worker ({mode_name}) serving {', '.join(p for p, _ in edges)}; quit with CONTROL-C."
+
+
 def run_worker(mode_name: str, edges: list[tuple[str, str]], follow: bool = False, **mode_kwargs) -> None:
     from django_ws.worker.modes import get_mode
     from django_ws.worker.server import Worker
@@ -96,5 +103,8 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if "DJANGO_WS_SUPERVISOR_PID" not in os.environ:
+        # run_wsworker --gevent starts over here before it could say so itself (run_wsserver's workers keep quiet).
+        print(banner(args.mode, edges, edge_follower() if follow else None), flush=True)
     run_worker(args.mode, edges, follow=follow, **kwargs)
     return 0

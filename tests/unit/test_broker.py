@@ -327,3 +327,11 @@ def test_a_bad_broker_setting_is_a_system_check_error_and_none_is_fine(settings)
     settings.WS_BROKER = "http://:pw@nowhere"
     errors = check_broker(None)
     assert [e.id for e in errors] == ["django_ws.E008"] and "pw" not in errors[0].msg
+
+
+def test_a_group_without_a_message_since_its_first_member_joined_resyncs_after_an_outage(history_core):
+    enveloped = recovering(history_core, {})
+    history_core.reply(b"w1", wire.Join(enveloped.id, "hist.x"))
+    assert history_core.broker_resumed() == [CatchUp("hist.x", "", 0)], "no position known: ask from nothing"
+    resync, = history_core.gap_fetched(None, "hist.x", "E", 4, None)
+    assert resync.targets == [enveloped] and resync.position == Position("hist.x", "E", 4, resync=True)

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django_ws.conf import ws_settings
 from django_ws.worker.main import (
     add_worker_arguments,
+    banner,
     edge_follower,
     follows_broker,
     mode_options,
@@ -48,10 +49,5 @@ class Command(BaseCommand):
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(p for p in (sys.path[0] or os.getcwd(), env.get("PYTHONPATH")) if p)
             os.execve(sys.executable, argv, env)
-        if follower is not None:
-            self.stdout.write(f"Worker ({options['mode']}) serving the edges announced on {follower.config.name}; "
-                              "quit with CONTROL-C.")
-        else:
-            self.stdout.write(f"Worker ({options['mode']}) serving {', '.join(p for p, _ in edges)}; "
-                              "quit with CONTROL-C.")
+        self.stdout.write(banner(options["mode"], edges, follower))
         run_worker(options["mode"], edges, follow=follow, **extra)
