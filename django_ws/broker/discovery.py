@@ -15,6 +15,11 @@ has: only a registry that was read, and lacks an edge, drops it.
 So an edge that dies without a word (kill -9, its host gone) is forgotten
 by every worker within ``WS_BROKER_LEASE * 4/3`` seconds of its last
 renewal: the lease, plus the follower's longest wait between two reads.
+A lapsed lease alone does not make a worker drop an edge it still hears
+from: an edge whose loop was too busy to renew in time (a fan-out to tens of
+thousands of clients on a starved CPU) is alive, and ending its connections
+would be the outage. The worker drops it once its link is silent for
+WS_HEARTBEAT_TIMEOUT too, or at once when the edge withdrew (a clean stop).
 """
 
 from __future__ import annotations
@@ -99,6 +104,8 @@ class EdgeFollower:
         self.config, self.keys, self.lease = config, keys, lease
         self._lock = threading.Lock()
         self._found: dict[str, dict] | None = None
+        #: Edges that said they were going (``down``), since the last call of withdrawn().
+        self._withdrawn: set[str] = set()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="django-ws-edge-follower", daemon=True)
 
@@ -113,6 +120,12 @@ class EdgeFollower:
         with self._lock:
             found, self._found = self._found, None
         return found
+
+    def withdrawn(self) -> set[str]:
+        """The edges that withdrew their announcement themselves (a clean stop) since the last call."""
+        with self._lock:
+            gone, self._withdrawn = self._withdrawn, set()
+        return gone
 
     def _run(self) -> None:
         wait = self.lease / 3
@@ -131,7 +144,11 @@ class EdgeFollower:
                     with self._lock:
                         self._found = found
                     # An up/down event, or a third of the lease: then read again.
-                    pubsub.get_message(timeout=wait)
+                    event = pubsub.get_message(timeout=wait)
+                    data = event.get("data") if event else None
+                    if isinstance(data, bytes) and data.startswith(b"down "):
+                        with self._lock:
+                            self._withdrawn.add(data[5:].decode("utf-8", "replace"))
             except Exception as exc:  # noqa: BLE001  (the worker keeps its edges; retry)
                 if not said:
                     logger.warning("worker cannot reach the broker %s (%s); keeping its %s edges, retrying",

@@ -67,6 +67,8 @@ class BrokerLink:
         self._stopping = False
         self.connected = False
         self.sessions = 0
+        #: Renewals that came after the lease had lapsed (the loop was too busy): see _renew.
+        self.lapses = 0
 
     # -- what the edge carries out ---------------------------------------------------------
 
@@ -224,18 +226,28 @@ class BrokerLink:
                 except Exception:  # noqa: BLE001  (a broken connection may not close cleanly)
                     pass
 
-    async def _announce(self, client, up: bool) -> None:
+    async def _announce(self, client, up: bool) -> bool:
+        """Announce (``up``) or renew; True if the lease was still there (a renewal in time)."""
         async with client.pipeline(transaction=True) as pipe:
-            pipe.set(self.keys.lease(self.edge_id), self.announcement, px=int(self.lease * 1000))
+            pipe.set(self.keys.lease(self.edge_id), self.announcement, px=int(self.lease * 1000), get=True)
             pipe.sadd(self.keys.edges, self.edge_id)
             if up:
                 pipe.publish(self.keys.events, f"up {self.edge_id}")
-            await pipe.execute()
+            previous, *_ = await pipe.execute()
+        return previous is not None
 
     async def _renew(self, client, renewal: float) -> None:
         while not self._stopping:
             await asyncio.sleep(renewal)
-            await self._announce(client, up=False)
+            if not await self._announce(client, up=False):
+                # The loop was too busy to renew in time (or Redis lost the key): readers of
+                # presence have dropped this edge's members meanwhile. Write them again.
+                self.lapses += 1
+                logger.warning("edge %s renewed its lease too late (it lapsed after %.1fs); announcing it and "
+                               "its presence again; raise WS_BROKER_LEASE if this edge's loop is this busy",
+                               self.edge_id, self.lease)
+                await self._announce(client, up=True)
+                await self._write_presence(client, everything=True)
 
     async def _receive(self, pubsub) -> None:
         deliver = self.events.broker_message

@@ -48,6 +48,7 @@ def snapshot(core: EdgeCore, broker=None) -> dict:
     if broker is not None:
         #: Cluster mode: whether the edge holds a session with Redis, how many it opened, what it receives.
         data["broker"] = {"name": broker.config.name, "connected": broker.connected, "sessions": broker.sessions,
+                          "lease_lapses": broker.lapses,
                           "channels": len(broker.channels) + 1}
     return data
 
@@ -112,6 +113,8 @@ def prometheus(data: dict) -> str:
                [(edge, int(broker["connected"]))])
         metric("broker_sessions_total", "counter", "Sessions with the broker opened: each one after the first "
                "follows an outage.", [(edge, broker["sessions"])])
+        metric("broker_lease_lapses_total", "counter", "Renewals of the edge's announcement that came after its "
+               "lease had lapsed (the edge's loop too busy for WS_BROKER_LEASE).", [(edge, broker["lease_lapses"])])
     return "\n".join(lines) + "\n"
 
 

@@ -35,6 +35,10 @@ class Worker:
         #: Cluster mode without --edge: a broker.discovery.EdgeFollower, and the links it made, by edge id.
         self.follower = follower
         self.followed: dict[str, EdgeLink] = {}
+        #: Followed edges whose lease lapsed while they were still heard from (warned once each).
+        self.lapsed_but_alive: set[str] = set()
+        #: Followed edges that said they were stopping: dropped as soon as a read of the registry lacks them.
+        self.withdrawn: set[str] = set()
         self.poller = mode.zmq.Poller()
         self._by_socket: dict = {}
         self.stopping = False
@@ -136,6 +140,7 @@ class Worker:
                     self._heartbeat(now)
                     self.next_beat = now + self.heartbeat_interval
                 if self.follower is not None:
+                    self.withdrawn |= self.follower.withdrawn()
                     found = self.follower.changes()
                     if found is not None:
                         self.follow(found)
@@ -159,12 +164,17 @@ class Worker:
         self._by_socket[link.events] = link
 
     def follow(self, announced: dict[str, dict]) -> None:
-        """Serve exactly the edges ``announced`` (id -> announcement): links to new ones, none to those gone.
+        """Serve the edges ``announced`` (id -> announcement): links to new ones, none to those gone.
 
         An edge that is gone takes its connections here with it, as when it
-        falls silent: their handlers' on_close runs.
+        falls silent: their handlers' on_close runs. Gone means withdrawn
+        (it said so: ``self.withdrawn``) or unannounced and silent: an edge whose
+        lease lapsed while its heartbeats still arrive was too busy to renew
+        it, and is kept (discovery.py says why).
         """
+        now = time.monotonic()
         for edge_id, edge in announced.items():
+            self.lapsed_but_alive.discard(edge_id)
             if edge_id not in self.followed:
                 link = EdgeLink(self, edge["push"], edge["sub"])
                 self.links.append(link)
@@ -173,7 +183,17 @@ class Worker:
                 logger.info("worker %s: following edge %s at %s (host %s)", self.worker_id, edge_id, edge["push"],
                             edge.get("host"))
         for edge_id in [e for e in self.followed if e not in announced]:
-            link = self.followed.pop(edge_id)
+            link = self.followed[edge_id]
+            if edge_id not in self.withdrawn and now - link.last_seen <= self.heartbeat_timeout:
+                if edge_id not in self.lapsed_but_alive:
+                    self.lapsed_but_alive.add(edge_id)
+                    logger.warning("worker %s: the lease of edge %s lapsed, but the edge is still heard from; "
+                                   "keeping it (raise WS_BROKER_LEASE if its loop is this busy)",
+                                   self.worker_id, edge_id)
+                continue
+            self.lapsed_but_alive.discard(edge_id)
+            self.withdrawn.discard(edge_id)
+            del self.followed[edge_id]
             ended = self.dispatcher.edge_lost(edge_id)
             self.ended_while_away.pop(edge_id, None)
             self.poller.unregister(link.events)
