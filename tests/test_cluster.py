@@ -153,6 +153,34 @@ def test_a_group_spanning_three_edges_gets_each_message_once_in_order(cluster):
     assert worker.process.poll() is None
 
 
+def test_a_lease_that_lapses_while_the_edge_lives_loses_no_connection(cluster):
+    """An edge too busy to renew in time is alive: its worker keeps it, and it announces itself again."""
+    import redis
+
+    edge = cluster.edge()
+    worker = cluster.worker()
+    served(edge, 30)
+    ws, conn_id = join(edge, "lapse")
+    edge_id = conn_id.rpartition(".")[0]
+    edge_mark, worker_mark = len(edge.lines), len(worker.lines)
+    # What Redis does to a lease the edge renewed too late: the key is gone.
+    with redis.Redis.from_url(cluster.redis.url) as broker:
+        assert broker.delete(f"{cluster.prefix}edge:{edge_id}") == 1, "the edge's announcement was there"
+    worker.wait_for(f"the lease of edge {edge_id} lapsed, but the edge is still heard from", timeout=LEASE * 2,
+                    start=worker_mark)
+    edge.wait_for("renewed its lease too late", timeout=LEASE * 2, start=edge_mark)
+    with cluster.settings():
+        deadline = time.monotonic() + 10
+        while group_members("room.lapse") != [conn_id]:  # the readers of presence had dropped it
+            assert time.monotonic() < deadline, "the edge wrote its presence again"
+            time.sleep(0.05)
+        send_to_group("room.lapse", "still served")
+    assert ws.recv(timeout=10) == "still served", "the connection lived through the lapse"
+    assert "no longer announced" not in "".join(worker.lines[worker_mark:]), "the worker never dropped the edge"
+    assert stats(edge)["broker"]["lease_lapses"] == 1
+    ws.close()
+
+
 def test_a_new_edge_is_found_by_the_running_worker_and_a_dead_one_forgotten_within_the_bound(cluster):
     first = cluster.edge()
     worker = cluster.worker()
