@@ -12,58 +12,41 @@ import secrets
 import signal
 import time
 
-import pytest
 from django.test import override_settings
 
 from django_ws import group_members, send_to_group
 from tests import netns
-from tests.conftest import ROOT, SETTINGS, RedisServer, require_redis
+from tests.conftest import RedisServer, require_redis
 from tests.test_cluster import FORGOTTEN_BOUND, LEASE, receive_until
 from tests.test_groups import join
-from tests.test_hosts import PUSH_PORT, SUB_PORT, curve, network, served  # noqa: F401  (fixtures)
+from tests.test_hosts import PUSH_PORT, SUB_PORT, curve, network, served, start  # noqa: F401  (fixtures)
 
 
-@pytest.fixture
-def hosted(network, server_db, tmp_path):
-    """Start hosted processes; each is stopped, and must exit as expected, before the network goes."""
-    started = []
-
-    def start(process):
-        process.cwd, process.settings = ROOT, SETTINGS
-        process.env.setdefault("DJANGO_WS_TEST_DB", server_db)
-        started.append(process)
-        return process.start()
-
-    yield start
-    codes = [(type(p).__name__, p.host.name, p.stop(), getattr(p, "expected_returncode", 0)) for p in reversed(started)]
-    assert all(code == expected for *_, code, expected in codes), f"every process exits as expected: {codes}"
-
-
-def test_a_cluster_across_hosts_finds_its_edges_and_survives_an_edge_and_redis_dying(network, hosted, curve,
+def test_a_cluster_across_hosts_finds_its_edges_and_survives_an_edge_and_redis_dying(network, start, curve,
                                                                                     tmp_path):
     require_redis()
     redis_host = network.host("redis")
     redis = RedisServer(tmp_path, port=6379, bind=redis_host.ip, password=secrets.token_hex(8),
                         prefix=tuple(redis_host.exec)).start()
     try:
-        run_the_cluster(network, hosted, curve, redis, redis_host)
+        run_the_cluster(network, start, curve, redis, redis_host)
     finally:
         redis.stop()
 
 
-def run_the_cluster(network, hosted, curve, redis, redis_host):
+def run_the_cluster(network, start, curve, redis, redis_host):
     env = {"DJANGO_WS_CURVE": json.dumps(curve), "DJANGO_WS_BROKER": redis.url,
            "DJANGO_WS_BROKER_LEASE": str(LEASE)}
 
     def edge(name):
         host = network.host(name)
-        return hosted(netns.HostedServer(host, edge_only=True, push_socket=f"tcp://0.0.0.0:{PUSH_PORT}",
+        return start(netns.HostedServer(host, edge_only=True, push_socket=f"tcp://0.0.0.0:{PUSH_PORT}",
                                          sub_socket=f"tcp://0.0.0.0:{SUB_PORT}",
                                          extra_args=("--announce-host", host.ip), env=dict(env)))
 
     here = override_settings(WS_BROKER=redis.url, WS_BROKER_LEASE=LEASE, WS_CURVE=curve)
     edges = [edge(name) for name in ("a", "b", "c")]
-    worker = hosted(netns.HostedWorker(network.host("worker"), None, env=dict(env)))
+    worker = start(netns.HostedWorker(network.host("worker"), None, env=dict(env)))
     for e in edges:
         served(e, 30)
     members = {e.host.name: [join(e, "hosts") for _ in range(2)] for e in edges}
@@ -101,7 +84,7 @@ def run_the_cluster(network, hosted, curve, redis, redis_host):
         assert ws.recv(timeout=10) == "after b", f"{conn_id} still gets the group"
 
     # Redis killed under traffic from a sender on its own host: errors where due, then service back.
-    sender = hosted(netns.HostedSender(network.host("sender"), "room.hosts", env=dict(env)))
+    sender = start(netns.HostedSender(network.host("sender"), "room.hosts", env=dict(env)))
     sender.wait_for("sent to None", timeout=15)
     for ws, _ in survivors:  # drain the sender's probes while Redis is up
         ws.recv(timeout=10)

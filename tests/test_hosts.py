@@ -35,7 +35,11 @@ def network():
 
 @pytest.fixture
 def start(network, server_db):
-    """Start a hosted process (stopped, and required to exit 0, before the network goes)."""
+    """Start a hosted process (stopped, and required to exit as expected, before the network goes).
+
+    Expected is 0 on SIGTERM, or the ``expected_returncode`` a test set on
+    a process it killed.
+    """
     started = []
 
     def start(process):
@@ -45,8 +49,8 @@ def start(network, server_db):
         return process.start()
 
     yield start
-    codes = [(type(process).__name__, process.host.name, process.stop()) for process in reversed(started)]
-    assert all(code == 0 for _, _, code in codes), f"every process exits 0 on SIGTERM: {codes}"
+    codes = [(type(p).__name__, p.host.name, p.stop(), getattr(p, "expected_returncode", 0)) for p in reversed(started)]
+    assert all(code == expected for *_, code, expected in codes), f"every process exits as expected: {codes}"
 
 
 @pytest.fixture
