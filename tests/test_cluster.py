@@ -166,8 +166,8 @@ def test_a_lease_that_lapses_while_the_edge_lives_loses_no_connection(cluster):
     # What Redis does to a lease the edge renewed too late: the key is gone.
     with redis.Redis.from_url(cluster.redis.url) as broker:
         assert broker.delete(f"{cluster.prefix}edge:{edge_id}") == 1, "the edge's announcement was there"
-    worker.wait_for(f"the lease of edge {edge_id} lapsed, but the edge is still heard from", timeout=LEASE * 2,
-                    start=worker_mark)
+    # (The worker may or may not read the registry before the edge's next renewal: the rule it follows
+    # then is unit-tested in tests/unit/test_broker.py.)
     edge.wait_for("renewed its lease too late", timeout=LEASE * 2, start=edge_mark)
     with cluster.settings():
         deadline = time.monotonic() + 10

@@ -740,24 +740,7 @@ class EdgeCore:
         position = self.history.record(message.group, message.binary, message.payload)
         if position is None:
             return self.members_of(message.group, exclude=message.exclude), None
-        members = self.groups.get(message.group)
-        targets: list[Connection] = []
-        if not members:
-            return targets, position
-        open_, connections, exclude = ConnectionState.OPEN, self.connections, message.exclude
-        for conn_id in members:
-            if conn_id == exclude:
-                continue
-            conn = connections.get(conn_id)
-            if conn is None:
-                continue
-            if conn.state is open_:
-                targets.append(conn)
-            elif conn.positions is not None and conn.state in _EARLY:
-                if conn.early is None:
-                    conn.early = []
-                conn.early.append((message.binary, message.payload, position))
-        return targets, position
+        return self._members_at(message.group, message.exclude, (message.binary, message.payload, position)), position
 
     def members_of(self, group: str, exclude: str = "") -> list[Connection]:
         """The open connections of ``group`` (but ``exclude``)."""
@@ -845,15 +828,28 @@ class EdgeCore:
         members = self.groups.get(message.group)
         if not members:
             return []
-        group, exclude, connections = message.group, message.exclude, self.connections
+        group, exclude = message.group, message.exclude
         entry = (message.binary, message.payload, position)
         held = self._catching_up.get(group)
         if held is not None:
             held.append((message, position))
             return []
         self._last_seen[group] = (position.epoch, position.offset)
+        targets = self._members_at(group, exclude, entry)
+        self.stats.frames_out += len(targets)
+        return [Deliver(targets, message.binary, message.payload, position)] if targets else []
+
+    def _members_at(self, group: str, exclude: str, entry: tuple[bool, bytes, Position]) -> list[Connection]:
+        """The open members of ``group`` that get ``entry`` (binary, payload, position) now.
+
+        The others get it later, in order: a member still in its handshake
+        that asked for positions after its upgrade (``early``: between its join
+        and its upgrade nothing falls in a gap), and one whose gap the broker is
+        being asked for after that gap (``holding``, cluster mode).
+        """
         targets: list[Connection] = []
-        for conn_id in members:
+        connections = self.connections
+        for conn_id in self.groups.get(group, ()):
             if conn_id == exclude:
                 continue
             conn = connections.get(conn_id)
@@ -867,8 +863,7 @@ class EdgeCore:
                 if conn.early is None:
                     conn.early = []
                 conn.early.append(entry)
-        self.stats.frames_out += len(targets)
-        return [Deliver(targets, message.binary, message.payload, position)] if targets else []
+        return targets
 
     def gap_fetched(self, conn_id: str | None, group: str, epoch: str, last: int,
                     entries: list[tuple[int, bool, bytes]] | None) -> list[Action]:

@@ -335,3 +335,53 @@ def test_a_group_without_a_message_since_its_first_member_joined_resyncs_after_a
     assert history_core.broker_resumed() == [CatchUp("hist.x", "", 0)], "no position known: ask from nothing"
     resync, = history_core.gap_fetched(None, "hist.x", "E", 4, None)
     assert resync.targets == [enveloped] and resync.position == Position("hist.x", "E", 4, resync=True)
+
+
+# -- a following worker: which unannounced edges it drops -----------------------------------------
+
+
+@pytest.fixture
+def following_worker(tmp_path):
+    from django_ws import sending
+    from django_ws.worker.modes import ThreadedMode
+    from django_ws.worker.server import Worker
+
+    previous = sending.use_route(sending.EdgeRoute())
+    worker = Worker(ThreadedMode(), [])  # installs its own route: put the previous one back after
+    yield worker
+    sending.use_route(previous)
+    for link in worker.links:
+        link.close()
+    worker.context.term()
+
+
+def announced(tmp_path, name: str) -> dict:
+    return {"id": name, "push": f"ipc://{tmp_path}/{name}-push", "sub": f"ipc://{tmp_path}/{name}-sub"}
+
+
+def test_an_edge_whose_lease_lapsed_is_kept_while_it_is_heard_from(following_worker, tmp_path):
+    """Too busy to renew is not dead: the worker keeps the edge, and its connections, until it falls silent."""
+    import time
+
+    worker = following_worker
+    worker.follow({"busy": announced(tmp_path, "busy")})
+    link = worker.followed["busy"]
+    link.last_seen = time.monotonic()  # it pinged just now
+    worker.follow({})
+    assert worker.followed == {"busy": link} and "busy" in worker.lapsed_but_alive, "kept, and warned of"
+    link.last_seen = time.monotonic() - worker.heartbeat_timeout - 1  # now silent as well: dead
+    worker.follow({})
+    assert worker.followed == {} and link not in worker.links, "dropped once silent"
+
+
+def test_an_edge_that_withdrew_is_dropped_at_once(following_worker, tmp_path):
+    import time
+
+    worker = following_worker
+    worker.follow({"leaving": announced(tmp_path, "leaving")})
+    worker.followed["leaving"].last_seen = time.monotonic()
+    worker.withdrawn.add("leaving")
+    worker.follow({"leaving": announced(tmp_path, "leaving")})  # a read from before it withdrew
+    assert "leaving" in worker.followed, "still announced in that read: kept"
+    worker.follow({})
+    assert worker.followed == {} and worker.withdrawn == set(), "dropped on the first read without it"
