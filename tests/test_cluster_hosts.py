@@ -79,9 +79,21 @@ def run_the_cluster(network, start, curve, redis, redis_host):
             time.sleep(0.1)
         print(f"kill -9 of edge b: its members left presence after {time.monotonic() - killed:.2f}s")
         worker.wait_for("is no longer announced", timeout=FORGOTTEN_BOUND + 3)
-        send_to_group("room.hosts", "after b")
-    for ws, conn_id in survivors:
-        assert ws.recv(timeout=10) == "after b", f"{conn_id} still gets the group"
+        # Group messages are delivered at most once: one published while an edge's session with Redis
+        # restarts (a command slower than a third of this test's 1.5 s lease, on a loaded machine) is
+        # not seen there. "Carry on" is: every survivor gets the group within a few seconds.
+        waiting, deadline = list(survivors), time.monotonic() + 10
+        while waiting:
+            assert time.monotonic() < deadline, (
+                f"{[conn_id for _, conn_id in waiting]} still get the group after edge b died; the edges said: "
+                + " | ".join(f"{e.host.name}: {e.lines[-8:]}" for e in (*edges, fourth) if e is not dead))
+            send_to_group("room.hosts", "after b")
+            for ws, conn_id in list(waiting):
+                try:
+                    if ws.recv(timeout=0.5) == "after b":
+                        waiting.remove((ws, conn_id))
+                except TimeoutError:
+                    pass
 
     # Redis killed under traffic from a sender on its own host: errors where due, then service back.
     sender = start(netns.HostedSender(network.host("sender"), "room.hosts", env=dict(env)))
