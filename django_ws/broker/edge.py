@@ -23,7 +23,7 @@ import typing
 from django_ws import wire
 
 from .config import BrokerConfig
-from .keys import EPOCH_LIFE_MS, READ_GAP, Keys, unpack
+from .keys import EPOCH_LIFE_MS, MEMBER_CHANGED, MEMBERS_REWRITTEN, READ_GAP, SWEEP_DEAD_EDGES, Keys, unpack
 
 logger = logging.getLogger("django_ws.edge")
 
@@ -147,7 +147,7 @@ class BrokerLink:
         client = self.config.async_client(timeout=timeout)
         try:
             async with client.pipeline(transaction=False) as pipe:
-                pipe.delete(self.keys.lease(self.edge_id))
+                pipe.delete(self.keys.lease(self.edge_id), self.keys.edge_groups(self.edge_id))
                 pipe.srem(self.keys.edges, self.edge_id)
                 pipe.publish(self.keys.events, f"down {self.edge_id}")
                 for group, members in self.events.memberships().items():
@@ -248,6 +248,16 @@ class BrokerLink:
                                self.edge_id, self.lease)
                 await self._announce(client, up=True)
                 await self._write_presence(client, everything=True)
+            await self._sweep(client)
+
+    async def _sweep(self, client) -> None:
+        """Tell the watchers of every group that the members of the edges whose lease lapsed left."""
+        keys = self.keys
+        swept = await client.register_script(SWEEP_DEAD_EDGES)(keys=[keys.edges], args=[
+            keys.lease_prefix, keys.edge_groups_prefix, keys.members_prefix, keys.presence_prefix])
+        for edge_id in swept:
+            logger.info("edge %s swept edge %s, whose lease lapsed: its members left their groups",
+                        self.edge_id, _text(edge_id))
 
     async def _receive(self, pubsub) -> None:
         deliver = self.events.broker_message
@@ -312,20 +322,23 @@ class BrokerLink:
         pending = dict(self._pending)
         if not pending and not everything:
             return
-        edge_id, members_key = self.edge_id, self.keys.members
+        keys, edge_id = self.keys, self.edge_id
+        edge_groups = keys.edge_groups(edge_id)
+        memberships = self.events.memberships()
+        # Each change is told to the watchers (on other edges: nobody subscribed, Redis drops it)
+        # only if its entry appeared or disappeared: a sweep may have told it already.
+        changed, rewritten = client.register_script(MEMBER_CHANGED), client.register_script(MEMBERS_REWRITTEN)
         async with client.pipeline(transaction=False) as pipe:
             if everything:
-                for group, members in self.events.memberships().items():
+                pipe.delete(edge_groups)
+                for group, members in memberships.items():
                     if members:
-                        pipe.hset(members_key(group), mapping=dict.fromkeys(members, edge_id))
+                        await rewritten(keys=[keys.members(group), edge_groups],
+                                        args=[edge_id, group, keys.presence_channel(group), *members], client=pipe)
             for (group, conn_id), joined in pending.items():
-                if joined:
-                    pipe.hset(members_key(group), conn_id, edge_id)
-                else:
-                    pipe.hdel(members_key(group), conn_id)
-                # For the handlers that watch the group on other edges (nobody subscribed: Redis drops it).
-                change = {"edge": edge_id, "joined" if joined else "left": [conn_id]}
-                pipe.publish(self.keys.presence_channel(group), json.dumps(change, separators=(",", ":")))
+                await changed(keys=[keys.members(group), edge_groups],
+                              args=[edge_id, conn_id, int(joined), group, keys.presence_channel(group),
+                                    int(not memberships.get(group))], client=pipe)
             await pipe.execute()
         for item, joined in pending.items():
             if self._pending.get(item) is joined:
