@@ -459,8 +459,7 @@ def test_after_a_late_renewal_a_watcher_hears_the_edge_s_members_join_again(clus
         sweep = broker.register_script(SWEEP_DEAD_EDGES)
         with broker.pipeline(transaction=True) as pipe:
             pipe.delete(keys.lease(there_id))
-            sweep(keys=[keys.edges], args=[keys.lease_prefix, keys.edge_groups_prefix, keys.members_prefix,
-                                           keys.presence_prefix], client=pipe)
+            sweep(keys=[keys.edges], args=keys.sweep_args(), client=pipe)
             deleted, swept = pipe.execute()
     assert (deleted, swept) == (1, [there_id.encode()]), "the edge's lease was there, and it was swept"
     assert watcher.next() == {"group": "room.late", "joined": [], "left": [member_id]}, "the sweep told its leave"
@@ -475,7 +474,15 @@ def test_after_a_late_renewal_a_watcher_hears_the_edge_s_members_join_again(clus
     member.close()
     assert watcher.next() == {"group": "room.late", "joined": [], "left": [member_id]}, (
         "its later leave is told as before")
-    watcher.ws.close()
+
+    # An edge that stops with members tells their leaves as it withdraws.
+    staying, staying_id = join(there, "late")
+    assert watcher.next() == {"group": "room.late", "joined": [staying_id], "left": []}
+    assert there.stop() == 0
+    assert watcher.next() == {"group": "room.late", "joined": [], "left": [staying_id]}, (
+        "the stopped edge's member is told as left")
+    for ws in (staying, watcher.ws):
+        ws.close()
 
 
 def test_a_dead_edge_s_member_is_told_as_left_once_whether_a_read_or_the_sweep_drops_it(redis_server):
@@ -485,7 +492,7 @@ def test_a_dead_edge_s_member_is_told_as_left_once_whether_a_read_or_the_sweep_d
     from django_ws.broker.keys import GROUP_MEMBERS, SWEEP_DEAD_EDGES, Keys
 
     keys = Keys(f"t{secrets.token_hex(4)}:")
-    sweep_args = [keys.lease_prefix, keys.edge_groups_prefix, keys.members_prefix, keys.presence_prefix]
+    sweep_args = keys.sweep_args()
     with redis.Redis.from_url(redis_server.url) as broker, broker.pubsub() as pubsub:
         pubsub.psubscribe(f"{keys.presence_prefix}*")
         assert pubsub.get_message(timeout=5)["type"] == "psubscribe"

@@ -146,15 +146,18 @@ class BrokerLink:
             await asyncio.wait([self._task], timeout=timeout)
         client = self.config.async_client(timeout=timeout)
         try:
+            keys = self.keys
             async with client.pipeline(transaction=False) as pipe:
-                pipe.delete(self.keys.lease(self.edge_id), self.keys.edge_groups(self.edge_id))
-                pipe.srem(self.keys.edges, self.edge_id)
-                pipe.publish(self.keys.events, f"down {self.edge_id}")
+                pipe.delete(keys.lease(self.edge_id))
+                # This edge's members leave their groups, told to the watchers on the other edges.
+                await client.register_script(SWEEP_DEAD_EDGES)(keys=[keys.edges], args=keys.sweep_args(), client=pipe)
+                pipe.publish(keys.events, f"down {self.edge_id}")
+                # What the sweep could not know of (a join not yet written), nobody was told of either.
                 for group, members in self.events.memberships().items():
                     if members:
-                        pipe.hdel(self.keys.members(group), *members)
+                        pipe.hdel(keys.members(group), *members)
                 for group, conn_id in self._pending:
-                    pipe.hdel(self.keys.members(group), conn_id)
+                    pipe.hdel(keys.members(group), conn_id)
                 await asyncio.wait_for(pipe.execute(), timeout)
             logger.info("edge %s withdrew from the broker %s", self.edge_id, self.config.name)
         except Exception as exc:  # noqa: BLE001  (shutting down: the lease lapses anyway)
@@ -253,8 +256,7 @@ class BrokerLink:
     async def _sweep(self, client) -> None:
         """Tell the watchers of every group that the members of the edges whose lease lapsed left."""
         keys = self.keys
-        swept = await client.register_script(SWEEP_DEAD_EDGES)(keys=[keys.edges], args=[
-            keys.lease_prefix, keys.edge_groups_prefix, keys.members_prefix, keys.presence_prefix])
+        swept = await client.register_script(SWEEP_DEAD_EDGES)(keys=[keys.edges], args=keys.sweep_args())
         for edge_id in swept:
             logger.info("edge %s swept edge %s, whose lease lapsed: its members left their groups",
                         self.edge_id, _text(edge_id))
@@ -327,18 +329,23 @@ class BrokerLink:
         memberships = self.events.memberships()
         # Each change is told to the watchers (on other edges: nobody subscribed, Redis drops it)
         # only if its entry appeared or disappeared: a sweep may have told it already.
-        changed, rewritten = client.register_script(MEMBER_CHANGED), client.register_script(MEMBERS_REWRITTEN)
+        # The calls are made before the first await: the core may change its groups meanwhile.
+        calls = []
+        if everything:
+            rewritten = client.register_script(MEMBERS_REWRITTEN)
+            calls += [(rewritten, [keys.members(group), edge_groups],
+                       [edge_id, group, keys.presence_channel(group), *members])
+                      for group, members in memberships.items() if members]
+        changed = client.register_script(MEMBER_CHANGED)
+        calls += [(changed, [keys.members(group), edge_groups],
+                   [edge_id, conn_id, int(joined), group, keys.presence_channel(group),
+                    int(not memberships.get(group))])
+                  for (group, conn_id), joined in pending.items()]
         async with client.pipeline(transaction=False) as pipe:
             if everything:
                 pipe.delete(edge_groups)
-                for group, members in memberships.items():
-                    if members:
-                        await rewritten(keys=[keys.members(group), edge_groups],
-                                        args=[edge_id, group, keys.presence_channel(group), *members], client=pipe)
-            for (group, conn_id), joined in pending.items():
-                await changed(keys=[keys.members(group), edge_groups],
-                              args=[edge_id, conn_id, int(joined), group, keys.presence_channel(group),
-                                    int(not memberships.get(group))], client=pipe)
+            for script, script_keys, args in calls:
+                await script(keys=script_keys, args=args, client=pipe)
             await pipe.execute()
         for item, joined in pending.items():
             if self._pending.get(item) is joined:

@@ -68,6 +68,10 @@ class Keys:
     def edge_groups(self, edge_id: str) -> str:
         return f"{self.edge_groups_prefix}{edge_id}"
 
+    def sweep_args(self) -> list[str]:
+        """ARGV of :data:`SWEEP_DEAD_EDGES` (its KEYS: ``[self.edges]``)."""
+        return [self.lease_prefix, self.edge_groups_prefix, self.members_prefix, self.presence_prefix]
+
     def send_key(self, key: str) -> str:
         return f"{self.prefix}k:{key}"
 
