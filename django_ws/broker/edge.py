@@ -16,6 +16,7 @@ from the broker pause.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import typing
@@ -29,6 +30,12 @@ logger = logging.getLogger("django_ws.edge")
 
 #: Longest wait between two attempts to reach the broker.
 BACKOFF_MAX = 2.0
+
+#: The scripts a session runs as it goes, by their SHA-1 for EVALSHA: loaded
+#: once per session, where a pipeline calling a Script would ask Redis for
+#: them (one more round trip) at each presence write.
+_SHA = {script: hashlib.sha1(script.encode()).hexdigest()
+        for script in (MEMBER_CHANGED, MEMBERS_REWRITTEN, SWEEP_DEAD_EDGES)}
 
 
 class BrokerEvents(typing.Protocol):
@@ -198,6 +205,10 @@ class BrokerLink:
             confirmed.clear()  # this session's subscriptions are confirmed anew
         try:
             await pubsub.subscribe(self.keys.direct_channel(self.edge_id), *self.channels)
+            async with client.pipeline(transaction=False) as pipe:
+                for script in _SHA:
+                    pipe.script_load(script)
+                await pipe.execute()
             await self._announce(client, up=True)
             await self._write_presence(client, everything=True)
             self._session_commands = commands
@@ -255,8 +266,11 @@ class BrokerLink:
 
     async def _sweep(self, client) -> None:
         """Tell the watchers of every group that the members of the edges whose lease lapsed left."""
-        keys = self.keys
-        swept = await client.register_script(SWEEP_DEAD_EDGES)(keys=[keys.edges], args=keys.sweep_args())
+        try:
+            swept = await client.evalsha(_SHA[SWEEP_DEAD_EDGES], 1, self.keys.edges, *self.keys.sweep_args())
+        except Exception as exc:  # noqa: BLE001  (every edge sweeps: the next sweep, here or elsewhere, does it)
+            logger.warning("edge %s could not sweep the edges whose lease lapsed (%s)", self.edge_id, _why(exc))
+            return
         for edge_id in swept:
             logger.info("edge %s swept edge %s, whose lease lapsed: its members left their groups",
                         self.edge_id, _text(edge_id))
@@ -329,23 +343,17 @@ class BrokerLink:
         memberships = self.events.memberships()
         # Each change is told to the watchers (on other edges: nobody subscribed, Redis drops it)
         # only if its entry appeared or disappeared: a sweep may have told it already.
-        # The calls are made before the first await: the core may change its groups meanwhile.
-        calls = []
-        if everything:
-            rewritten = client.register_script(MEMBERS_REWRITTEN)
-            calls += [(rewritten, [keys.members(group), edge_groups],
-                       [edge_id, group, keys.presence_channel(group), *members])
-                      for group, members in memberships.items() if members]
-        changed = client.register_script(MEMBER_CHANGED)
-        calls += [(changed, [keys.members(group), edge_groups],
-                   [edge_id, conn_id, int(joined), group, keys.presence_channel(group),
-                    int(not memberships.get(group))])
-                  for (group, conn_id), joined in pending.items()]
         async with client.pipeline(transaction=False) as pipe:
             if everything:
                 pipe.delete(edge_groups)
-            for script, script_keys, args in calls:
-                await script(keys=script_keys, args=args, client=pipe)
+                for group, members in memberships.items():
+                    if members:
+                        pipe.evalsha(_SHA[MEMBERS_REWRITTEN], 2, keys.members(group), edge_groups,
+                                     edge_id, group, keys.presence_channel(group), *members)
+            for (group, conn_id), joined in pending.items():
+                pipe.evalsha(_SHA[MEMBER_CHANGED], 2, keys.members(group), edge_groups,
+                             edge_id, conn_id, int(joined), group, keys.presence_channel(group),
+                             int(not memberships.get(group)))
             await pipe.execute()
         for item, joined in pending.items():
             if self._pending.get(item) is joined:
