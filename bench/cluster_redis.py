@@ -38,6 +38,9 @@ def main(argv: list[str]) -> int:
     keys = Keys(f"bench-{secrets.token_hex(4)}:")
     edge = secrets.token_hex(8)  # edge ids are 16 hex digits, connection ids "<edge id>.<n in hex>"
     sweep = client.register_script(SWEEP_DEAD_EDGES)
+    told = client.pubsub()
+    told.subscribe(keys.presence_channel("room.lobby"))
+    told.get_message(timeout=5)  # the subscription's confirmation
     for members in args.members:
         key = keys.members("room.lobby")
         pipe = client.pipeline(transaction=False)
@@ -55,7 +58,9 @@ def main(argv: list[str]) -> int:
         swept = sweep(keys=[keys.edges], args=keys.sweep_args())
         took = time.perf_counter() - started
         assert swept == [edge.encode()] and not client.exists(key), "the sweep removed the dead edge's members"
-        print(f"  the sweep of their dead edge: {took * 1000:7.1f} ms, one leave of {members} ids published")
+        leave = told.get_message(timeout=5)
+        print(f"  the sweep of their dead edge: {took * 1000:7.1f} ms, one leave of {members} ids published "
+              f"({len(leave['data'])} bytes)")
     for n in range(LIVE_EDGES):
         client.set(keys.lease(f"live{n}"), "{}")
         client.sadd(keys.edges, f"live{n}")
@@ -64,6 +69,7 @@ def main(argv: list[str]) -> int:
         sweep(keys=[keys.edges], args=keys.sweep_args())
     took = (time.perf_counter() - started) / SWEEPS
     client.delete(keys.edges, *(keys.lease(f"live{n}") for n in range(LIVE_EDGES)))
+    told.close()
     print(f"a sweep that finds {LIVE_EDGES} live edges and no dead one: {took * 1e6:.0f} us per call, "
           "round trip included")
     message = pack(wire.GroupSend("room.lobby", "", False, b"x" * 100, ""))
