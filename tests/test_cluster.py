@@ -489,7 +489,7 @@ def test_a_dead_edge_s_member_is_told_as_left_once_whether_a_read_or_the_sweep_d
     """GROUP_MEMBERS and SWEEP_DEAD_EDGES both drop a lapsed edge's members: whichever comes first tells."""
     import redis
 
-    from django_ws.broker.keys import GROUP_MEMBERS, SWEEP_DEAD_EDGES, Keys
+    from django_ws.broker.keys import GROUP_MEMBERS, MEMBER_CHANGED, SWEEP_DEAD_EDGES, Keys
 
     keys = Keys(f"t{secrets.token_hex(4)}:")
     sweep_args = keys.sweep_args()
@@ -531,6 +531,15 @@ def test_a_dead_edge_s_member_is_told_as_left_once_whether_a_read_or_the_sweep_d
             assert not broker.exists(keys.edge_groups("dead")), "and so are its groups"
             assert broker.hgetall(keys.members("a")) == {b"alive.1": b"alive"}
             assert not broker.exists(keys.members("b"))
+
+        # A swept edge that was alive writes a join before it finds its lease gone, then dies: swept again.
+        member_changed = broker.register_script(MEMBER_CHANGED)
+        assert member_changed(keys=[keys.members("a"), keys.edge_groups("dead"), keys.edges],
+                              args=["dead", "dead.4", 1, "a", keys.presence_channel("a"), 0]) == 1
+        assert broker.register_script(SWEEP_DEAD_EDGES)(keys=[keys.edges], args=sweep_args) == [b"dead"]
+        assert [change for _, change in told()] == [{"edge": "dead", "joined": ["dead.4"]},
+                                                   {"edge": "dead", "left": ["dead.4"]}], "its join, then its leave"
+        assert broker.hgetall(keys.members("a")) == {b"alive.1": b"alive"}
 
 
 class SentinelServer(RedisServer):

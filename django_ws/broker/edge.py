@@ -348,10 +348,10 @@ class BrokerLink:
                 pipe.delete(edge_groups)
                 for group, members in memberships.items():
                     if members:
-                        pipe.evalsha(_SHA[MEMBERS_REWRITTEN], 2, keys.members(group), edge_groups,
+                        pipe.evalsha(_SHA[MEMBERS_REWRITTEN], 3, keys.members(group), edge_groups, keys.edges,
                                      edge_id, group, keys.presence_channel(group), *members)
             for (group, conn_id), joined in pending.items():
-                pipe.evalsha(_SHA[MEMBER_CHANGED], 2, keys.members(group), edge_groups,
+                pipe.evalsha(_SHA[MEMBER_CHANGED], 3, keys.members(group), edge_groups, keys.edges,
                              edge_id, conn_id, int(joined), group, keys.presence_channel(group),
                              int(not memberships.get(group)))
             await pipe.execute()

@@ -165,15 +165,18 @@ return swept
 """
 
 #: One presence change of an edge. KEYS[1] the group's presence hash, KEYS[2]
-#: the edge's groups set; ARGV[1] edge id, ARGV[2] connection id, ARGV[3] '1'
-#: joined / '0' left, ARGV[4] the group, ARGV[5] its presence channel, ARGV[6]
-#: '1' if the edge has no member of the group left. Told only if the entry
-#: appeared or disappeared: a sweep may have removed it first, and told it.
+#: the edge's groups set, KEYS[3] the edges set (so that an edge swept while
+#: it lived, which then dies before it renews, is swept again); ARGV[1] edge
+#: id, ARGV[2] connection id, ARGV[3] '1' joined / '0' left, ARGV[4] the
+#: group, ARGV[5] its presence channel, ARGV[6] '1' if the edge has no member
+#: of the group left. Told only if the entry appeared or disappeared: a sweep
+#: may have removed it first, and told it.
 MEMBER_CHANGED = """
 local changed
 if ARGV[3] == '1' then
   changed = redis.call('HSET', KEYS[1], ARGV[2], ARGV[1])
   redis.call('SADD', KEYS[2], ARGV[4])
+  redis.call('SADD', KEYS[3], ARGV[1])
 else
   changed = redis.call('HDEL', KEYS[1], ARGV[2])
   if ARGV[6] == '1' then
@@ -189,9 +192,9 @@ return changed
 """
 
 #: An edge's members of one group, written again (a new session, a late
-#: renewal). KEYS[1] the group's presence hash, KEYS[2] the edge's groups set;
-#: ARGV[1] edge id, ARGV[2] the group, ARGV[3] its presence channel, ARGV[4..]
-#: the connection ids. The ones whose entry was gone (swept, or lost by
+#: renewal). KEYS[1] the group's presence hash, KEYS[2] the edge's groups
+#: set, KEYS[3] the edges set; ARGV[1] edge id, ARGV[2] the group, ARGV[3]
+#: its presence channel, ARGV[4..] the connection ids. The ones whose entry was gone (swept, or lost by
 #: Redis) are told as joined, in one message. Returns how many.
 MEMBERS_REWRITTEN = """
 local joined = {}
@@ -201,6 +204,7 @@ for i = 4, #ARGV do
   end
 end
 redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[1])
 if #joined > 0 then
   redis.call('PUBLISH', ARGV[3], cjson.encode({edge = ARGV[1], joined = joined}))
 end
