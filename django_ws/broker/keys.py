@@ -4,14 +4,14 @@ Every key and channel starts with ``WS_BROKER_PREFIX`` (default ``django_ws:``),
 so several projects can share one Redis:
 
 =================================  ===========================================================
-``<prefix>edges``                  set of the ids of the edges that announced themselves
+``<prefix>edges``                  set of the ids of the edges that announced themselves (until swept)
 ``<prefix>edge:<id>``              an edge's announcement (JSON), with a lease (PX) it renews
 ``<prefix>edges:events``           channel: ``up <id>`` / ``down <id>`` as edges come and go
 ``<prefix>g:<group>``              channel of a group's messages (wire.GroupSend, packed)
 ``<prefix>e:<edge id>``            channel of one edge's direct messages (wire.SendTo, packed)
 ``<prefix>p:<group>``              channel of a group's joins and leaves (JSON), for watchers
 ``<prefix>m:<group>``              hash: connection id -> edge id, the group's presence
-``<prefix>eg:<edge id>``            set of the groups an edge has members in, for the sweep
+``<prefix>eg:<edge id>``           set of the groups an edge has members in, for the sweep
 ``<prefix>k:<key>``                an idempotency key (send_to_group(key=...)), WS_SEND_KEY_TTL
 ``<prefix>h:<group>``              stream: a group's history (WS_GROUP_HISTORY), entry ids ``0-<offset>``
 ``<prefix>hm:<group>``             hash: that history's ``epoch`` and ``last`` offset
