@@ -29,7 +29,8 @@ from tests.test_hosts import served
 
 #: WS_BROKER_LEASE for these tests: short, so that a dead edge is forgotten quickly.
 LEASE = 1.5
-#: docs/cluster.rst: a dead edge is forgotten by presence within the lease, by workers within 4/3 of it.
+#: docs/cluster.rst: a dead edge is forgotten by presence within the lease; its members are told as left to
+#: watchers, and it is forgotten by workers, within 4/3 of it.
 FORGOTTEN_BOUND = LEASE * 4 / 3
 
 
