@@ -29,7 +29,8 @@ from tests.test_hosts import served
 
 #: WS_BROKER_LEASE for these tests: short, so that a dead edge is forgotten quickly.
 LEASE = 1.5
-#: docs/cluster.rst: a dead edge is forgotten by presence within the lease, by workers within 4/3 of it.
+#: docs/cluster.rst: a dead edge is forgotten by presence within the lease; its members are told as left to
+#: watchers, and it is forgotten by workers, within 4/3 of it.
 FORGOTTEN_BOUND = LEASE * 4 / 3
 
 
@@ -383,6 +384,163 @@ def test_a_handler_watching_a_group_hears_joins_and_leaves_on_every_edge(cluster
         member.close()
         assert next_event() == {"group": "room.watched", "joined": [], "left": [member_id]}
     watcher.close()
+
+
+class PresenceEvents:
+    """The presence changes a watcher's handler relays, one JSON message each."""
+
+    def __init__(self, ws):
+        self.ws = ws
+
+    def next(self, timeout: float = 10.0) -> dict:
+        return json.loads(self.ws.recv(timeout=timeout))
+
+    def left_until(self, ids: set[str], deadline: float) -> list[str]:
+        """Every id told as left, in order, until each of ``ids`` was: a join meanwhile fails the test."""
+        left = []
+        while not ids <= set(left):
+            event = self.next(timeout=max(deadline - time.monotonic(), 0.01))
+            assert event["joined"] == [], f"only leaves are told meanwhile: {event}"
+            left += event["left"]
+        return left
+
+
+def test_a_watcher_hears_the_members_of_an_edge_killed_with_9_leave_once_within_the_bound(cluster):
+    from tests.test_groups import watch
+
+    here, there = cluster.edge(), cluster.edge()
+    cluster.worker()
+    served(here, 30)
+    served(there, 30)
+    watcher = PresenceEvents(watch(here, "swept"))
+    local, local_id = join(here, "swept")
+    assert watcher.next() == {"group": "room.swept", "joined": [local_id], "left": []}
+    members = [join(there, "swept") for _ in range(3)]
+    ids = {conn_id for _, conn_id in members}
+    joined = [watcher.next()["joined"] for _ in ids]
+    assert sorted(joined) == sorted([conn_id] for conn_id in ids), f"each join on the other edge is told: {joined}"
+
+    kill_9(there)
+    killed = time.monotonic()
+    left = watcher.left_until(ids, deadline=killed + FORGOTTEN_BOUND + 2.0)
+    took = time.monotonic() - killed
+    print(f"kill -9 of an edge: a watcher on another edge heard its {len(ids)} members leave after {took:.2f}s "
+          f"(lease {LEASE}s)")
+    assert sorted(left) == sorted(ids), f"each member of the dead edge is told as left once: {left}"
+    with cluster.settings():
+        assert group_members("room.swept") == [local_id], "and presence no longer has them"
+    # The next change told is this one: no leave of the dead edge's members was told twice.
+    other, other_id = join(here, "swept")
+    assert watcher.next() == {"group": "room.swept", "joined": [other_id], "left": []}, (
+        "nothing between the leaves of the dead edge's members and the next join")
+    for ws in (watcher.ws, local, other):
+        ws.close()
+
+
+def test_after_a_late_renewal_a_watcher_hears_the_edge_s_members_join_again(cluster):
+    import redis
+
+    from django_ws.broker.keys import SWEEP_DEAD_EDGES, Keys
+    from tests.test_groups import watch
+
+    here, there = cluster.edge(), cluster.edge()
+    cluster.worker()
+    served(here, 30)
+    served(there, 30)
+    watcher = PresenceEvents(watch(here, "late"))
+    member, member_id = join(there, "late")
+    assert watcher.next() == {"group": "room.late", "joined": [member_id], "left": []}
+    there_id = member_id.rpartition(".")[0]
+
+    # The edge's lease lapses (its loop too busy to renew) and a sweep runs before it renews, in one step:
+    # what would otherwise depend on which of the two edges' timers fires first.
+    keys = Keys(cluster.prefix)
+    mark = len(there.lines)
+    with redis.Redis.from_url(cluster.redis.url) as broker:
+        sweep = broker.register_script(SWEEP_DEAD_EDGES)
+        with broker.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.lease(there_id))
+            sweep(keys=[keys.edges], args=keys.sweep_args(), client=pipe)
+            deleted, swept = pipe.execute()
+    assert (deleted, swept) == (1, [there_id.encode()]), "the edge's lease was there, and it was swept"
+    assert watcher.next() == {"group": "room.late", "joined": [], "left": [member_id]}, "the sweep told its leave"
+
+    there.wait_for("renewed its lease too late", timeout=LEASE * 2, start=mark)
+    assert watcher.next() == {"group": "room.late", "joined": [member_id], "left": []}, (
+        "the edge lived: its member is told as joined again")
+    with cluster.settings():
+        assert group_members("room.late") == [member_id]
+        send_to_group("room.late", "still served")
+    assert member.recv(timeout=10) == "still served", "the member's connection lived through it"
+    member.close()
+    assert watcher.next() == {"group": "room.late", "joined": [], "left": [member_id]}, (
+        "its later leave is told as before")
+
+    # An edge that stops with members tells their leaves as it withdraws.
+    staying, staying_id = join(there, "late")
+    assert watcher.next() == {"group": "room.late", "joined": [staying_id], "left": []}
+    assert there.stop() == 0
+    assert watcher.next() == {"group": "room.late", "joined": [], "left": [staying_id]}, (
+        "the stopped edge's member is told as left")
+    for ws in (staying, watcher.ws):
+        ws.close()
+
+
+def test_a_dead_edge_s_member_is_told_as_left_once_whether_a_read_or_the_sweep_drops_it(redis_server):
+    """GROUP_MEMBERS and SWEEP_DEAD_EDGES both drop a lapsed edge's members: whichever comes first tells."""
+    import redis
+
+    from django_ws.broker.keys import GROUP_MEMBERS, MEMBER_CHANGED, SWEEP_DEAD_EDGES, Keys
+
+    keys = Keys(f"t{secrets.token_hex(4)}:")
+    sweep_args = keys.sweep_args()
+    with redis.Redis.from_url(redis_server.url) as broker, broker.pubsub() as pubsub:
+        pubsub.psubscribe(f"{keys.presence_prefix}*")
+        assert pubsub.get_message(timeout=5)["type"] == "psubscribe"
+
+        def told() -> list[tuple[str, dict]]:
+            """What was published up to a marker published now: nothing told twice is missed."""
+            broker.publish(keys.presence_channel("end"), "{}")
+            out = []
+            while True:
+                message = pubsub.get_message(timeout=5)
+                assert message is not None, "the marker comes back"
+                group = message["channel"].decode()[len(keys.presence_prefix):]
+                if group == "end":
+                    return out
+                out.append((group, json.loads(message["data"])))
+
+        for read_first in (True, False):
+            broker.flushdb()
+            broker.set(keys.lease("alive"), "{}")
+            broker.sadd(keys.edges, "alive", "dead")
+            broker.sadd(keys.edge_groups("dead"), "a", "b")
+            broker.hset(keys.members("a"), mapping={"dead.1": "dead", "dead.2": "dead", "alive.1": "alive"})
+            broker.hset(keys.members("b"), mapping={"dead.3": "dead"})
+            if read_first:
+                assert broker.register_script(GROUP_MEMBERS)(
+                    keys=[keys.members("a")], args=[keys.lease_prefix, keys.presence_channel("a")]) == [b"alive.1"]
+            swept = broker.register_script(SWEEP_DEAD_EDGES)(keys=[keys.edges], args=sweep_args)
+            assert swept == [b"dead"]
+            assert broker.register_script(SWEEP_DEAD_EDGES)(keys=[keys.edges], args=sweep_args) == [], (
+                "a second sweep finds nothing to do")
+            events = told()
+            assert sorted((group, sorted(change["left"])) for group, change in events) == [
+                ("a", ["dead.1", "dead.2"]), ("b", ["dead.3"])], f"each member told once (read first: {read_first})"
+            assert all(change["edge"] == "dead" for _, change in events)
+            assert broker.smembers(keys.edges) == {b"alive"}, "the dead edge is forgotten"
+            assert not broker.exists(keys.edge_groups("dead")), "and so are its groups"
+            assert broker.hgetall(keys.members("a")) == {b"alive.1": b"alive"}
+            assert not broker.exists(keys.members("b"))
+
+        # A swept edge that was alive writes a join before it finds its lease gone, then dies: swept again.
+        member_changed = broker.register_script(MEMBER_CHANGED)
+        assert member_changed(keys=[keys.members("a"), keys.edge_groups("dead"), keys.edges],
+                              args=["dead", "dead.4", 1, "a", keys.presence_channel("a"), 0]) == 1
+        assert broker.register_script(SWEEP_DEAD_EDGES)(keys=[keys.edges], args=sweep_args) == [b"dead"]
+        assert [change for _, change in told()] == [{"edge": "dead", "joined": ["dead.4"]},
+                                                   {"edge": "dead", "left": ["dead.4"]}], "its join, then its leave"
+        assert broker.hgetall(keys.members("a")) == {b"alive.1": b"alive"}
 
 
 class SentinelServer(RedisServer):

@@ -85,7 +85,8 @@ def reachable(announced: dict) -> bool:
 def read_registry(client, keys: Keys) -> dict[str, dict]:
     """The announcements of the live edges, by id (lapsed ones are pruned on the way)."""
     found = {}
-    for raw in client.register_script(LIVE_EDGES)(keys=[keys.edges], args=[keys.lease_prefix]):
+    live = client.register_script(LIVE_EDGES)(keys=[keys.edges], args=[keys.lease_prefix, keys.edge_groups_prefix])
+    for raw in live:
         try:
             announced = json.loads(raw)
             edge_id, push, sub = announced["id"], announced["push"], announced["sub"]

@@ -16,6 +16,7 @@ from the broker pause.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import typing
@@ -23,12 +24,18 @@ import typing
 from django_ws import wire
 
 from .config import BrokerConfig
-from .keys import EPOCH_LIFE_MS, READ_GAP, Keys, unpack
+from .keys import EPOCH_LIFE_MS, MEMBER_CHANGED, MEMBERS_REWRITTEN, READ_GAP, SWEEP_DEAD_EDGES, Keys, unpack
 
 logger = logging.getLogger("django_ws.edge")
 
 #: Longest wait between two attempts to reach the broker.
 BACKOFF_MAX = 2.0
+
+#: The scripts a session runs as it goes, by their SHA-1 for EVALSHA: loaded
+#: once per session, where a pipeline calling a Script would ask Redis for
+#: them (one more round trip) at each presence write.
+_SHA = {script: hashlib.sha1(script.encode()).hexdigest()
+        for script in (MEMBER_CHANGED, MEMBERS_REWRITTEN, SWEEP_DEAD_EDGES)}
 
 
 class BrokerEvents(typing.Protocol):
@@ -146,15 +153,18 @@ class BrokerLink:
             await asyncio.wait([self._task], timeout=timeout)
         client = self.config.async_client(timeout=timeout)
         try:
+            keys = self.keys
             async with client.pipeline(transaction=False) as pipe:
-                pipe.delete(self.keys.lease(self.edge_id))
-                pipe.srem(self.keys.edges, self.edge_id)
-                pipe.publish(self.keys.events, f"down {self.edge_id}")
+                pipe.delete(keys.lease(self.edge_id))
+                # This edge's members leave their groups, told to the watchers on the other edges.
+                await client.register_script(SWEEP_DEAD_EDGES)(keys=[keys.edges], args=keys.sweep_args(), client=pipe)
+                pipe.publish(keys.events, f"down {self.edge_id}")
+                # What the sweep could not know of (a join not yet written), nobody was told of either.
                 for group, members in self.events.memberships().items():
                     if members:
-                        pipe.hdel(self.keys.members(group), *members)
+                        pipe.hdel(keys.members(group), *members)
                 for group, conn_id in self._pending:
-                    pipe.hdel(self.keys.members(group), conn_id)
+                    pipe.hdel(keys.members(group), conn_id)
                 await asyncio.wait_for(pipe.execute(), timeout)
             logger.info("edge %s withdrew from the broker %s", self.edge_id, self.config.name)
         except Exception as exc:  # noqa: BLE001  (shutting down: the lease lapses anyway)
@@ -195,6 +205,10 @@ class BrokerLink:
             confirmed.clear()  # this session's subscriptions are confirmed anew
         try:
             await pubsub.subscribe(self.keys.direct_channel(self.edge_id), *self.channels)
+            async with client.pipeline(transaction=False) as pipe:
+                for script in _SHA:
+                    pipe.script_load(script)
+                await pipe.execute()
             await self._announce(client, up=True)
             await self._write_presence(client, everything=True)
             self._session_commands = commands
@@ -248,6 +262,18 @@ class BrokerLink:
                                self.edge_id, self.lease)
                 await self._announce(client, up=True)
                 await self._write_presence(client, everything=True)
+            await self._sweep(client)
+
+    async def _sweep(self, client) -> None:
+        """Tell the watchers of every group that the members of the edges whose lease lapsed left."""
+        try:
+            swept = await client.evalsha(_SHA[SWEEP_DEAD_EDGES], 1, self.keys.edges, *self.keys.sweep_args())
+        except Exception as exc:  # noqa: BLE001  (every edge sweeps: the next sweep, here or elsewhere, does it)
+            logger.warning("edge %s could not sweep the edges whose lease lapsed (%s)", self.edge_id, _why(exc))
+            return
+        for edge_id in swept:
+            logger.info("edge %s swept edge %s, whose lease lapsed: its members left their groups",
+                        self.edge_id, _text(edge_id))
 
     async def _receive(self, pubsub) -> None:
         deliver = self.events.broker_message
@@ -312,20 +338,22 @@ class BrokerLink:
         pending = dict(self._pending)
         if not pending and not everything:
             return
-        edge_id, members_key = self.edge_id, self.keys.members
+        keys, edge_id = self.keys, self.edge_id
+        edge_groups = keys.edge_groups(edge_id)
+        memberships = self.events.memberships()
+        # Each change is told to the watchers (on other edges: nobody subscribed, Redis drops it)
+        # only if its entry appeared or disappeared: a sweep may have told it already.
         async with client.pipeline(transaction=False) as pipe:
             if everything:
-                for group, members in self.events.memberships().items():
+                pipe.delete(edge_groups)
+                for group, members in memberships.items():
                     if members:
-                        pipe.hset(members_key(group), mapping=dict.fromkeys(members, edge_id))
+                        pipe.evalsha(_SHA[MEMBERS_REWRITTEN], 3, keys.members(group), edge_groups, keys.edges,
+                                     edge_id, group, keys.presence_channel(group), *members)
             for (group, conn_id), joined in pending.items():
-                if joined:
-                    pipe.hset(members_key(group), conn_id, edge_id)
-                else:
-                    pipe.hdel(members_key(group), conn_id)
-                # For the handlers that watch the group on other edges (nobody subscribed: Redis drops it).
-                change = {"edge": edge_id, "joined" if joined else "left": [conn_id]}
-                pipe.publish(self.keys.presence_channel(group), json.dumps(change, separators=(",", ":")))
+                pipe.evalsha(_SHA[MEMBER_CHANGED], 3, keys.members(group), edge_groups, keys.edges,
+                             edge_id, conn_id, int(joined), group, keys.presence_channel(group),
+                             int(not memberships.get(group)))
             await pipe.execute()
         for item, joined in pending.items():
             if self._pending.get(item) is joined:

@@ -4,23 +4,26 @@ Every key and channel starts with ``WS_BROKER_PREFIX`` (default ``django_ws:``),
 so several projects can share one Redis:
 
 =================================  ===========================================================
-``<prefix>edges``                  set of the ids of the edges that announced themselves
+``<prefix>edges``                  set of the ids of the edges that announced themselves (until swept)
 ``<prefix>edge:<id>``              an edge's announcement (JSON), with a lease (PX) it renews
 ``<prefix>edges:events``           channel: ``up <id>`` / ``down <id>`` as edges come and go
 ``<prefix>g:<group>``              channel of a group's messages (wire.GroupSend, packed)
 ``<prefix>e:<edge id>``            channel of one edge's direct messages (wire.SendTo, packed)
 ``<prefix>p:<group>``              channel of a group's joins and leaves (JSON), for watchers
 ``<prefix>m:<group>``              hash: connection id -> edge id, the group's presence
+``<prefix>eg:<edge id>``           set of the groups an edge has members in, for the sweep
 ``<prefix>k:<key>``                an idempotency key (send_to_group(key=...)), WS_SEND_KEY_TTL
 ``<prefix>h:<group>``              stream: a group's history (WS_GROUP_HISTORY), entry ids ``0-<offset>``
 ``<prefix>hm:<group>``             hash: that history's ``epoch`` and ``last`` offset
 =================================  ===========================================================
 
-The registry is pruned by its readers: an id whose lease key has expired is
-removed from the set by the script that enumerates it, and a presence entry
-whose edge's lease has expired is removed by the script that reads the
-group. So the members of an edge that died without a word vanish within the
-lease, and nobody needs to run a sweeper.
+Every edge, at each renewal of its lease, runs :data:`SWEEP_DEAD_EDGES`: the
+members of an edge whose lease lapsed are removed from each group of its
+``eg:`` set and told as left on the group's presence channel, once. The
+script that reads a group (:data:`GROUP_MEMBERS`) also removes, and tells,
+the members of a lapsed edge it meets first. Whichever removes an entry tells
+it: a join or leave is published when, and only when, an entry of a presence
+hash appears or disappears, so a watcher hears each change once.
 
 Messages travel in the wire codec of django_ws.wire, its frames packed into one
 Redis string (:func:`pack`): the same bytes a ZeroMQ sender would send.
@@ -45,6 +48,7 @@ class Keys:
         self.events = f"{prefix}edges:events"
         self.members_prefix = f"{prefix}m:"
         self.presence_prefix = f"{prefix}p:"
+        self.edge_groups_prefix = f"{prefix}eg:"
 
     def lease(self, edge_id: str) -> str:
         return f"{self.lease_prefix}{edge_id}"
@@ -61,6 +65,13 @@ class Keys:
     def members(self, group: str) -> str:
         return f"{self.members_prefix}{group}"
 
+    def edge_groups(self, edge_id: str) -> str:
+        return f"{self.edge_groups_prefix}{edge_id}"
+
+    def sweep_args(self) -> list[str]:
+        """ARGV of :data:`SWEEP_DEAD_EDGES` (its KEYS: ``[self.edges]``)."""
+        return [self.lease_prefix, self.edge_groups_prefix, self.members_prefix, self.presence_prefix]
+
     def send_key(self, key: str) -> str:
         return f"{self.prefix}k:{key}"
 
@@ -69,25 +80,38 @@ class Keys:
         return f"{self.prefix}h:{group}", f"{self.prefix}hm:{group}"
 
 
-#: KEYS[1] the edges set; ARGV[1] the lease key prefix. Returns the live
-#: announcements and forgets the ids whose lease lapsed.
+#: KEYS[1] the edges set; ARGV[1] the lease key prefix, ARGV[2] the edge
+#: groups prefix. Returns the live announcements, and forgets the ids whose
+#: lease lapsed, but for those whose members the sweep has still to tell.
 LIVE_EDGES = """
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local announcement = redis.call('GET', ARGV[1] .. id)
   if announcement then
     table.insert(out, announcement)
-  else
+  elseif redis.call('EXISTS', ARGV[2] .. id) == 0 then
     redis.call('SREM', KEYS[1], id)
   end
 end
 return out
 """
 
-#: KEYS[1] a group's presence hash; ARGV[1] the lease key prefix. Returns the
-#: ids of the members whose edge holds a lease, and drops the others.
-GROUP_MEMBERS = """
-local alive, out = {}, {}
+#: Lua: remove ``ids`` from the hash ``key`` and publish them as left by
+#: ``edge`` on ``channel`` (HDEL in slices: Lua's unpack has a limit).
+_TELL_LEFT = """
+local function tell_left(key, channel, edge, ids)
+  for i = 1, #ids, 1000 do
+    redis.call('HDEL', key, unpack(ids, i, math.min(i + 999, #ids)))
+  end
+  redis.call('PUBLISH', channel, cjson.encode({edge = edge, left = ids}))
+end
+"""
+
+#: KEYS[1] a group's presence hash; ARGV[1] the lease key prefix, ARGV[2] the
+#: group's presence channel. Returns the ids of the members whose edge holds a
+#: lease; drops the others, and tells them as left (the sweep then finds them gone).
+GROUP_MEMBERS = _TELL_LEFT + """
+local alive, out, dead = {}, {}, {}
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
   local conn, edge = all[i], all[i + 1]
@@ -99,10 +123,92 @@ for i = 1, #all, 2 do
   if ok then
     table.insert(out, conn)
   else
-    redis.call('HDEL', KEYS[1], conn)
+    dead[edge] = dead[edge] or {}
+    table.insert(dead[edge], conn)
   end
 end
+for edge, ids in pairs(dead) do
+  tell_left(KEYS[1], ARGV[2], edge, ids)
+end
 return out
+"""
+
+#: Run by every edge at each renewal. KEYS[1] the edges set; ARGV[1] the lease
+#: key prefix, ARGV[2] the edge groups prefix, ARGV[3] the presence hash
+#: prefix, ARGV[4] the presence channel prefix. For each edge whose lease
+#: lapsed: its members leave each group of its ``eg:`` set, told in one
+#: message per group; then the edge is forgotten. One script: two edges
+#: sweeping at once tell each leave once. Returns the ids swept.
+SWEEP_DEAD_EDGES = _TELL_LEFT + """
+local swept = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. id) == 0 then
+    local groups = ARGV[2] .. id
+    for _, group in ipairs(redis.call('SMEMBERS', groups)) do
+      local key, ids = ARGV[3] .. group, {}
+      local all = redis.call('HGETALL', key)
+      for i = 1, #all, 2 do
+        if all[i + 1] == id then
+          table.insert(ids, all[i])
+        end
+      end
+      if #ids > 0 then
+        tell_left(key, ARGV[4] .. group, id, ids)
+      end
+    end
+    redis.call('DEL', groups)
+    redis.call('SREM', KEYS[1], id)
+    table.insert(swept, id)
+  end
+end
+return swept
+"""
+
+#: One presence change of an edge. KEYS[1] the group's presence hash, KEYS[2]
+#: the edge's groups set, KEYS[3] the edges set (so that an edge swept while
+#: it lived, which then dies before it renews, is swept again); ARGV[1] edge
+#: id, ARGV[2] connection id, ARGV[3] '1' joined / '0' left, ARGV[4] the
+#: group, ARGV[5] its presence channel, ARGV[6] '1' if the edge has no member
+#: of the group left. Told only if the entry appeared or disappeared: a sweep
+#: may have removed it first, and told it.
+MEMBER_CHANGED = """
+local changed
+if ARGV[3] == '1' then
+  changed = redis.call('HSET', KEYS[1], ARGV[2], ARGV[1])
+  redis.call('SADD', KEYS[2], ARGV[4])
+  redis.call('SADD', KEYS[3], ARGV[1])
+else
+  changed = redis.call('HDEL', KEYS[1], ARGV[2])
+  if ARGV[6] == '1' then
+    redis.call('SREM', KEYS[2], ARGV[4])
+  end
+end
+if changed == 1 then
+  local change = {edge = ARGV[1]}
+  change[ARGV[3] == '1' and 'joined' or 'left'] = {ARGV[2]}
+  redis.call('PUBLISH', ARGV[5], cjson.encode(change))
+end
+return changed
+"""
+
+#: An edge's members of one group, written again (a new session, a late
+#: renewal). KEYS[1] the group's presence hash, KEYS[2] the edge's groups
+#: set, KEYS[3] the edges set; ARGV[1] edge id, ARGV[2] the group, ARGV[3]
+#: its presence channel, ARGV[4..] the connection ids. The ones whose entry was gone (swept, or lost by
+#: Redis) are told as joined, in one message. Returns how many.
+MEMBERS_REWRITTEN = """
+local joined = {}
+for i = 4, #ARGV do
+  if redis.call('HSET', KEYS[1], ARGV[i], ARGV[1]) == 1 then
+    table.insert(joined, ARGV[i])
+  end
+end
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[1])
+if #joined > 0 then
+  redis.call('PUBLISH', ARGV[3], cjson.encode({edge = ARGV[1], joined = joined}))
+end
+return #joined
 """
 
 #: KEYS[1] the idempotency key; ARGV[1] channel, ARGV[2] message, ARGV[3] ttl

@@ -77,7 +77,7 @@ class BrokerRoute:
         """The ids in ``group``, from Redis, but those of edges whose lease lapsed (dropped on the way)."""
         keys = Keys(broker_config.prefix())
         found = self._call(lambda client: client.register_script(GROUP_MEMBERS)(
-            keys=[keys.members(group)], args=[keys.lease_prefix]), timeout, None)
+            keys=[keys.members(group)], args=[keys.lease_prefix, keys.presence_channel(group)]), timeout, None)
         return sorted(conn_id.decode() if isinstance(conn_id, bytes) else conn_id for conn_id in found)
 
     def _call(self, call: typing.Callable, timeout: float | None, key: str | None):
