@@ -71,29 +71,27 @@ class BrokerConfig:
         """
         try:
             import redis
+            from redis.sentinel import Sentinel
         except ImportError:
             raise ImproperlyConfigured(f"WS_BROKER needs redis-py: {_INSTALL}") from None
         options = self._options(timeout, retries, asyncio=False, connect_timeout=connect_timeout)
-        if self.url is not None:
-            return redis.Redis.from_url(self.url, **options)
-        from redis.sentinel import Sentinel
-
-        sentinel = Sentinel(list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs(timeout), **options)
-        return sentinel.master_for(self.service_name, db=self.db, username=self.username,
-                                   password=self.password, ssl=self.ssl)
+        return self._client(redis.Redis, Sentinel, options, timeout)
 
     def async_client(self, *, timeout: float | None, retries: int = 0, connect_timeout: float | None = None):
         """A redis.asyncio client for this broker (the edge's: never a blocking call on its loop); as sync_client."""
         try:
             import redis.asyncio as aioredis
+            from redis.asyncio.sentinel import Sentinel
         except ImportError:
             raise ImproperlyConfigured(f"WS_BROKER needs redis-py: {_INSTALL}") from None
         options = self._options(timeout, retries, asyncio=True, connect_timeout=connect_timeout)
-        if self.url is not None:
-            return aioredis.Redis.from_url(self.url, **options)
-        from redis.asyncio.sentinel import Sentinel
+        return self._client(aioredis.Redis, Sentinel, options, timeout)
 
-        sentinel = Sentinel(list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs(timeout), **options)
+    def _client(self, redis_class: type, sentinel_class: type, options: dict, timeout: float | None):
+        """``redis_class`` for a URL, or the master ``sentinel_class`` finds: one recipe for sync and async."""
+        if self.url is not None:
+            return redis_class.from_url(self.url, **options)
+        sentinel = sentinel_class(list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs(timeout), **options)
         return sentinel.master_for(self.service_name, db=self.db, username=self.username,
                                    password=self.password, ssl=self.ssl)
 
