@@ -107,14 +107,7 @@ def run_the_cluster(network, start, curve, redis, redis_host):
     redis.start()
     back, mark = time.monotonic(), len(sender.lines)
     sender.wait_for("sent to None", timeout=10, start=mark)
-    for ws, conn_id in survivors:
-        while True:
-            assert time.monotonic() - back < 15, f"{conn_id} gets the group again once Redis is back"
-            try:
-                if ws.recv(timeout=1) == "probe":
-                    break
-            except TimeoutError:
-                continue
+    probes_reach(survivors, since=back, within=15, after="once Redis is back")
     print(f"Redis restarted: every surviving member got the group again within {time.monotonic() - back:.2f}s")
 
     # Redis's host cut off, without a word (no reset, no refusal): each send fails within its timeout, never
@@ -128,16 +121,21 @@ def run_the_cluster(network, start, curve, redis, redis_host):
     redis_host.heal()
     healed = time.monotonic()
     sender.wait_for("sent to None", timeout=10, start=mark)
-    for ws, conn_id in survivors:
-        while True:
-            assert time.monotonic() - healed < 20, f"{conn_id} gets the group again once the partition heals"
-            try:
-                if ws.recv(timeout=1) == "probe":
-                    break
-            except TimeoutError:
-                continue
+    probes_reach(survivors, since=healed, within=20, after="once the partition heals")
     print(f"Redis cut off then healed: every surviving member got the group again within "
           f"{time.monotonic() - healed:.2f}s of the heal")
     assert worker.process.poll() is None
     for ws, _ in everyone:
         ws.close()
+
+
+def probes_reach(members, since: float, within: float, after: str) -> None:
+    """Each of ``members`` gets one of the sender's probes within ``within`` seconds of ``since``."""
+    for ws, conn_id in members:
+        while True:
+            assert time.monotonic() - since < within, f"{conn_id} gets the group again {after}"
+            try:
+                if ws.recv(timeout=1) == "probe":
+                    break
+            except TimeoutError:
+                continue
