@@ -178,6 +178,19 @@ def say(page, author, text):
     page.click("#form button")
 
 
+
+def open_pages(chromium, url: str, contexts: list, count: int = 2) -> list:
+    """``count`` pages at ``url``, each in a browser context of its own (as two people), added to ``contexts``."""
+    pages = []
+    for _ in range(count):
+        context = chromium.new_context()
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(url)
+        pages.append(page)
+    return pages
+
 @pytest.mark.browser
 def test_example_chat_in_two_browsers_survives_a_websocket_server_restart(chromium, example, tmp_path):
     from playwright.sync_api import expect
@@ -185,14 +198,7 @@ def test_example_chat_in_two_browsers_survives_a_websocket_server_restart(chromi
     expect.set_options(timeout=TIMEOUT_MS)
     contexts = []
     try:
-        pages = []
-        for _ in range(2):
-            context = chromium.new_context()
-            context.set_default_timeout(TIMEOUT_MS)
-            contexts.append(context)
-            page = context.new_page()
-            page.goto(f"{example.http_url}/room/lobby/")
-            pages.append(page)
+        pages = open_pages(chromium, f"{example.http_url}/room/lobby/", contexts)
         alice, bob = pages
         tag = secrets.token_hex(4)  # every line this test says is unique
 

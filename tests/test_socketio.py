@@ -646,7 +646,7 @@ def test_socketio_off_imports_nothing_of_it_and_its_path_is_a_route_like_any(mak
 def test_example_chat_over_long_polling_when_websockets_are_blocked(chromium, tmp_path):
     from playwright.sync_api import expect
 
-    from tests.test_browser import SEED, TIMEOUT_MS, Example, lines, say
+    from tests.test_browser import SEED, TIMEOUT_MS, Example, lines, open_pages, say
 
     expect.set_options(timeout=TIMEOUT_MS)
     example = Example()
@@ -658,14 +658,7 @@ def test_example_chat_over_long_polling_when_websockets_are_blocked(chromium, tm
         example.setup_db()
         example.start_http()
         example.start_ws()
-        pages = []
-        for _ in range(2):
-            context = chromium.new_context()
-            context.set_default_timeout(TIMEOUT_MS)
-            contexts.append(context)
-            page = context.new_page()
-            page.goto(f"{example.http_url}/room/lobby/socketio/")
-            pages.append(page)
+        pages = open_pages(chromium, f"{example.http_url}/room/lobby/socketio/", contexts)
         alice, bob = pages
         for page in pages:
             expect(page.locator("#status")).to_have_text("connected (polling)")
