@@ -387,7 +387,7 @@ def check_broker_support() -> None:
     try:
         import redis  # noqa: F401
     except ImportError:
-        raise SystemExit("--broker needs redis-py: pip install 'django-ws[redis]'") from None
+        raise SystemExit("--broker needs redis-py: pip install 'django-ws-edge[redis]'") from None
 
 
 def spread(values: list[float]) -> dict:

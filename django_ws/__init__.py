@@ -5,7 +5,7 @@ The public names below are imported lazily (PEP 562), so that importing
 able to monkey-patch before either is imported.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "CloseCode",

@@ -99,7 +99,7 @@ def check_socketio(app_configs, **kwargs):
         import socketio  # noqa: F401
     except ImportError as exc:
         return [checks.Error(f"WS_SOCKETIO is on, but python-socketio is not importable ({exc}).",
-                             hint="pip install 'django-ws[socketio]', or set WS_SOCKETIO = False.",
+                             hint="pip install 'django-ws-edge[socketio]', or set WS_SOCKETIO = False.",
                              id="django_ws.E008")]
     return []
 
@@ -124,5 +124,5 @@ def check_broker(app_configs, **kwargs):
         return [checks.Error(str(exc), hint="See WS_BROKER in docs/settings.rst.", id="django_ws.E009")]
     except ImportError:
         return [checks.Error("WS_BROKER is set but redis-py is not installed",
-                             hint="pip install 'django-ws[redis]'", id="django_ws.E009")]
+                             hint="pip install 'django-ws-edge[redis]'", id="django_ws.E009")]
     return []

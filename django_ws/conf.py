@@ -7,6 +7,12 @@ docs/settings.rst documents each one.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import sys
+import tempfile
+
 from django.conf import settings as django_settings
 
 #: Every django-ws setting and its default; docs/settings.rst documents each one.
@@ -18,9 +24,10 @@ DEFAULTS = {
     "WS_BASE_URL": "ws://localhost:8888/socket",
     # The original namespace -> handler mapping (still honoured).
     "DEFAULT_WS_HANDLERS": {},
-    # Default ZeroMQ endpoints (the --push-socket / --sub-socket options).
-    "WS_PUSH_SOCKET": "ipc:///tmp/ws_push",
-    "WS_SUB_SOCKET": "ipc:///tmp/ws_sub",
+    # Default ZeroMQ endpoints (the --push-socket / --sub-socket options). None:
+    # ipc:// sockets private to this project and this user (project_endpoint()).
+    "WS_PUSH_SOCKET": None,
+    "WS_SUB_SOCKET": None,
     # Heartbeats between edge and workers, in seconds.
     "WS_HEARTBEAT_INTERVAL": 0.5,
     "WS_HEARTBEAT_TIMEOUT": 2.0,
@@ -119,7 +126,10 @@ class WebSocketSettings:
     def __getattr__(self, name: str):
         if name not in DEFAULTS:
             raise AttributeError(f"unknown django-ws setting {name!r}")
-        return getattr(django_settings, name, DEFAULTS[name])
+        value = getattr(django_settings, name, DEFAULTS[name])
+        if value is None and name in _ENDPOINTS:
+            return project_endpoint(_ENDPOINTS[name])
+        return value
 
     @property
     def urlconf_name(self) -> tuple[str, bool]:
@@ -133,3 +143,30 @@ class WebSocketSettings:
 
 
 ws_settings = WebSocketSettings()
+
+
+_ENDPOINTS = {"WS_PUSH_SOCKET": "push", "WS_SUB_SOCKET": "sub"}
+
+
+def project_directory() -> str:
+    """The directory of this project's default ipc:// endpoints.
+
+    ``<temp dir>/django-ws-<uid>/<settings module>-<hash>``: one per user (the
+    edge makes it readable by its owner only) and one per project, told apart
+    by the file its settings module was loaded from. Every process of one
+    project (run_wsserver, run_wsworker, ws_send, a view calling
+    send_to_group) finds the same edge with no setting at all, and two
+    projects on one machine never meet. The temporary directory is Python's
+    (``TMPDIR``, else ``/tmp``): processes that must meet need the same one.
+    """
+    module = getattr(django_settings, "SETTINGS_MODULE", None) or "settings"
+    origin = getattr(sys.modules.get(module), "__file__", None) or os.path.join(os.getcwd(), module)
+    digest = hashlib.sha256(os.path.realpath(origin).encode()).hexdigest()[:10]
+    # Readable, and short: the whole path must fit in a sockaddr_un (107 bytes).
+    name = re.sub(r"[^\w.-]", "_", module)[:32]
+    return os.path.join(tempfile.gettempdir(), f"django-ws-{os.getuid()}", f"{name}-{digest}")
+
+
+def project_endpoint(kind: str) -> str:
+    """``ipc://<project_directory()>/<kind>``: a default endpoint of this project ("push" or "sub")."""
+    return f"ipc://{project_directory()}/{kind}"

@@ -16,7 +16,7 @@ domain. The client presents it when it connects, in one of three places
 The worker checks it during the handshake, before ``on_connect``
 (:func:`authenticate`): an expired, forged or unusable token gets 401, one
 minted for another scope 403, and no handler runs. Tokens minted elsewhere
-are JSON Web Tokens, checked with PyJWT (``pip install 'django-ws[jwt]'``)
+are JSON Web Tokens, checked with PyJWT (``pip install 'django-ws-edge[jwt]'``)
 against ``WS_JWT``.
 """
 
@@ -173,7 +173,7 @@ class _JWTVerifier:
             import jwt
         except ImportError:
             raise ImproperlyConfigured(
-                "WS_JWT is set but PyJWT is not installed: pip install 'django-ws[jwt]'") from None
+                "WS_JWT is set but PyJWT is not installed: pip install 'django-ws-edge[jwt]'") from None
         self.jwt = jwt
         self.config = config = dict(config)
         self.algorithms = list(config.get("algorithms") or ())

@@ -13,9 +13,15 @@ import pytest
 from websockets.sync.client import connect
 
 from django_ws.testing import WebSocketServer
+from django_ws.testing.server import STRICT_WARNINGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = "tests.project.settings"
+
+# Every process the tests start (servers, workers, manage.py commands) treats
+# these warnings as errors, as pytest does here (pyproject.toml). pip, which
+# the packaging tests run, gets an environment without it (tool_env()).
+os.environ["PYTHONWARNINGS"] = STRICT_WARNINGS
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +47,7 @@ def django_script(server_db, script: str) -> str:
 def start_server(server_db, **kwargs) -> WebSocketServer:
     env = dict(kwargs.pop("env", {}))
     env.setdefault("DJANGO_WS_TEST_DB", server_db)
+    kwargs.setdefault("fail_on_warnings", True)
     return WebSocketServer(settings=SETTINGS, cwd=ROOT, env=env, **kwargs).start()
 
 
@@ -145,10 +152,10 @@ def dist(tmp_path_factory) -> Dist:
         require(os.path.isdir(os.path.join(ROOT, "django_ws")), "no DJANGO_WS_DIST and no package source to build")
         directory = str(tmp_path_factory.mktemp("dist"))
         build = subprocess.run([sys.executable, "-m", "build", "--outdir", directory, ROOT],
-                               capture_output=True, text=True, check=False)
+                               capture_output=True, text=True, check=False, env=tool_env())
         assert build.returncode == 0, f"python -m build failed:\n{build.stdout}\n{build.stderr}"
-    wheels = sorted(Path(directory).glob("django_ws-*-py3-none-any.whl"))
-    sdists = sorted(Path(directory).glob("django_ws-*.tar.gz"))
+    wheels = sorted(Path(directory).glob("django_ws_edge-*-py3-none-any.whl"))
+    sdists = sorted(Path(directory).glob("django_ws_edge-*.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1, f"expected one wheel and one sdist in {directory}: {wheels + sdists}"
     return Dist(wheel=wheels[0].resolve(), sdist=sdists[0].resolve())
 
@@ -161,7 +168,7 @@ def make_venv(path: Path, *requirements: str) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
     python = path / "bin" / "python"
     result = subprocess.run([str(python), "-m", "pip", "install", "-q", *requirements],
-                            capture_output=True, text=True, check=False, env=clean_env())
+                            capture_output=True, text=True, check=False, env=tool_env())
     assert result.returncode == 0, f"pip install {' '.join(requirements)} failed:\n{result.stdout}\n{result.stderr}"
     return python
 
@@ -170,6 +177,13 @@ def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without what would put the checkout or the tests' settings on a path."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DJANGO_SETTINGS_MODULE")}
     env.update(extra)
+    return env
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """clean_env() for the tools the tests run (pip), whose own warnings are not this project's to fix."""
+    env = clean_env(**extra)
+    env.pop("PYTHONWARNINGS", None)
     return env
 
 
@@ -294,7 +308,7 @@ def require_redis() -> None:
     try:
         import redis  # noqa: F401
     except ImportError:
-        require(False, "redis-py is not installed (pip install 'django-ws[redis]')")
+        require(False, "redis-py is not installed (pip install 'django-ws-edge[redis]')")
 
 
 @pytest.fixture

@@ -16,6 +16,11 @@ def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def handler_processes(worker_pid: int) -> list[int]:
+    """The handler processes of a --multiprocess worker: its fork server's children."""
+    return [pid for server in children(worker_pid) for pid in children(server)]
+
+
 def children(pid: int) -> list[int]:
     kids = []
     for task in os.listdir(f"/proc/{pid}/task"):

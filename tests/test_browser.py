@@ -120,7 +120,7 @@ class Example:
         """Start run_wsserver, always on the same port and the same ZeroMQ endpoints."""
         self.ws = WebSocketServer(
             settings="example_project.settings", cwd=EXAMPLE, port=self.ws_port, env=self.env,
-            push_socket=self.push_socket, sub_socket=self.sub_socket,
+            push_socket=self.push_socket, sub_socket=self.sub_socket, fail_on_warnings=True,
         )
         try:
             return self.ws.start()

@@ -64,7 +64,8 @@ class Cluster:
                                     "WS_BROKER_LEASE": LEASE, **extra})
 
     def edge(self, **kwargs) -> WebSocketServer:
-        return self._start(WebSocketServer(settings=SETTINGS, cwd=ROOT, env=self.env, edge_only=True, **kwargs))
+        return self._start(WebSocketServer(settings=SETTINGS, cwd=ROOT, env=self.env, edge_only=True, fail_on_warnings=True,
+                                           **kwargs))
 
     def worker(self, mode: str = "threaded") -> FollowingWorker:
         return self._start(FollowingWorker(settings=SETTINGS, cwd=ROOT, env=self.env, mode=mode))

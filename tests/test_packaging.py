@@ -1,4 +1,4 @@
-"""What ``pip install django-ws`` gets: the built wheel and sdist hold the whole project.
+"""What ``pip install django-ws-edge`` gets: the built wheel and sdist hold the whole project.
 
 The rest of the suite imports django_ws from wherever it finds it; under
 tests/run.sh that is a virtualenv's site-packages, and
@@ -67,7 +67,7 @@ def test_the_sdist_holds_every_tracked_file_but_ci(dist):
     with tarfile.open(dist.sdist) as tar:
         top = tar.getnames()[0].split("/")[0]
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
-    assert top == f"django_ws-{source_version()}", f"the sdist unpacks into {top!r}"
+    assert top == f"django_ws_edge-{source_version()}", f"the sdist unpacks into {top!r}"
     missing = [f for f in git_files() if not NOT_IN_SDIST.match(f) and f not in names]
     assert not missing, f"{dist.sdist.name} lacks these tracked files: {missing}"
     assert {"LICENSE", "README.rst", "docs/index.rst", "tests/conftest.py"} <= names
@@ -75,17 +75,24 @@ def test_the_sdist_holds_every_tracked_file_but_ci(dist):
 
 def test_the_metadata_says_what_the_source_says(dist):
     version = source_version()
-    assert dist.wheel.name == f"django_ws-{version}-py3-none-any.whl", "the wheel's name carries another version"
+    assert dist.wheel.name == f"django_ws_edge-{version}-py3-none-any.whl", "the wheel's name carries another version"
     with zipfile.ZipFile(dist.wheel) as whl:
-        info = f"django_ws-{version}.dist-info"
+        info = f"django_ws_edge-{version}.dist-info"
         metadata = email.message_from_bytes(whl.read(f"{info}/METADATA"))
         assert f"{info}/licenses/LICENSE" in whl.namelist(), "the wheel does not carry the LICENSE file"
     assert metadata["Version"] == version
     assert metadata["License-Expression"] == "BSD-3-Clause"
     assert metadata["Requires-Python"] == ">=3.11"
+    assert metadata["Name"] == "django-ws-edge", "the distribution's name (django-ws on PyPI is another project)"
     requires = metadata.get_all("Requires-Dist")
-    assert any(r.startswith("django") and "extra" not in r for r in map(str.lower, requires)), requires
-    assert "Framework :: Django :: 5.2" in metadata.get_all("Classifier")
+    django = [r for r in requires if r.lower().startswith("django") and "extra" not in r]
+    # No upper bound on Django, on purpose (pyproject.toml says why).
+    assert django == ["Django>=4.2"], django
+    classifiers = metadata.get_all("Classifier")
+    for version in ("4.2", "5.2", "6.0", "6.1"):
+        assert f"Framework :: Django :: {version}" in classifiers, f"no classifier for Django {version}"
+    for version in ("3.11", "3.12", "3.13"):
+        assert f"Programming Language :: Python :: {version}" in classifiers, f"no classifier for Python {version}"
     assert "django-ws" in metadata.get_payload(), "the README is not the long description"
 
 
@@ -113,3 +120,28 @@ def test_the_modules_that_serve_a_connection_import(module):
                              f"settings.configure(); django.setup(); import {module}"],
                             env=clean_env(PYTHONPATH=ROOT), cwd="/", capture_output=True, text=True, check=False)
     assert result.returncode == 0, f"import {module} failed:\n{result.stderr}"
+
+
+#: ``pip install`` (or ``python -m pip install``), options, then the old name, bare or with extras.
+OLD_NAME_INSTALL = re.compile(r"pip\s+install\s+(?:-\S+\s+)*['\"]?django-ws(?![\w-])")
+
+
+def test_no_doc_installs_the_old_name():
+    """``pip install django-ws`` installs another project (PyPI's django-ws): no page, message or script says it."""
+    offenders = []
+    for path in Path(ROOT).rglob("*"):
+        if path.suffix not in (".rst", ".py", ".sh", ".txt", ".html", ".toml", ".md") or not path.is_file():
+            continue
+        if any(part in ("dist", "build", ".git", "node_modules") or part.startswith(".") for part in path.parts):
+            continue
+        for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if OLD_NAME_INSTALL.search(line) and path.name != "test_packaging.py":
+                offenders.append(f"{path.relative_to(ROOT)}:{lineno}: {line.strip()}")
+    assert not offenders, "these lines install the wrong project (the distribution is django-ws-edge):\n" + "\n".join(offenders)
+
+
+def test_the_old_name_pattern_catches_what_it_must():
+    for line in ("pip install django-ws", "python -m pip install -q 'django-ws[redis]'", "pip install -U django-ws"):
+        assert OLD_NAME_INSTALL.search(line), line
+    for line in ("pip install django-ws-edge", "pip install 'django-ws-edge[redis]'", "pip install django-wsx"):
+        assert not OLD_NAME_INSTALL.search(line), line

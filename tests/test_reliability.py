@@ -221,7 +221,7 @@ def test_a_route_added_or_removed_by_a_deploy_is_served_or_refused_after_sighup(
 
     routes = tmp_path / "routes.json"
     routes.write_text(json.dumps([r"^old$"]))
-    srv = WebSocketServer(settings="tests.project.deploy_settings", cwd=ROOT,
+    srv = WebSocketServer(settings="tests.project.deploy_settings", cwd=ROOT, fail_on_warnings=True,
                           env={"DJANGO_WS_TEST_DB": server_db, "DJANGO_WS_DEPLOYED_ROUTES": str(routes)}).start()
     try:
         with pytest.raises(InvalidStatus) as refused:

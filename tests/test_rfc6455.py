@@ -53,7 +53,7 @@ def edge(server_db):
 
 @pytest.fixture(scope="module")
 def compressing_edge(server_db):
-    srv = WebSocketServer(settings="tests.project.compression_settings", cwd=ROOT,
+    srv = WebSocketServer(settings="tests.project.compression_settings", cwd=ROOT, fail_on_warnings=True,
                           env={"DJANGO_WS_TEST_DB": server_db}).start()
     yield srv
     assert srv.stop() == 0, "run_wsserver did not exit with 0 on SIGTERM"

@@ -100,7 +100,7 @@ def python_socketio():
     import importlib.util
 
     require(importlib.util.find_spec("socketio") is not None,
-            "python-socketio is not installed: pip install 'django-ws[socketio]'")
+            "python-socketio is not installed: pip install 'django-ws-edge[socketio]'")
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,9 @@ mechanically, in a fresh directory, as a reader would:
 * ``.. code-block:: console`` blocks hold only ``$ `` command lines, run in
   order, in a new virtualenv: ``python`` is its interpreter,
   ``django-admin`` its ``django-admin``, ``cd`` changes directory. The line
-  that installs django-ws runs for real, with the built wheel in place of the
-  name ``django-ws`` (the name on PyPI is not this build), so the tutorial
+  that installs django-ws-edge runs for real and exactly as printed, with
+  ``PIP_FIND_LINKS`` naming the built wheel's directory as the tutorial tells
+  readers to set it (the distribution is not on PyPI yet), so the tutorial
   uses what a reader installs and nothing of this checkout.
   ``manage.py run_wsserver`` and
   ``manage.py runserver`` run until stopped, so they are recorded instead and
@@ -103,7 +104,9 @@ class Tutorial:
         self.python = python
         self.wheel = wheel
         self.project: Path | None = None
-        self.env = clean_env(PYTHONUNBUFFERED="1")
+        # What the tutorial's Install section tells readers to do until the first release on PyPI.
+        find_links = " ".join(filter(None, [str(wheel.parent), os.environ.get("PIP_FIND_LINKS")]))
+        self.env = clean_env(PYTHONUNBUFFERED="1", PIP_FIND_LINKS=find_links)
         self.commands: dict[str, subprocess.CompletedProcess] = {}
         self.installed: list[str] = []
         self.long_running: dict[str, tuple[Path, list[str]]] = {}
@@ -133,7 +136,6 @@ class Tutorial:
             self.project = self.cwd
             return
         if argv[:4] == ["python", "-m", "pip", "install"]:
-            argv = [*argv[:4], *(self.from_wheel(arg) for arg in argv[4:])]
             self.installed.append(line)
         if argv[0] == "python":
             argv = [str(self.python), *argv[1:]]
@@ -141,16 +143,14 @@ class Tutorial:
             argv = [str(self.python.parent / "django-admin"), *argv[1:]]
         else:
             raise AssertionError(f"tutorial.rst:{lineno}: this test does not know how to run {line!r}")
-        result = subprocess.run(argv, cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=300,
+        env = self.env
+        if argv[1:3] == ["-m", "pip"]:
+            env = {k: v for k, v in env.items() if k != "PYTHONWARNINGS"}  # pip's own warnings are not ours
+        result = subprocess.run(argv, cwd=self.cwd, env=env, capture_output=True, text=True, timeout=300,
                                 check=False)
         assert result.returncode == 0, (
             f"tutorial.rst:{lineno}: `{line}` exited with {result.returncode}:\n{result.stdout}\n{result.stderr}")
         self.commands[line] = result
-
-    def from_wheel(self, requirement: str) -> str:
-        """``django-ws`` or ``django-ws[extra]`` becomes the built wheel (with the same extras)."""
-        name = re.fullmatch(r"django-ws(\[[\w,-]+\])?", requirement)
-        return f"{self.wheel}{name[1] or ''}" if name else requirement
 
     def write(self, block: Block) -> None:
         name, append = block.caption, block.caption.endswith(APPEND)
@@ -187,7 +187,7 @@ def ws_server(tutorial):
     # The test picks the port: an address:port argument would name another one.
     args = [arg for arg in args if arg.startswith("-")]
     server = WebSocketServer(settings="mysite.settings", cwd=str(cwd), python=str(tutorial.python),
-                             extra_args=tuple(args))
+                             extra_args=tuple(args), fail_on_warnings=True)
     server.start()
     try:
         yield server
@@ -246,9 +246,11 @@ def test_every_block_of_the_tutorial_is_run(tutorial):
     assert {"mysite/settings.py", "chat/models.py", "chat/handlers.py", "mysite/ws_urls.py", "chat/views.py",
             "chat/urls.py", "mysite/urls.py", "chat/templates/chat/room.html", "chat/tests.py"} <= files, files
     assert set(tutorial.long_running) == set(LONG_RUNNING)
-    assert tutorial.installed and all("django-ws" in line for line in tutorial.installed), tutorial.installed
+    assert tutorial.installed == ["python -m pip install django-ws-edge"], tutorial.installed
     (site,) = (tutorial.python.parent.parent / "lib").glob("python3*/site-packages")
     assert (site / "django_ws" / "edge" / "__init__.py").is_file(), "the tutorial's pip line did not install the wheel"
+    version = tutorial.wheel.name.split("-")[1]
+    assert (site / f"django_ws_edge-{version}.dist-info").is_dir(), f"the pip line installed another django-ws-edge than {tutorial.wheel.name}"
     ran = " | ".join(tutorial.commands)
     for command in ("startproject mysite", "startapp chat", "makemigrations chat", "migrate", "manage.py test"):
         assert command in ran, f"the tutorial no longer runs {command!r}: {ran}"

@@ -16,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django_ws.conf import ws_settings
 
 _SENTINEL_KEYS = {"sentinels", "service_name", "db", "password", "username", "ssl", "sentinel_password"}
-_INSTALL = "pip install 'django-ws[redis]'"
+_INSTALL = "pip install 'django-ws-edge[redis]'"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,7 @@ The edge is one thread on one event loop, and under load the loop itself
 streams) is a good share of its work. uvloop does that part in C; with it
 the echo benchmark does about 15% more round trips per second on the same
 core (see docs/benchmarks.rst). It is optional: ``"auto"``, the default,
-uses it when it is installed (``pip install 'django-ws[uvloop]'``), as
+uses it when it is installed (``pip install 'django-ws-edge[uvloop]'``), as
 uvicorn does.
 """
 
@@ -29,7 +29,7 @@ def loop_runner(name: str) -> tuple[typing.Callable[[typing.Coroutine], typing.A
         except ImportError:
             if name == "uvloop":
                 raise ImproperlyConfigured(
-                    "WS_EVENT_LOOP = 'uvloop' needs uvloop: pip install 'django-ws[uvloop]'") from None
+                    "WS_EVENT_LOOP = 'uvloop' needs uvloop: pip install 'django-ws-edge[uvloop]'") from None
         else:
             return uvloop.run, "uvloop"
     return asyncio.run, "asyncio"

@@ -33,7 +33,7 @@ try:
 except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError(
         f"WS_SOCKETIO is on, but python-socketio is not importable ({exc}). "
-        "Install it with: pip install 'django-ws[socketio]'") from exc
+        "Install it with: pip install 'django-ws-edge[socketio]'") from exc
 
 
 class SocketIOIncompatible(RuntimeError):
@@ -54,7 +54,7 @@ def _require(condition: bool, what: str) -> None:
         raise SocketIOIncompatible(
             f"django-ws's Socket.IO transport needs {what}, which python-socketio {_version('python-socketio')} / "
             f"python-engineio {_version('python-engineio')} do not have. Install the versions that "
-            "django-ws[socketio] asks for.")
+            "django-ws-edge[socketio] asks for.")
 
 
 def _params(function) -> list[str]:

@@ -289,7 +289,14 @@ def _prepare_ipc_path(path: str) -> None:
     """
     directory = os.path.dirname(path)
     if directory and not os.path.isdir(directory):
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        old_umask = os.umask(0o077)  # every directory made here is its owner's only
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        finally:
+            os.umask(old_umask)
+    if directory and os.stat(directory).st_uid != os.getuid():
+        # In a shared temporary directory, another user could have made it first.
+        raise EndpointInUse(f"ipc://{path}: its directory {directory} belongs to another user")
     if os.path.exists(path):
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -297,6 +304,9 @@ def _prepare_ipc_path(path: str) -> None:
         except OSError:
             os.unlink(path)  # stale: left by a server that died
         else:
-            raise EndpointInUse(f"ipc://{path} is in use by another running server")
+            raise EndpointInUse(
+                f"ipc://{path} is in use by another running server (another run_wsserver of this project?). "
+                "Stop it, or give this one endpoints of its own with --push-socket and --sub-socket "
+                "(or the WS_PUSH_SOCKET and WS_SUB_SOCKET settings).")
         finally:
             probe.close()

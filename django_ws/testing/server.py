@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,6 +29,11 @@ def _die_with_parent() -> None:
         pass
 
 
+#: The warnings that ``fail_on_warnings`` turns into errors (PYTHONWARNINGS syntax), and how they print.
+STRICT_WARNINGS = "error::DeprecationWarning,error::PendingDeprecationWarning,error::ResourceWarning"
+_WARNING_LINE = re.compile(r"\b(?:PendingDeprecation|Deprecation|Resource)Warning\b")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -47,9 +53,18 @@ class WebSocketServer:
 
     Each server gets its own port and its own ipc endpoints in a private
     temporary directory, so servers started by parallel tests never meet.
+    With ``project_endpoints=True`` it is given no endpoints and uses the
+    project's own (its settings, or the default private to the project), as
+    ``manage.py run_wsserver`` typed by hand would.
     ``lines`` collects everything the server printed; ``wait_for(text)``
     blocks until a line containing ``text`` appears. ``start()`` returns once
     the server has printed ``ready_text``.
+
+    With ``fail_on_warnings=True`` the server (and every process it starts)
+    runs with DeprecationWarning, PendingDeprecationWarning and
+    ResourceWarning as errors, and ``stop()`` raises AssertionError if it
+    printed one of them: a deprecation in your handlers, or in django-ws,
+    fails the test that started the server, not next year's upgrade.
     """
 
     ready_text = "Ready:"
@@ -58,8 +73,9 @@ class WebSocketServer:
                  websocket_url: str = "/socket", extra_args: tuple = (), env: dict | None = None,
                  cwd: str | None = None, ready_timeout: float = 30.0, edge_only: bool = False,
                  push_socket: str | None = None, sub_socket: str | None = None, port: int | None = None,
-                 python: str | None = None):
+                 python: str | None = None, fail_on_warnings: bool = False, project_endpoints: bool = False):
         self.python = python or sys.executable
+        self.fail_on_warnings = fail_on_warnings
         self.settings = settings or os.environ.get("DJANGO_SETTINGS_MODULE")
         self.mode = mode
         self.workers = workers
@@ -71,6 +87,7 @@ class WebSocketServer:
         self.edge_only = edge_only
         self.port = port or free_port()
         self._tmp = tempfile.TemporaryDirectory(prefix="django-ws-")
+        self.project_endpoints = project_endpoints
         self.push_socket = push_socket or f"ipc://{self._tmp.name}/push"
         self.sub_socket = sub_socket or f"ipc://{self._tmp.name}/sub"
         self.process: subprocess.Popen | None = None
@@ -97,14 +114,17 @@ class WebSocketServer:
     def command(self) -> list[str]:
         """The ``run_wsserver`` command line this server runs."""
         cmd = [self.python, "-m", "django", "run_wsserver", f"127.0.0.1:{self.port}",
-               f"--websocket-url={self.websocket_url}", "--push-socket", self.push_socket,
-               "--sub-socket", self.sub_socket, f"--{self.mode}"]
+               f"--websocket-url={self.websocket_url}", f"--{self.mode}"]
+        if not self.project_endpoints:
+            cmd += ["--push-socket", self.push_socket, "--sub-socket", self.sub_socket]
         cmd += ["--edge-only"] if self.edge_only else ["--workers", str(self.workers)]
         return cmd + self.extra_args
 
     def start(self) -> "WebSocketServer":
         """Start the server and wait until it prints ``Ready:`` (AssertionError if it exits or times out)."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        if self.fail_on_warnings:
+            env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), STRICT_WARNINGS]))
         if self.settings:
             env["DJANGO_SETTINGS_MODULE"] = self.settings
         # The project directory, as manage.py would have it; this interpreter's own
@@ -144,6 +164,11 @@ class WebSocketServer:
                 self._changed.wait(min(left, 0.5))
 
     @property
+    def warnings(self) -> list[str]:
+        """The lines the server printed that name a DeprecationWarning, PendingDeprecationWarning or ResourceWarning."""
+        return [line for line in self.lines if _WARNING_LINE.search(line)]
+
+    @property
     def worker_pids(self) -> list[int]:
         """The pids of the worker processes the server reported starting, oldest first."""
         return [int(line.split()[2]) for line in self.lines if line.startswith("Worker process ") and "started" in line]
@@ -162,6 +187,8 @@ class WebSocketServer:
             raise AssertionError(f"run_wsserver did not stop within {timeout}s of SIGTERM")
         finally:
             self._tmp.cleanup()
+        if self.fail_on_warnings and self.warnings:
+            raise AssertionError("run_wsserver printed warnings:\n" + "\n".join(self.warnings))
         return code
 
     def __enter__(self) -> "WebSocketServer":

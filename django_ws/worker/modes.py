@@ -9,6 +9,7 @@ difference between ``--threaded``, ``--gevent`` and ``--multiprocess``.
 from __future__ import annotations
 
 import threading
+import typing
 
 
 class Mode:
@@ -23,6 +24,15 @@ class Mode:
         import zmq
 
         return zmq
+
+    #: Set by the worker. Called by a mode that runs handlers apart (--multiprocess) when one ends:
+    #: (connection, exit code).
+    on_child_exit = None
+    #: Set by the worker: the sub endpoints of the edges it serves now (a handler process replies to them).
+    edges: typing.Callable[[], list[str]] = staticmethod(lambda: [])
+
+    def prepare(self) -> None:
+        """Called first by the worker, before it starts any thread or opens any ZeroMQ socket."""
 
     def mailbox(self):
         """A FIFO that the I/O loop puts to and the connection's runner gets from."""

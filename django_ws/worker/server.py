@@ -14,7 +14,7 @@ from django_ws.exceptions import EdgeUnreachable
 
 from .dispatcher import Dispatcher
 from .modes import Mode
-from .zmq_link import EdgeLink
+from .zmq_link import EdgeLink, broadcast
 
 logger = logging.getLogger("django_ws.worker")
 
@@ -25,6 +25,10 @@ class Worker:
     def __init__(self, mode: Mode, edges: list[tuple[str, str]], worker_id: str | None = None,
                  follower=None):
         self.mode = mode
+        # First, while this process has no thread and no ZeroMQ context:
+        # --multiprocess forks its fork server here (a fork later would copy
+        # libzmq's threads' locks in whatever state they are).
+        mode.prepare()
         self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
         self.heartbeat_interval = float(ws_settings.WS_HEARTBEAT_INTERVAL)
         self.heartbeat_timeout = float(ws_settings.WS_HEARTBEAT_TIMEOUT)
@@ -57,29 +61,11 @@ class Worker:
         else:
             # send_to_group() and friends, called from handlers, use our links.
             sending.use_route(sending.WorkerRoute(self.broadcast, [link.sub_endpoint for link in self.links]))
-        if hasattr(mode, "in_child"):  # --multiprocess
-            mode.in_child(self._reopen_in_child, self._close_in_child)
-            mode.on_child_exit = self._child_exited
-
-    def _reopen_in_child(self) -> None:
-        """In a forked handler process: a fresh context and reply sockets.
-
-        The parent's sockets are abandoned, not closed: closing them here
-        would act on the parent's context, which must never cross a fork.
-        """
-        self.context = self.mode.zmq.Context()
-        for link in self.links:
-            link.events = None
-            link.watches = []  # the parent's monitors: the parent reads them
-            link.open_replies(self, self.context)
-
-    def _close_in_child(self) -> None:
-        for link in self.links:
-            link.replies.close(linger=1000)  # deliver what the handler sent
-        self.context.term()
+        mode.on_child_exit = self._child_exited
+        mode.edges = lambda: [link.sub_endpoint for link in self.links]
 
     def _child_exited(self, conn, code: int) -> None:
-        """Parent side: a handler process ended; a crash closes its connection with 1011."""
+        """A handler process ended (--multiprocess); a crash closes its connection with 1011."""
         self.dispatcher.finished(conn)
         if code != 0:
             how = f"signal {-code}" if code < 0 else f"exit code {code}"
@@ -88,21 +74,10 @@ class Worker:
                 conn.close(1011, "handler process died")
             except Exception:
                 logger.exception("could not tell the edge that %s is closed", conn.id)
-    def broadcast(self, message: wire.Message) -> None:
-        """Send one message to every edge this worker serves (group sends).
 
-        An unreachable edge does not stop the others from getting it; the
-        caller then gets SendError naming what failed.
-        """
-        frames = message.encode()
-        failed = []
-        for link in self.links:
-            try:
-                link.outbox(frames)
-            except EdgeUnreachable as exc:
-                failed.append(str(exc))
-        if failed:
-            raise EdgeUnreachable("; ".join(failed))
+    def broadcast(self, message: wire.Message) -> None:
+        """Send one message to every edge this worker serves (group sends); see zmq_link.broadcast."""
+        broadcast([link.outbox for link in self.links], message)
 
     def install_signal_handlers(self) -> None:
         def stop(signum, frame):

@@ -15,12 +15,76 @@ from __future__ import annotations
 
 import typing
 
-from django_ws import links
+from django_ws import links, wire
 from django_ws.exceptions import EdgeUnreachable
 from django_ws.security import secure_client
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from .server import Worker
+
+
+class ReplySocket:
+    """A DEALER socket to one edge's sub endpoint, called to send one message: ``replies(frames)``.
+
+    Built from explicit arguments, so that a handler process of
+    ``--multiprocess`` opens its own on a context of its own (multiprocess.py).
+    """
+
+    def __init__(self, zmq, ctx, endpoint: str, *, queue_limit: int, send_timeout: float, lock,
+                 identity: str | None = None):
+        self._zmq = zmq
+        self.endpoint = endpoint
+        self.lock = lock
+        self.socket = ctx.socket(zmq.DEALER)
+        if identity:
+            # The edge counts replies under this id as signs of life, so a
+            # worker busy enough to send its Hello late is not taken for dead.
+            self.socket.setsockopt(zmq.ROUTING_ID, identity.encode())
+        self.socket.setsockopt(zmq.SNDHWM, queue_limit)
+        # A send that cannot be queued within the heartbeat timeout means the
+        # edge is gone or stuck; the handler then gets ConnectionClosed.
+        self.socket.setsockopt(zmq.SNDTIMEO, int(send_timeout * 1000))
+        self.socket.setsockopt(zmq.LINGER, 1000)
+        links.keep_alive(self.socket)
+        secure_client(self.socket, endpoint)
+        self.socket.connect(endpoint)
+
+    def __call__(self, frames: list) -> None:
+        """Send one message to the edge; safe from any thread or greenlet.
+
+        Raises EdgeUnreachable if the worker is stopping or the edge took
+        nothing within the heartbeat timeout (SNDTIMEO): a lost edge must
+        not hang a handler's thread forever.
+        """
+        with self.lock:
+            if self.socket.closed:
+                raise EdgeUnreachable("worker stopping")
+            try:
+                self.socket.send_multipart(frames)
+            except self._zmq.Again:
+                raise EdgeUnreachable(f"edge at {self.endpoint} took nothing in time") from None
+
+    def close(self, linger: int | None = None) -> None:
+        """Close the socket; what was sent is still delivered for ``linger`` ms (default: 1 s)."""
+        with self.lock:
+            self.socket.close(linger=linger)
+
+
+def broadcast(outboxes: typing.Iterable[ReplySocket], message: wire.Message) -> None:
+    """Send one message to every edge (a group send).
+
+    An unreachable edge does not stop the others from getting it; the caller
+    then gets EdgeUnreachable naming what failed (SendError to a handler).
+    """
+    frames = message.encode()
+    failed = []
+    for outbox in outboxes:
+        try:
+            outbox(frames)
+        except EdgeUnreachable as exc:
+            failed.append(str(exc))
+    if failed:
+        raise EdgeUnreachable("; ".join(failed))
 
 
 class EdgeLink:
@@ -30,7 +94,6 @@ class EdgeLink:
         zmq = worker.mode.zmq
         ctx = worker.context
         self.push_endpoint, self.sub_endpoint = push_endpoint, sub_endpoint
-        self._zmq = zmq
         self.events = ctx.socket(zmq.DEALER)
         self.events.setsockopt(zmq.ROUTING_ID, worker.worker_id.encode())
         self.events.setsockopt(zmq.RCVHWM, worker.queue_limit)
@@ -44,47 +107,17 @@ class EdgeLink:
         if push_endpoint.startswith("tcp://"):
             self.watches.append(links.HandshakeWatch(self.events, push_endpoint, curve, who, said))
         self.events.connect(push_endpoint)
-        self.open_replies(worker, ctx, identity=worker.worker_id)
+        #: Called with a message's frames to send it to the edge (Accept, Send, Close, ...).
+        self.outbox = ReplySocket(zmq, ctx, sub_endpoint, queue_limit=worker.queue_limit,
+                                  send_timeout=worker.heartbeat_timeout, lock=worker.mode.lock(),
+                                  identity=worker.worker_id)
         if self.sub_endpoint.startswith("tcp://"):
-            self.watches.append(links.HandshakeWatch(self.replies, self.sub_endpoint, curve, who, said))
+            self.watches.append(links.HandshakeWatch(self.outbox.socket, self.sub_endpoint, curve, who, said))
         self.edge_id: str | None = None
         self.last_seen = 0.0
-
-    def open_replies(self, worker: "Worker", ctx, identity: str | None = None) -> None:
-        zmq = self._zmq
-        self.replies = ctx.socket(zmq.DEALER)
-        if identity:
-            # The edge counts replies under this id as signs of life, so a
-            # worker busy enough to send its Hello late is not taken for dead.
-            self.replies.setsockopt(zmq.ROUTING_ID, identity.encode())
-        self.replies.setsockopt(zmq.SNDHWM, worker.queue_limit)
-        # A send that cannot be queued within the heartbeat timeout means the
-        # edge is gone or stuck; the handler then gets ConnectionClosed.
-        self.replies.setsockopt(zmq.SNDTIMEO, int(worker.heartbeat_timeout * 1000))
-        self.replies.setsockopt(zmq.LINGER, 1000)
-        links.keep_alive(self.replies)
-        secure_client(self.replies, self.sub_endpoint)
-        self.replies.connect(self.sub_endpoint)
-        self.lock = worker.mode.lock()
-
-    def outbox(self, frames: list) -> None:
-        """Send one message to the edge; safe from any thread or greenlet.
-
-        Raises EdgeUnreachable if the worker is stopping or the edge took
-        nothing within the heartbeat timeout (SNDTIMEO): a lost edge must
-        not hang a handler's thread forever.
-        """
-        with self.lock:
-            if self.replies.closed:
-                raise EdgeUnreachable("worker stopping")
-            try:
-                self.replies.send_multipart(frames)
-            except self._zmq.Again:
-                raise EdgeUnreachable(f"edge at {self.sub_endpoint} took nothing in time") from None
 
     def close(self) -> None:
         for watch in self.watches:
             watch.close()
         self.events.close(linger=0)
-        with self.lock:
-            self.replies.close()
+        self.outbox.close()

@@ -68,8 +68,8 @@ DEFAULT_WS_HANDLERS = {
 # Where reverse_ws() and {% reverse_ws %} point browsers.
 WS_BASE_URL = os.environ.get("WS_BASE_URL", "ws://localhost:8888/socket")
 # Where the websocket server's endpoints are (the announce view sends there).
-WS_PUSH_SOCKET = os.environ.get("WS_PUSH_SOCKET", "ipc:///tmp/ws_push")
-WS_SUB_SOCKET = os.environ.get("WS_SUB_SOCKET", "ipc:///tmp/ws_sub")
+WS_PUSH_SOCKET = os.environ.get("WS_PUSH_SOCKET")  # None: private to this project
+WS_SUB_SOCKET = os.environ.get("WS_SUB_SOCKET")
 
 # The chat rooms keep their last 100 lines for 5 minutes: a page that reconnects
 # (a deploy, a network change) gets what it missed from the edge, without
@@ -77,5 +77,5 @@ WS_SUB_SOCKET = os.environ.get("WS_SUB_SOCKET", "ipc:///tmp/ws_sub")
 WS_GROUP_HISTORY = {"chat.*": {"size": 100, "ttl": 300}}
 
 # Socket.IO beside WebSocket (docs/socketio.rst), for the room's /socketio/ page,
-# when python-socketio is installed (pip install 'django-ws[socketio]').
+# when python-socketio is installed (pip install 'django-ws-edge[socketio]').
 WS_SOCKETIO = importlib.util.find_spec("socketio") is not None

@@ -112,4 +112,4 @@ def test_socketio_on_without_python_socketio_is_e008(monkeypatch):
             pytest.skip("python-socketio is not installed here")
         monkeypatch.setitem(sys.modules, "socketio", None)  # what `import socketio` finds when it is not installed
         (error,) = check_socketio(None)
-    assert error.id == "django_ws.E008" and "django-ws[socketio]" in error.hint
+    assert error.id == "django_ws.E008" and "django-ws-edge[socketio]" in error.hint

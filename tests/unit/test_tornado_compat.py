@@ -57,7 +57,7 @@ def test_a_missing_piece_of_python_socketio_stops_the_edge_with_its_version_in_t
         socketio_compat._require(False, "AsyncServer._send_packet(eio_sid, pkt)")
     message = str(error.value)
     assert f"python-socketio {version('python-socketio')}" in message and "_send_packet" in message
-    assert "django-ws[socketio]" in message, "the message says what to install"
+    assert "django-ws-edge[socketio]" in message, "the message says what to install"
 
 
 def test_the_socketio_transport_uses_no_private_name_of_python_socketio_outside_socketio_compat():

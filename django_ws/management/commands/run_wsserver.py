@@ -70,7 +70,7 @@ class Command(BaseCommand):
             try:
                 import gevent  # noqa: F401
             except ImportError:
-                raise CommandError("--gevent needs gevent: pip install 'django-ws[gevent]'") from None
+                raise CommandError("--gevent needs gevent: pip install 'django-ws-edge[gevent]'") from None
         push = options["push_socket"] or ws_settings.WS_PUSH_SOCKET
         sub = options["sub_socket"] or ws_settings.WS_SUB_SOCKET
         if options["announce_host"] and not ws_settings.WS_BROKER:
@@ -88,10 +88,10 @@ class Command(BaseCommand):
             run(self._serve(edge, addr, port, push, sub, options, extra))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise CommandError(f"Error: port {port} on {addr} is already in use.") from None
-            raise CommandError(f"Error: {exc}") from None
+                raise CommandError(f"port {port} on {addr} is already in use.") from None
+            raise CommandError(str(exc)) from None
         except RuntimeError as exc:  # EndpointInUse and friends
-            raise CommandError(f"Error: {exc}") from None
+            raise CommandError(str(exc)) from None
 
     def _addrport(self, addrport):
         if not addrport:
