@@ -27,6 +27,7 @@ import os
 import threading
 import typing
 import uuid
+import weakref
 
 from django_ws import links, wire
 from django_ws.conf import ws_settings
@@ -104,14 +105,6 @@ def current_route():
     return _edges
 
 
-def _encode(data) -> tuple[bool, bytes]:
-    if isinstance(data, str):
-        return False, data.encode("utf-8")
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return True, bytes(data)
-    raise TypeError(f"send str (a text frame) or bytes (a binary frame), not {type(data).__name__}")
-
-
 def send_to_group(group: str, data: str | bytes, *, exclude: str | None = None, timeout: float | None = None,
                   key: str | None = None) -> int | None:
     """Send ``data`` to every connection in ``group`` except ``exclude`` (a connection id).
@@ -122,7 +115,7 @@ def send_to_group(group: str, data: str | bytes, *, exclude: str | None = None, 
     retries: an edge that has delivered a message with the same key within
     WS_SEND_KEY_TTL does not deliver it again (ignored inside a worker).
     """
-    binary, payload = _encode(data)
+    binary, payload = wire.payload(data)
     return current_route().send(lambda ref: wire.GroupSend(group, exclude or "", binary, payload, ref), timeout,
                        _check_key(key))
 
@@ -133,7 +126,7 @@ def send_to_connection(connection_id: str, data: str | bytes, *, timeout: float 
 
     In cluster mode: True if the connection's edge took it (it is alive and subscribed).
     """
-    binary, payload = _encode(data)
+    binary, payload = wire.payload(data)
     delivered = current_route().send(lambda ref: wire.SendTo(connection_id, binary, payload, ref), timeout, _check_key(key))
     return delivered is None or delivered > 0
 
@@ -172,6 +165,8 @@ class _EdgeClient:
         #: (endpoint, its CURVE keys) -> (socket, its handshake monitor or None): new
         #: keys (override_settings in tests) get a new socket, never one set up with others.
         self.sockets: dict[tuple, tuple] = {}
+        # Closed when its thread ends (threading.local lets go of it) or at exit.
+        weakref.finalize(self, _close_sockets, self.sockets, self.pid)
 
     def _socket(self, endpoint: str):
         """The socket to ``endpoint`` and its handshake watch (None for ipc://)."""
@@ -263,6 +258,17 @@ def _now() -> float:
     import time
 
     return time.monotonic()
+
+
+def _close_sockets(sockets: dict, pid: int) -> None:
+    """Close one thread's sockets to the edges (not in a forked child: they are its parent's)."""
+    if os.getpid() != pid:
+        return
+    for sock, watch in sockets.values():
+        if watch is not None:
+            watch.close()
+        sock.close(linger=0)
+    sockets.clear()
 
 
 _local = threading.local()

@@ -268,9 +268,9 @@ class RedisServer:
         return cmd + self.args
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
-        log = open(self.directory / f"redis-{self.port}.log", "ab")
-        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        with open(self.directory / f"redis-{self.port}.log", "ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
         deadline = time.monotonic() + timeout
         while not self.answers():
             if self.process.poll() is not None or time.monotonic() > deadline:

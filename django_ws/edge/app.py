@@ -124,7 +124,7 @@ class Edge:
     def _broker_link(self, push: str, sub: str, announce_host: str | None):
         from django_ws.broker import config as broker_config
         from django_ws.broker.discovery import announcement
-        from django_ws.broker.edge import BrokerLink
+        from django_ws.broker.link import BrokerLink
         from django_ws.broker.keys import Keys
         from django_ws.security import curve_keys
 
@@ -215,7 +215,7 @@ class Edge:
         ttl = self.core.history.bound_for(action.group).ttl
         self.broker.fetch_gap(None, action.group, action.epoch, action.offset, ttl)
 
-    # -- what the broker link reports (broker.edge.BrokerEvents) ------------------------------
+    # -- what the broker link reports (broker.link.BrokerEvents) ------------------------------
 
     def broker_resumed(self) -> None:
         self.execute(self.core.broker_resumed())

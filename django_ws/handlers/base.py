@@ -6,7 +6,7 @@ import json
 import logging
 import typing
 
-from .codes import CloseCode
+from django_ws.codes import CloseCode
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from .connection import HandlerConnection

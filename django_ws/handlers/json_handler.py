@@ -7,9 +7,9 @@ from typing import Any, Callable, TypeVar
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-from .base import WebSocketHandler, _ack_arguments
-from .codes import CloseCode
+from django_ws.codes import CloseCode
 
+from .base import WebSocketHandler, _ack_arguments
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 

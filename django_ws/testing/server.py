@@ -140,10 +140,11 @@ class WebSocketServer:
         return self
 
     def _read(self) -> None:
-        for line in self.process.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
+        with self.process.stdout:  # closed at the end of the output: no ResourceWarning for the pipe
+            for line in self.process.stdout:
+                with self._changed:
+                    self.lines.append(line.rstrip("\n"))
+                    self._changed.notify_all()
         with self._changed:
             self._eof = True
             self._changed.notify_all()

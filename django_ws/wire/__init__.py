@@ -32,8 +32,8 @@ from .messages import (
     Message,
     Ping,
     Presence,
-    ProtocolError,
     PresenceDiff,
+    ProtocolError,
     Recovery,
     Send,
     SendTo,
@@ -41,6 +41,7 @@ from .messages import (
     decode,
     encode_batch,
     iter_decode,
+    payload,
 )
 
 __all__ = [
@@ -72,4 +73,5 @@ __all__ = [
     "decode",
     "encode_batch",
     "iter_decode",
+    "payload",
 ]

@@ -123,6 +123,20 @@ def _message(kind: bytes):
     return register
 
 
+def payload(data: str | bytes | bytearray | memoryview) -> tuple[bool, bytes]:
+    """(binary, bytes) of what a handler or a sender passes: str is a text frame, bytes a binary one.
+
+    The one rule for every way of sending (Connection.send, send_to_group,
+    send_to_connection), so that each says the same thing about a wrong type.
+    """
+    if isinstance(data, str):
+        return False, data.encode("utf-8")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return True, bytes(data)
+    raise TypeError(f"send str (a text frame) or bytes (a binary frame), not {type(data).__name__}; "
+                    "JsonWebSocketHandler.send_json sends other objects as JSON")
+
+
 def decode(frames: typing.Sequence[bytes]) -> Message:
     """Decode one multipart message, or raise :class:`ProtocolError`.
 

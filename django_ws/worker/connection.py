@@ -74,16 +74,8 @@ class Connection:
 
     def send(self, data: str | bytes) -> None:
         self._check_open("send()")
-        if isinstance(data, str):
-            message = wire.Send(self.id, False, data.encode("utf-8"))
-        elif isinstance(data, (bytes, bytearray, memoryview)):
-            message = wire.Send(self.id, True, bytes(data))
-        else:
-            raise TypeError(
-                f"send() takes str (a text frame) or bytes (a binary frame), not {type(data).__name__}; "
-                "use JsonWebSocketHandler.send_json for other objects"
-            )
-        self._deliver(message.encode())
+        binary, payload = wire.payload(data)
+        self._deliver(wire.Send(self.id, binary, payload).encode())
 
     def _check_open(self, what: str) -> None:
         # Allowed from on_connect too: the edge keeps what comes before the

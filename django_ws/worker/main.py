@@ -70,8 +70,24 @@ def banner(mode_name: str, edges: list[tuple[str, str]], follower) -> str:
     return f"Worker ({mode_name}) serving {', '.join(p for p, _ in edges)}; quit with CONTROL-C."
 
 
+def get_mode(name: str, **options):
+    """The Mode called ``name`` (threaded, gevent, multiprocess), made with ``options``.
+
+    The modes are imported here, when a worker starts, not when this module is:
+    ``--gevent`` monkey-patches before threading is imported (worker/__main__.py).
+    """
+    from django_ws.worker.modes import GeventMode, ThreadedMode
+    from django_ws.worker.multiprocess import MultiprocessMode
+
+    modes = {"threaded": ThreadedMode, "gevent": GeventMode, "multiprocess": MultiprocessMode}
+    try:
+        mode = modes[name]
+    except KeyError:
+        raise ValueError(f"unknown worker mode {name!r}; choose threaded, gevent or multiprocess") from None
+    return mode(**options)
+
+
 def run_worker(mode_name: str, edges: list[tuple[str, str]], follow: bool = False, **mode_kwargs) -> None:
-    from django_ws.worker.modes import get_mode
     from django_ws.worker.server import Worker
 
     follower = edge_follower() if follow else None

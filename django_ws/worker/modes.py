@@ -150,17 +150,3 @@ class GeventMode(PooledMode):
         import gevent.lock
 
         return gevent.lock.Semaphore()
-
-
-MODES = {"threaded": ThreadedMode, "gevent": GeventMode}
-
-
-def get_mode(name: str, **options) -> Mode:
-    if name == "multiprocess":
-        from .multiprocess import MultiprocessMode
-
-        return MultiprocessMode(**options)
-    try:
-        return MODES[name](**options)
-    except KeyError:
-        raise ValueError(f"unknown worker mode {name!r}; choose threaded, gevent or multiprocess") from None

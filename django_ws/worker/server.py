@@ -35,7 +35,7 @@ class Worker:
         self.queue_limit = int(ws_settings.WS_QUEUE_LIMIT)
         self.dispatcher = Dispatcher(mode)
         self.context = mode.zmq.Context()
-        self.links = [EdgeLink(self, push, sub) for push, sub in edges]
+        self.links = [self._link(push, sub) for push, sub in edges]
         #: Cluster mode without --edge: a broker.discovery.EdgeFollower, and the links it made, by edge id.
         self.follower = follower
         self.followed: dict[str, EdgeLink] = {}
@@ -63,6 +63,11 @@ class Worker:
             sending.use_route(sending.WorkerRoute(self.broadcast, [link.sub_endpoint for link in self.links]))
         mode.on_child_exit = self._child_exited
         mode.edges = lambda: [link.sub_endpoint for link in self.links]
+
+    def _link(self, push: str, sub: str) -> EdgeLink:
+        """A link to the edge at these endpoints, on this worker's context and id."""
+        return EdgeLink(self.mode.zmq, self.context, push, sub, worker_id=self.worker_id, queue_limit=self.queue_limit,
+                        heartbeat_timeout=self.heartbeat_timeout, lock=self.mode.lock())
 
     def _child_exited(self, conn, code: int) -> None:
         """A handler process ended (--multiprocess); a crash closes its connection with 1011."""
@@ -151,7 +156,7 @@ class Worker:
         for edge_id, edge in announced.items():
             self.lapsed_but_alive.discard(edge_id)
             if edge_id not in self.followed:
-                link = EdgeLink(self, edge["push"], edge["sub"])
+                link = self._link(edge["push"], edge["sub"])
                 self.links.append(link)
                 self.followed[edge_id] = link
                 self._watch(link)

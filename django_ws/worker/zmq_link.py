@@ -19,9 +19,6 @@ from django_ws import links, wire
 from django_ws.exceptions import EdgeUnreachable
 from django_ws.security import secure_client
 
-if typing.TYPE_CHECKING:  # pragma: no cover
-    from .server import Worker
-
 
 class ReplySocket:
     """A DEALER socket to one edge's sub endpoint, called to send one message: ``replies(frames)``.
@@ -90,27 +87,25 @@ def broadcast(outboxes: typing.Iterable[ReplySocket], message: wire.Message) -> 
 class EdgeLink:
     """The worker's two sockets to one edge, and what it knows of that edge."""
 
-    def __init__(self, worker: "Worker", push_endpoint: str, sub_endpoint: str):
-        zmq = worker.mode.zmq
-        ctx = worker.context
+    def __init__(self, zmq, ctx, push_endpoint: str, sub_endpoint: str, *, worker_id: str, queue_limit: int,
+                 heartbeat_timeout: float, lock):
         self.push_endpoint, self.sub_endpoint = push_endpoint, sub_endpoint
         self.events = ctx.socket(zmq.DEALER)
-        self.events.setsockopt(zmq.ROUTING_ID, worker.worker_id.encode())
-        self.events.setsockopt(zmq.RCVHWM, worker.queue_limit)
+        self.events.setsockopt(zmq.ROUTING_ID, worker_id.encode())
+        self.events.setsockopt(zmq.RCVHWM, queue_limit)
         self.events.setsockopt(zmq.SNDHWM, 10)  # heartbeats only: stale ones may wait
         self.events.setsockopt(zmq.LINGER, 0)
         links.keep_alive(self.events)
         curve = secure_client(self.events, push_endpoint)  # CURVE for tcp:// when WS_CURVE is set
         #: Handshake monitors of the tcp:// sockets: a refused worker says why (see _heartbeat).
         self.watches: list[links.HandshakeWatch] = []
-        who, said = f"worker {worker.worker_id}", set()
+        who, said = f"worker {worker_id}", set()
         if push_endpoint.startswith("tcp://"):
             self.watches.append(links.HandshakeWatch(self.events, push_endpoint, curve, who, said))
         self.events.connect(push_endpoint)
         #: Called with a message's frames to send it to the edge (Accept, Send, Close, ...).
-        self.outbox = ReplySocket(zmq, ctx, sub_endpoint, queue_limit=worker.queue_limit,
-                                  send_timeout=worker.heartbeat_timeout, lock=worker.mode.lock(),
-                                  identity=worker.worker_id)
+        self.outbox = ReplySocket(zmq, ctx, sub_endpoint, queue_limit=queue_limit, send_timeout=heartbeat_timeout,
+                                  lock=lock, identity=worker_id)
         if self.sub_endpoint.startswith("tcp://"):
             self.watches.append(links.HandshakeWatch(self.outbox.socket, self.sub_endpoint, curve, who, said))
         self.edge_id: str | None = None

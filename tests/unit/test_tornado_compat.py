@@ -51,7 +51,7 @@ def test_a_missing_piece_of_python_socketio_stops_the_edge_with_its_version_in_t
     pytest.importorskip("socketio")
     from importlib.metadata import version
 
-    from django_ws.edge import socketio_compat
+    from django_ws.edge.transports import socketio_compat
 
     with pytest.raises(socketio_compat.SocketIOIncompatible) as error:
         socketio_compat._require(False, "AsyncServer._send_packet(eio_sid, pkt)")

@@ -10,7 +10,7 @@ handler that ``ws://host/socket/chat/lobby`` reaches. docs/socketio.rst has
 the mapping of frames to events, both ways.
 
 What python-socketio offers beyond its documented API is used through
-:mod:`django_ws.edge.socketio_compat` only.
+:mod:`django_ws.edge.transports.socketio_compat` only.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import tornado.web
 from django_ws.codes import CloseCode
 from django_ws.conf import ws_settings
 
-from .. import socketio_compat as compat
+from . import socketio_compat as compat
 from ..core import ConnectionState, Refuse, Upgrade
 from ..history import ENVELOPE_PARAM, SINCE_PARAM, BadPositions, Position, parse_positions
 from ..logs import redact_uri
