@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import enum
 import logging
 import time
 import typing
@@ -51,8 +50,26 @@ import uuid
 from django_ws import wire
 from django_ws.codes import CloseCode
 
-from .history import History, Position, Positions
-from .limits import AddressLimits, LimitSettings, MessageLimits
+from ..history import History, Position, Positions
+from ..limits import AddressLimits, LimitSettings, MessageLimits
+from .actions import (
+    Acknowledge,
+    Action,
+    Answer,
+    CatchUp,
+    CloseClient,
+    Deliver,
+    FetchGap,
+    Forward,
+    MemberChanged,
+    Refuse,
+    Subscribe,
+    ToWorker,
+    Unsubscribe,
+    Upgrade,
+    WorkerChanged,
+)
+from .records import Connection, ConnectionState, Stats, WorkerState
 
 logger = logging.getLogger("django_ws.edge")
 
@@ -60,272 +77,6 @@ logger = logging.getLogger("django_ws.edge")
 HANDSHAKE_ATTEMPTS = 3
 #: Most idempotency keys an edge remembers, whatever WS_SEND_KEY_TTL says.
 RECENT_SENDS_LIMIT = 100_000
-
-
-class ConnectionState(enum.Enum):
-    """Where a connection is in its life; transitions only go down this list."""
-
-    #: A worker runs on_connect: Connect sent, Accept or Deny awaited.
-    CONNECTING = "connecting"
-    #: Accepted: the transport completes its upgrade, then calls opened().
-    UPGRADING = "upgrading"
-    OPEN = "open"
-    #: This side started a close (CloseClient); the transport reports the end.
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-class Connection:
-    """One client connection, as the edge knows it."""
-
-    __slots__ = ("address", "attempts", "close_after_upgrade", "close_sent", "data_headers", "early", "groups",
-                 "holding", "id", "limits", "positions", "request", "route", "state", "transport", "watching",
-                 "worker")
-
-    def __init__(self, conn_id: str, route: str, transport: typing.Any):
-        self.id = conn_id
-        self.route = route
-        #: The adapter's handle for this connection; the core never touches it.
-        self.transport = transport
-        self.state = ConnectionState.CONNECTING
-        self.worker: WorkerState | None = None
-        #: Groups joined (made on first join: most connections never join one).
-        self.groups: set[str] | None = None
-        #: What on_connect sent (and replays, and live messages of groups with
-        #: history for a client that asked for positions), written right after the upgrade.
-        self.early: list[tuple[bool, bytes, Position | None]] | None = None
-        #: (code, reason) to close with as soon as the upgrade completes.
-        self.close_after_upgrade: tuple[int, str] | None = None
-        #: (code, reason) of the close this side started.
-        self.close_sent: tuple[int, str] | None = None
-        #: The two wire.Data headers (text, binary): encoded once, not per frame.
-        self.data_headers: tuple[bytes, bytes] | None = None
-        #: The handshake's request, kept while CONNECTING: a worker lost before
-        #: it answered is replaced by another, which needs it too.
-        self.request: dict | None = None
-        self.attempts = 0
-        #: The client address whose per-address limits this connection counts in, until it ends.
-        self.address: str | None = None
-        #: Its budget of messages and bytes, made on its first message (idle connections carry none).
-        self.limits: MessageLimits | None = None
-        #: Set when the client asked for positions (docs/protocol.rst): its
-        #: frames then carry the envelope, and it may have presented positions to recover from.
-        self.positions: Positions | None = None
-        #: Cluster mode: group -> the live messages held while the broker is asked for this
-        #: client's gap in that group (GapFetched), delivered after the replay.
-        self.holding: dict[str, list[tuple[bool, bytes, Position]]] | None = None
-        #: The groups whose joins and leaves its handler watches (made on its first watch).
-        self.watching: set[str] | None = None
-
-    def __repr__(self) -> str:
-        return f"<Connection {self.id} {self.state.value} route={self.route!r}>"
-
-
-class WorkerState:
-    """What the edge knows of one worker: liveness, capacity, its connections."""
-
-    __slots__ = ("backlog", "capacity", "connections", "identity", "last_seen", "load", "worker_id")
-
-    def __init__(self, identity: bytes, hello: wire.Hello, now: float):
-        self.identity = identity
-        self.worker_id = hello.worker_id
-        self.connections: set[str] = set()
-        #: Disconnects its full queue refused: retried each tick, so the
-        #: worker still runs on_close for connections the edge closed meanwhile.
-        self.backlog: collections.deque[wire.Disconnect] = collections.deque()
-        self.update(hello, now)
-
-    def update(self, hello: wire.Hello, now: float) -> None:
-        self.capacity = hello.capacity
-        self.load = hello.load
-        self.last_seen = now
-
-    @property
-    def placement_load(self) -> int:
-        # The worker's own count lags by a heartbeat; ours is exact for this
-        # edge. Whichever is larger, so that a burst of handshakes spreads out.
-        return max(self.load, len(self.connections))
-
-    def has_room(self) -> bool:
-        return not self.capacity or self.placement_load < self.capacity
-
-
-class Stats:
-    """Counters for the stats endpoint and the shutdown report."""
-
-    __slots__ = ("closed_by_code", "connections_total", "frames_in", "frames_out", "rate_limited", "refused")
-
-    def __init__(self):
-        self.frames_in = 0
-        self.frames_out = 0
-        self.connections_total = 0
-        self.refused: collections.Counter = collections.Counter()
-        self.closed_by_code: collections.Counter = collections.Counter()
-        #: Handshakes refused and connections closed by a rate limit, by limit
-        #: ("new_connections", "concurrent", "messages", "bytes").
-        self.rate_limited: collections.Counter = collections.Counter()
-
-
-# -- actions --------------------------------------------------------------------------
-
-
-class Action:
-    """Something an adapter must do; the core returns lists of these."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"{type(self).__name__}({fields})"
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
-
-
-class Deliver(Action):
-    """Write one message to each of ``targets`` (open connections).
-
-    ``position``: the message's place in its group's history (or a resync
-    signal). The transport gives it to the targets that asked for positions,
-    in its own framing, and plain clients the payload alone.
-    """
-
-    __slots__ = ("binary", "payload", "position", "targets")
-
-    def __init__(self, targets: list[Connection], binary: bool, payload: bytes, position: Position | None = None):
-        self.targets, self.binary, self.payload, self.position = targets, binary, payload, position
-
-
-class CloseClient(Action):
-    """Close ``conn``'s client with ``code``: a close frame, then the end of the transport.
-
-    ``fail``: do not wait for the client's answer, nor read what it still
-    sends (RFC 6455's "fail the connection"): a flood over its budget.
-    """
-
-    __slots__ = ("code", "conn", "fail", "reason")
-
-    def __init__(self, conn: Connection, code: int, reason: str, fail: bool = False):
-        self.conn, self.code, self.reason, self.fail = conn, code, reason, fail
-
-
-class Acknowledge(Action):
-    """Answer the Socket.IO client of ``conn`` for its event ``ack``: ``payload`` is the arguments as JSON."""
-
-    __slots__ = ("ack", "conn", "payload")
-
-    def __init__(self, conn: Connection, ack: int, payload: bytes):
-        self.conn, self.ack, self.payload = conn, ack, payload
-
-
-class Upgrade(Action):
-    """The handshake succeeded: complete the transport's upgrade (101), then call opened()."""
-
-    __slots__ = ("conn", "subprotocol")
-
-    def __init__(self, conn: Connection, subprotocol: str):
-        self.conn, self.subprotocol = conn, subprotocol
-
-
-class Refuse(Action):
-    """Refuse the handshake with an HTTP status; ``conn`` is None before a record was made."""
-
-    __slots__ = ("conn", "headers", "reason", "status")
-
-    def __init__(self, conn: Connection | None, status: int, reason: str, headers: dict[str, str] | None = None):
-        self.conn, self.status, self.reason, self.headers = conn, status, reason, headers
-
-
-class ToWorker(Action):
-    """Send ``message`` to ``worker`` without blocking; report a failure with send_failed()."""
-
-    __slots__ = ("message", "worker")
-
-    def __init__(self, worker: WorkerState, message: wire.Message):
-        self.worker, self.message = worker, message
-
-
-class Forward(Action):
-    """A client's message for its worker: ``header`` is its encoded wire.Data header."""
-
-    __slots__ = ("conn", "header", "payload", "worker")
-
-    def __init__(self, worker: WorkerState, conn: Connection, header: bytes, payload: bytes):
-        self.worker, self.conn, self.header, self.payload = worker, conn, header, payload
-
-
-class Answer(Action):
-    """Answer the sender ``identity`` on the sub endpoint (an Ack, a Members)."""
-
-    __slots__ = ("identity", "message")
-
-    def __init__(self, identity: bytes, message: wire.Message):
-        self.identity, self.message = identity, message
-
-
-class Subscribe(Action):
-    """Cluster mode: ``group`` has its first member here; receive its messages from the broker.
-
-    ``presence``: its first watcher instead; receive the joins and leaves of other edges.
-    """
-
-    __slots__ = ("group", "presence")
-
-    def __init__(self, group: str, presence: bool = False):
-        self.group, self.presence = group, presence
-
-
-class Unsubscribe(Action):
-    """Cluster mode: ``group`` has no member (``presence``: no watcher) here any more."""
-
-    __slots__ = ("group", "presence")
-
-    def __init__(self, group: str, presence: bool = False):
-        self.group, self.presence = group, presence
-
-
-class MemberChanged(Action):
-    """Cluster mode: ``conn_id`` ``joined`` (or left) ``group`` here; the broker's presence follows."""
-
-    __slots__ = ("conn_id", "group", "joined")
-
-    def __init__(self, group: str, conn_id: str, joined: bool):
-        self.group, self.conn_id, self.joined = group, conn_id, joined
-
-
-class FetchGap(Action):
-    """Cluster mode: ask the broker for what followed ``(epoch, offset)`` in ``group``, for ``conn``.
-
-    The broker keeps the history; the answer comes back as gap_fetched().
-    Live messages of the group for ``conn`` are held until then.
-    """
-
-    __slots__ = ("conn", "epoch", "group", "offset")
-
-    def __init__(self, conn: Connection, group: str, epoch: str, offset: int):
-        self.conn, self.group, self.epoch, self.offset = conn, group, epoch, offset
-
-
-class CatchUp(Action):
-    """Cluster mode, back from an outage of the broker: fetch what ``group`` had after ``(epoch, offset)``.
-
-    Those are the messages this edge may have missed meanwhile; the answer
-    comes back as gap_fetched() without a connection, for every member here.
-    """
-
-    __slots__ = ("epoch", "group", "offset")
-
-    def __init__(self, group: str, epoch: str, offset: int):
-        self.group, self.epoch, self.offset = group, epoch, offset
-
-
-class WorkerChanged(Action):
-    """A worker ``joined`` or was ``lost``: for the banner and the supervisor."""
-
-    __slots__ = ("what", "worker")
-
-    def __init__(self, what: str, worker: WorkerState):
-        self.what, self.worker = what, worker
 
 
 # -- the core ---------------------------------------------------------------------------
