@@ -68,8 +68,32 @@ from .actions import (
     Unsubscribe,
     Upgrade,
     WorkerChanged,
+    deliver,
 )
 from .records import Connection, ConnectionState, Stats, WorkerState
+
+__all__ = [
+    "Acknowledge",
+    "Action",
+    "Answer",
+    "CatchUp",
+    "CloseClient",
+    "Connection",
+    "ConnectionState",
+    "Deliver",
+    "EdgeCore",
+    "FetchGap",
+    "Forward",
+    "MemberChanged",
+    "Refuse",
+    "Stats",
+    "Subscribe",
+    "ToWorker",
+    "Unsubscribe",
+    "Upgrade",
+    "WorkerChanged",
+    "WorkerState",
+]
 
 logger = logging.getLogger("django_ws.edge")
 
@@ -254,9 +278,8 @@ class EdgeCore:
         self.stats.connections_total += 1
         actions: list[Action] = []
         if conn.early:
-            for binary, payload, position in conn.early:
-                self.stats.frames_out += 1
-                actions.append(Deliver([conn], binary, payload, position))
+            for frame in conn.early:
+                actions += deliver(self.stats, [conn], *frame)
             conn.early = None
         return actions
 
@@ -467,18 +490,15 @@ class EdgeCore:
             logger.debug("send to gone connection %s dropped", message.conn_id)
             return []
         if conn.state is ConnectionState.OPEN:
-            self.stats.frames_out += 1
-            return [Deliver([conn], message.binary, message.payload)]
+            return deliver(self.stats, [conn], message.binary, message.payload)
         if conn.state in (ConnectionState.CONNECTING, ConnectionState.UPGRADING):
             # Sent from on_connect: the client gets it first thing after the upgrade.
-            if conn.early is None:
-                conn.early = []
-            conn.early.append((message.binary, message.payload, None))
+            conn.keep_early([(message.binary, message.payload, None)])
         return []
 
     def _group_send(self, identity: bytes, message: wire.GroupSend) -> list[Action]:
         if not self.history:
-            return self._once(identity, message, lambda: self.members_of(message.group, exclude=message.exclude))
+            return self._once(identity, message, lambda: (self.members_of(message.group, exclude=message.exclude), None))
         return self._once(identity, message, lambda: self._fan_out(message))
 
     def _fan_out(self, message: wire.GroupSend) -> tuple[list[Connection], Position | None]:
@@ -509,45 +529,38 @@ class EdgeCore:
         return targets
 
     def _send_to(self, identity: bytes, message: wire.SendTo) -> list[Action]:
-        def target() -> list[Connection]:
+        def target() -> tuple[list[Connection], None]:
             conn = self.connections.get(message.conn_id)
-            return [conn] if conn is not None and conn.state is ConnectionState.OPEN else []
+            return ([conn] if conn is not None and conn.state is ConnectionState.OPEN else []), None
 
         return self._once(identity, message, target)
 
     def _once(self, identity: bytes, message: wire.GroupSend | wire.SendTo,
-              targets: typing.Callable[[], list[Connection] | tuple[list[Connection], Position | None]]
-              ) -> list[Action]:
+              targets: typing.Callable[[], tuple[list[Connection], Position | None]]) -> list[Action]:
         """Deliver a sender's message, acknowledged when it has a ref, unless that ref came before.
+
+        ``targets()`` gives the connections it goes to and its position (None
+        but for a group with history), once it is known not to be a repeat.
 
         A sender's ref is its idempotency key: a retry with the same key (or
         the original, arriving late after a partition) within ``send_key_ttl``
         is acknowledged with the first delivery's count and not delivered twice.
         """
         ref = message.ref
-        if not ref:
-            found = targets()
-            position = None
-            if type(found) is tuple:
-                found, position = found
-            self.stats.frames_out += len(found)
-            return [Deliver(found, message.binary, message.payload, position)] if found else []
-        now = self.clock()
-        recent = self._recent_sends
-        while recent and (next(iter(recent.values()))[0] <= now or len(recent) > RECENT_SENDS_LIMIT):
-            recent.popitem(last=False)  # oldest first: every entry lives the same ttl
-        seen = recent.get(ref)
-        if seen is not None:
-            return [Answer(identity, wire.Ack(ref, self.edge_id, seen[1]))]
-        found = targets()
-        position = None
-        if type(found) is tuple:
-            found, position = found
-        self.stats.frames_out += len(found)
-        if self.send_key_ttl > 0:
-            recent[ref] = (now + self.send_key_ttl, len(found))
-        actions: list[Action] = [Deliver(found, message.binary, message.payload, position)] if found else []
-        actions.append(Answer(identity, wire.Ack(ref, self.edge_id, len(found))))
+        if ref:
+            now = self.clock()
+            recent = self._recent_sends
+            while recent and (next(iter(recent.values()))[0] <= now or len(recent) > RECENT_SENDS_LIMIT):
+                recent.popitem(last=False)  # oldest first: every entry lives the same ttl
+            seen = recent.get(ref)
+            if seen is not None:
+                return [Answer(identity, wire.Ack(ref, self.edge_id, seen[1]))]
+        found, position = targets()
+        actions = deliver(self.stats, found, message.binary, message.payload, position)
+        if ref:
+            if self.send_key_ttl > 0:
+                recent[ref] = (now + self.send_key_ttl, len(found))
+            actions.append(Answer(identity, wire.Ack(ref, self.edge_id, len(found))))
         return actions
 
     def broker_message(self, message: wire.Message, position: tuple[str, int] | None = None) -> list[Action]:
@@ -561,9 +574,8 @@ class EdgeCore:
             if position is not None:
                 return self._fan_out_at(message, Position(message.group, *position))
             # No position: the sender keeps no history for this group; neither does the edge in a cluster.
-            found = self.members_of(message.group, exclude=message.exclude)
-            self.stats.frames_out += len(found)
-            return [Deliver(found, message.binary, message.payload)] if found else []
+            return deliver(self.stats, self.members_of(message.group, exclude=message.exclude), message.binary,
+                           message.payload)
         if isinstance(message, wire.SendTo):
             return self._send_to(b"", dataclasses.replace(message, ref=""))
         logger.warning("edge dropped an unexpected %s from the broker", type(message).__name__)
@@ -586,9 +598,7 @@ class EdgeCore:
             held.append((message, position))
             return []
         self._last_seen[group] = (position.epoch, position.offset)
-        targets = self._members_at(group, exclude, entry)
-        self.stats.frames_out += len(targets)
-        return [Deliver(targets, message.binary, message.payload, position)] if targets else []
+        return deliver(self.stats, self._members_at(group, exclude, entry), message.binary, message.payload, position)
 
     def _members_at(self, group: str, exclude: str, entry: tuple[bool, bytes, Position]) -> list[Connection]:
         """The open members of ``group`` that get ``entry`` (binary, payload, position) now.
@@ -611,9 +621,7 @@ class EdgeCore:
             elif conn.state is ConnectionState.OPEN:
                 targets.append(conn)
             elif conn.positions is not None and conn.state in _EARLY:
-                if conn.early is None:
-                    conn.early = []
-                conn.early.append(entry)
+                conn.keep_early([entry])
         return targets
 
     def gap_fetched(self, conn_id: str | None, group: str, epoch: str, last: int,
@@ -643,12 +651,10 @@ class EdgeCore:
         frames += [entry for entry in held if entry[2].epoch != epoch or entry[2].offset > last]
         actions: list[Action] = []
         if conn.state is ConnectionState.OPEN:
-            self.stats.frames_out += len(frames)
-            actions += [Deliver([conn], binary, payload, position) for binary, payload, position in frames]
+            for frame in frames:
+                actions += deliver(self.stats, [conn], *frame)
         elif conn.state in _EARLY:
-            if conn.early is None:
-                conn.early = []
-            conn.early += frames
+            conn.keep_early(frames)
         if conn.worker is not None and conn.state is not ConnectionState.CLOSED:
             actions.append(ToWorker(conn.worker, wire.Recovery(conn.id, group, entries is not None)))
         return actions
@@ -684,11 +690,10 @@ class EdgeCore:
             logger.warning("edge %s: messages of %s sent while the broker was away are lost; clients resync",
                            self.edge_id, group)
             told = [conn for conn in members if conn.positions is not None]
-            if told:
-                actions.append(Deliver(told, False, b"", Position(group, epoch, last, resync=True)))
+            actions += deliver(self.stats, told, False, b"", Position(group, epoch, last, resync=True))
         else:
-            actions += [Deliver(members, binary, payload, Position(group, epoch, offset))
-                        for offset, binary, payload in entries if members]
+            for offset, binary, payload in entries:
+                actions += deliver(self.stats, members, binary, payload, Position(group, epoch, offset))
         if epoch:
             self._last_seen[group] = (epoch, last)
         for message, position in held:
@@ -701,9 +706,7 @@ class EdgeCore:
                 if (conn is not None and conn.state is ConnectionState.OPEN and conn_id != message.exclude
                         and (position.epoch != their_epoch or position.offset > their_last)):
                     targets.append(conn)
-            if targets:
-                actions.append(Deliver(targets, message.binary, message.payload, position))
-        self.stats.frames_out += sum(len(a.targets) for a in actions)
+            actions += deliver(self.stats, targets, message.binary, message.payload, position)
         return actions
 
     def _presence(self, identity: bytes, message: wire.Presence) -> list[Action]:
@@ -770,12 +773,10 @@ class EdgeCore:
             frames = [(e.binary, e.payload, Position(group, here.epoch, e.offset)) for e in entries]
         actions: list[Action] = []
         if conn.state is ConnectionState.OPEN:
-            self.stats.frames_out += len(frames)
-            actions += [Deliver([conn], binary, payload, position) for binary, payload, position in frames]
-        elif frames:
-            if conn.early is None:
-                conn.early = []
-            conn.early += frames
+            for frame in frames:
+                actions += deliver(self.stats, [conn], *frame)
+        else:
+            conn.keep_early(frames)
         if conn.worker is not None:
             actions.append(ToWorker(conn.worker, wire.Recovery(conn.id, group, entries is not None)))
         return actions

@@ -19,7 +19,7 @@ if typing.TYPE_CHECKING:  # pragma: no cover
     from django_ws import wire
 
     from ..history import Position
-    from .records import Connection, WorkerState
+    from .records import Connection, Stats, WorkerState
 
 __all__ = [
     "Acknowledge",
@@ -37,6 +37,7 @@ __all__ = [
     "Unsubscribe",
     "Upgrade",
     "WorkerChanged",
+    "deliver",
 ]
 
 
@@ -189,3 +190,12 @@ class WorkerChanged(Action):
 
     what: str
     worker: WorkerState
+
+
+def deliver(stats: Stats, targets: list[Connection], binary: bool, payload: bytes, position: Position | None = None
+            ) -> list[Action]:
+    """The Deliver of one message to ``targets``, counted in ``stats.frames_out``; no action without a target."""
+    if not targets:
+        return []
+    stats.frames_out += len(targets)
+    return [Deliver(targets, binary, payload, position)]

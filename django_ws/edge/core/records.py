@@ -78,6 +78,15 @@ class Connection:
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.state.value} route={self.route!r}>"
 
+    def keep_early(self, frames: list[tuple[bool, bytes, Position | None]]) -> None:
+        """Keep ``frames`` (binary, payload, position) for right after the upgrade, behind those kept before."""
+        if not frames:
+            return
+        if self.early is None:
+            self.early = list(frames)
+        else:
+            self.early += frames
+
 
 class WorkerState:
     """What the edge knows of one worker: liveness, capacity, its connections."""
