@@ -70,6 +70,7 @@ from .actions import (
     WorkerChanged,
     deliver,
 )
+from .lifecycle import OPEN, Lifecycle, awaits_worker, ended, is_open, may_join, waits_for_upgrade
 from .records import Connection, ConnectionState, Stats, WorkerState
 
 __all__ = [
@@ -151,7 +152,7 @@ class EdgeCore:
         #: the edge's route table may be stale, so a path it does not know goes to a
         #: worker, which answers 404 itself if the new code has no such route.
         self.routes_from_workers = False
-        self._open = 0
+        self.lifecycle = Lifecycle()
         self._on_reply = {
             wire.Send: self._send, wire.GroupSend: self._group_send, wire.SendTo: self._send_to,
             wire.Presence: self._presence, wire.Accept: self._accept, wire.Deny: self._deny,
@@ -164,12 +165,12 @@ class EdgeCore:
     @property
     def open_count(self) -> int:
         """Connections in the OPEN state."""
-        return self._open
+        return self.lifecycle.open_count
 
     @property
     def handshakes_pending(self) -> int:
         """Connections waiting for a worker's answer."""
-        return sum(1 for c in self.connections.values() if c.state is ConnectionState.CONNECTING)
+        return sum(1 for c in self.connections.values() if awaits_worker(c))
 
     # -- handshakes ---------------------------------------------------------------
 
@@ -214,9 +215,8 @@ class EdgeCore:
                 # Upgrade, then close with 1013: a browser sees a close code
                 # (an HTTP status never reaches page JavaScript).
                 self.stats.refused[CloseCode.TRY_AGAIN_LATER] += 1
-                conn.state = ConnectionState.UPGRADING
-                conn.request = None
-                conn.close_after_upgrade = (CloseCode.TRY_AGAIN_LATER, "all workers at capacity")
+                self.lifecycle.accept(conn)
+                self.lifecycle.start_close(conn, CloseCode.TRY_AGAIN_LATER, "all workers at capacity")
                 return [Upgrade(conn, "")]
             return self._refuse(conn, 503, "no worker available")
         conn.attempts += 1
@@ -234,7 +234,7 @@ class EdgeCore:
 
     def handshake_timed_out(self, conn: Connection) -> list[Action]:
         """The worker did not answer within WS_HANDSHAKE_TIMEOUT."""
-        if conn.state is not ConnectionState.CONNECTING:
+        if not awaits_worker(conn):
             return []
         worker_id = conn.worker.worker_id if conn.worker else "?"
         logger.warning("worker %s did not answer the handshake of %s in time", worker_id, conn.id)
@@ -242,15 +242,13 @@ class EdgeCore:
 
     def _accept(self, identity: bytes, message: wire.Accept) -> list[Action]:
         conn = self.connections.get(message.conn_id)
-        if conn is None or conn.state is not ConnectionState.CONNECTING:
+        if conn is None or not self.lifecycle.accept(conn):
             return []
-        conn.state = ConnectionState.UPGRADING
-        conn.request = None
         return [Upgrade(conn, message.subprotocol)]
 
     def _deny(self, identity: bytes, message: wire.Deny) -> list[Action]:
         conn = self.connections.get(message.conn_id)
-        if conn is None or conn.state is not ConnectionState.CONNECTING:
+        if conn is None or not awaits_worker(conn):
             return []
         return self._refuse(conn, message.status, message.reason or "denied")
 
@@ -265,10 +263,8 @@ class EdgeCore:
 
     def opened(self, conn: Connection) -> list[Action]:
         """The transport completed the upgrade."""
-        if conn.state is not ConnectionState.UPGRADING:
+        if not self.lifecycle.upgraded(conn):
             return []
-        conn.state = ConnectionState.OPEN
-        self._open += 1
         if conn.close_after_upgrade is not None:
             # Closed by the worker right after accepting (it was full, on_connect's
             # handler failed at once, or it was lost): close on open.
@@ -310,7 +306,7 @@ class EdgeCore:
 
     def _admit(self, conn: Connection, payload: bytes) -> list[Action] | None:
         """None if the client's message may go to its worker; else what follows instead (maybe nothing)."""
-        if conn.state is not ConnectionState.OPEN:
+        if not is_open(conn):
             return []  # this side is closing: the handler must not see a gap, then more
         worker = conn.worker
         if worker is None:
@@ -361,24 +357,14 @@ class EdgeCore:
         return self._end(conn, code, reason)
 
     def _start_close(self, conn: Connection, code: int, reason: str, fail: bool = False) -> list[Action]:
-        state = conn.state
-        if state is ConnectionState.UPGRADING:
-            conn.close_after_upgrade = (code, reason)
+        if not self.lifecycle.start_close(conn, code, reason):
             return []
-        if state is not ConnectionState.OPEN:
-            return []
-        conn.state = ConnectionState.CLOSING
-        self._open -= 1
-        conn.close_sent = (int(code), reason)
         return [CloseClient(conn, int(code), reason, fail)]
 
     def _end(self, conn: Connection, code: int, reason: str, count: bool = True) -> list[Action]:
         """Forget ``conn``: its groups, its record; tell its worker. Idempotent."""
-        if conn.state is ConnectionState.CLOSED:
+        if not self.lifecycle.end(conn):
             return []
-        if conn.state is ConnectionState.OPEN:
-            self._open -= 1
-        conn.state = ConnectionState.CLOSED
         self.connections.pop(conn.id, None)
         if conn.address is not None:
             self.address_limits.release(conn.address)
@@ -435,7 +421,7 @@ class EdgeCore:
 
     def _watch(self, identity: bytes, message: wire.Watch) -> list[Action]:
         conn = self.connections.get(message.conn_id)
-        if conn is None or conn.state not in _MAY_JOIN:
+        if conn is None or not may_join(conn):
             return []
         if not message.watch:
             return self._unwatch(conn, message.group)
@@ -489,9 +475,9 @@ class EdgeCore:
         if conn is None:
             logger.debug("send to gone connection %s dropped", message.conn_id)
             return []
-        if conn.state is ConnectionState.OPEN:
+        if is_open(conn):
             return deliver(self.stats, [conn], message.binary, message.payload)
-        if conn.state in (ConnectionState.CONNECTING, ConnectionState.UPGRADING):
+        if waits_for_upgrade(conn):
             # Sent from on_connect: the client gets it first thing after the upgrade.
             conn.keep_early([(message.binary, message.payload, None)])
         return []
@@ -518,20 +504,20 @@ class EdgeCore:
         members = self.groups.get(group)
         if not members:
             return []
-        open_ = ConnectionState.OPEN
         connections = self.connections
         targets = []
         for conn_id in members:
             if conn_id != exclude:
                 conn = connections.get(conn_id)
-                if conn is not None and conn.state is open_:
+                # is_open(conn), inlined: this runs once per member and message.
+                if conn is not None and conn.state is OPEN:
                     targets.append(conn)
         return targets
 
     def _send_to(self, identity: bytes, message: wire.SendTo) -> list[Action]:
         def target() -> tuple[list[Connection], None]:
             conn = self.connections.get(message.conn_id)
-            return ([conn] if conn is not None and conn.state is ConnectionState.OPEN else []), None
+            return ([conn] if conn is not None and is_open(conn) else []), None
 
         return self._once(identity, message, target)
 
@@ -618,9 +604,9 @@ class EdgeCore:
                 continue
             if conn.holding is not None and group in conn.holding:
                 conn.holding[group].append(entry)
-            elif conn.state is ConnectionState.OPEN:
+            elif conn.state is OPEN:  # is_open(conn), inlined: this runs once per member and message
                 targets.append(conn)
-            elif conn.positions is not None and conn.state in _EARLY:
+            elif conn.positions is not None and waits_for_upgrade(conn):
                 conn.keep_early([entry])
         return targets
 
@@ -650,12 +636,12 @@ class EdgeCore:
             frames = [(binary, payload, Position(group, epoch, offset)) for offset, binary, payload in entries]
         frames += [entry for entry in held if entry[2].epoch != epoch or entry[2].offset > last]
         actions: list[Action] = []
-        if conn.state is ConnectionState.OPEN:
+        if is_open(conn):
             for frame in frames:
                 actions += deliver(self.stats, [conn], *frame)
-        elif conn.state in _EARLY:
+        elif waits_for_upgrade(conn):
             conn.keep_early(frames)
-        if conn.worker is not None and conn.state is not ConnectionState.CLOSED:
+        if conn.worker is not None and not ended(conn):
             actions.append(ToWorker(conn.worker, wire.Recovery(conn.id, group, entries is not None)))
         return actions
 
@@ -703,7 +689,7 @@ class EdgeCore:
             targets = [conn for conn in members if conn.id != message.exclude]
             for conn_id, (their_epoch, their_last) in recovered.items():
                 conn = self.connections.get(conn_id)
-                if (conn is not None and conn.state is ConnectionState.OPEN and conn_id != message.exclude
+                if (conn is not None and is_open(conn) and conn_id != message.exclude
                         and (position.epoch != their_epoch or position.offset > their_last)):
                     targets.append(conn)
             actions += deliver(self.stats, targets, message.binary, message.payload, position)
@@ -715,7 +701,7 @@ class EdgeCore:
 
     def _event_ack(self, identity: bytes, message: wire.EventAck) -> list[Action]:
         conn = self.connections.get(message.conn_id)
-        if conn is None or conn.state is not ConnectionState.OPEN:
+        if conn is None or not is_open(conn):
             return []
         return [Acknowledge(conn, message.ack, message.payload)]
 
@@ -727,7 +713,7 @@ class EdgeCore:
 
     def _join(self, identity: bytes, message: wire.Join) -> list[Action]:
         conn = self.connections.get(message.conn_id)
-        if conn is not None and conn.state in _MAY_JOIN:
+        if conn is not None and may_join(conn):
             actions: list[Action] = []
             members = self.groups.get(message.group)
             if members is None:
@@ -772,7 +758,7 @@ class EdgeCore:
         else:
             frames = [(e.binary, e.payload, Position(group, here.epoch, e.offset)) for e in entries]
         actions: list[Action] = []
-        if conn.state is ConnectionState.OPEN:
+        if is_open(conn):
             for frame in frames:
                 actions += deliver(self.stats, [conn], *frame)
         else:
@@ -854,7 +840,7 @@ class EdgeCore:
 
     def _retry(self, conn: Connection) -> list[Action]:
         """The worker asked to take ``conn`` vanished before answering: ask the next one."""
-        if conn.state is not ConnectionState.CONNECTING:
+        if not awaits_worker(conn):
             return []
         conn.worker = None
         if conn.attempts >= HANDSHAKE_ATTEMPTS:
@@ -876,7 +862,7 @@ class EdgeCore:
             conn = self.connections.get(conn_id)
             if conn is None:
                 continue
-            if conn.state is ConnectionState.CONNECTING:
+            if awaits_worker(conn):
                 actions += self._retry(conn)
             else:
                 conn.worker = None
@@ -892,9 +878,3 @@ class EdgeCore:
         for conn in list(self.connections.values()):
             actions += self._start_close(conn, CloseCode.GOING_AWAY, "server shutdown")
         return actions
-
-
-#: States in which a handler's join() counts (from on_connect, or once open).
-_MAY_JOIN = (ConnectionState.CONNECTING, ConnectionState.UPGRADING, ConnectionState.OPEN)
-#: States in which what a connection is sent waits in ``early`` for the upgrade.
-_EARLY = (ConnectionState.CONNECTING, ConnectionState.UPGRADING)
