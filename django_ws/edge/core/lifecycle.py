@@ -30,9 +30,12 @@ from __future__ import annotations
 
 import enum
 
+from django_ws.codes import CloseCode
+
 from .records import Connection, ConnectionState
 
-__all__ = ["OPEN", "TRANSITIONS", "Event", "Lifecycle", "awaits_worker", "ended", "is_open", "may_join", "waits_for_upgrade"]
+__all__ = ["OPEN", "TRANSITIONS", "Event", "Lifecycle", "awaits_worker", "ended", "ending", "is_open", "may_join",
+           "waits_for_upgrade"]
 
 CONNECTING, UPGRADING, OPEN = ConnectionState.CONNECTING, ConnectionState.UPGRADING, ConnectionState.OPEN
 CLOSING, CLOSED = ConnectionState.CLOSING, ConnectionState.CLOSED
@@ -108,6 +111,21 @@ class Lifecycle:
     def end(self, conn: Connection) -> bool:
         """``conn`` is gone (its transport ended, its handshake was refused): CLOSED. False if it was already."""
         return self._apply(conn, Event.ENDED)
+
+
+def ending(conn: Connection, received: tuple[int, str] | None, clean: bool) -> tuple[int, str]:
+    """The (code, reason) a connection ended with, for the stats and the worker's on_close.
+
+    The close this side started, else the client's close (``received``),
+    else 1005 for a close frame without a code (``clean``), else 1006.
+    """
+    if conn.close_sent is not None:
+        return conn.close_sent
+    if received is not None:
+        return received
+    if clean:
+        return CloseCode.NO_STATUS, ""
+    return CloseCode.ABNORMAL, "connection dropped without a close frame"
 
 
 def awaits_worker(conn: Connection) -> bool:
