@@ -40,12 +40,15 @@ event by event in tests/unit/test_edge_core.py.
 The modules, one job each (none imports Tornado, ZeroMQ or asyncio):
 
 - :mod:`.edge_core`: :class:`EdgeCore`, the one object events go into: the
-  connection table, handshakes and closes, groups, recovery, sends;
+  connection table, handshakes and closes, sends and their de-duplication;
 - :mod:`.records`: :class:`Connection`, :class:`WorkerState`,
   :class:`ConnectionState`, :class:`Stats`;
 - :mod:`.actions`: what the core returns, slotted dataclasses;
 - :mod:`.lifecycle`: every rule of a connection's state, in one table;
 - :mod:`.workers`: the workers, their liveness, and placement on them;
+- :mod:`.groups`: membership, watchers, plain fan-out;
+- :mod:`.recovery`: group messages with positions, gaps replayed or fetched,
+  the catch-up after an outage of the broker;
 - :mod:`.admission`: the rate limits, at the handshake and per message.
 """
 

@@ -18,22 +18,19 @@ from .actions import (
     Acknowledge,
     Action,
     Answer,
-    CatchUp,
     CloseClient,
-    FetchGap,
     Forward,
-    MemberChanged,
     Refuse,
-    Subscribe,
     ToWorker,
-    Unsubscribe,
     Upgrade,
     WorkerChanged,
     deliver,
 )
 from .admission import Admission
-from .lifecycle import OPEN, Lifecycle, awaits_worker, ended, ending, is_open, may_join, waits_for_upgrade
+from .groups import Groups
+from .lifecycle import Lifecycle, awaits_worker, ending, is_open, may_join, waits_for_upgrade
 from .records import Connection, Stats, WorkerState
+from .recovery import Recovery
 from .workers import Workers
 
 logger = logging.getLogger("django_ws.edge")
@@ -49,6 +46,12 @@ class EdgeCore:
 
     ``resolve(route)`` says whether a route exists (the mount's resolver);
     ``clock`` gives monotonic seconds (tests pass their own).
+
+    It keeps the connection table, and places, opens and closes connections;
+    each other job is a collaborator it owns, sharing that table:
+    ``lifecycle`` (every state rule), ``pool`` (the workers), ``members``
+    (groups and watchers), ``recovery`` (positions, gaps, catch-up) and
+    ``admission`` (rate limits).
     """
 
     def __init__(self, *, resolve: typing.Callable[[str], object], heartbeat_timeout: float,
@@ -65,36 +68,33 @@ class EdgeCore:
         self.connections: dict[str, Connection] = {}
         self.pool = Workers(self.edge_id, clock)
         self.workers: dict[bytes, WorkerState] = self.pool.workers
-        self.groups: dict[str, set[str]] = {}
-        #: group -> the connections whose handlers watch its joins and leaves (Watch).
-        self.watchers: dict[str, set[str]] = {}
         #: Cluster mode: group messages come from the broker, which must hear of joins and leaves.
         self.cluster = cluster
-        #: Cluster mode: the last position received of each group with history and members here,
-        #: and the live messages of groups being caught up after an outage (see broker_resumed).
-        self._last_seen: dict[str, tuple[str, int]] = {}
-        self._catching_up: dict[str, list[tuple[wire.GroupSend, Position]]] = {}
-        #: group being caught up -> connection id -> (epoch, offset) it recovered to meanwhile, on its own.
-        self._recovered_meanwhile: dict[str, dict[str, tuple[str, int]]] = {}
         #: The groups' history (WS_GROUP_HISTORY); falsy when no pattern is set.
         self.history = history if history is not None else History([], clock=clock)
         self.stats = Stats()
-        #: The rate limits of docs/security.rst (all off by default here; the edge passes the settings).
-        self.admission = Admission(limits or LimitSettings(), self.stats, clock)
-        self.limit_settings, self.address_limits = self.admission.settings, self.admission.address_limits
+        self.lifecycle = Lifecycle()
+        self.members = Groups(self.connections, cluster, self.edge_id)
+        #: group -> the ids of its members here; group -> the ids of its watchers (the same dicts as members').
+        self.groups, self.watchers = self.members.groups, self.members.watchers
+        self.recovery = Recovery(self.connections, self.members, self.history, self.stats, cluster, self.edge_id)
+        self.members.on_leave = self.recovery.left
         #: Idempotency keys of recent sends (their ref) -> (expiry, clients reached): see _once.
         self._recent_sends: collections.OrderedDict[str, tuple[float, int]] = collections.OrderedDict()
         self.send_key_ttl = send_key_ttl
+        #: The rate limits of docs/security.rst (all off by default here; the edge passes the settings).
+        self.admission = Admission(limits or LimitSettings(), self.stats, clock)
+        self.limit_settings, self.address_limits = self.admission.settings, self.admission.address_limits
         #: Set once the workers were restarted with code the edge has not loaded (SIGHUP):
         #: the edge's route table may be stale, so a path it does not know goes to a
         #: worker, which answers 404 itself if the new code has no such route.
         self.routes_from_workers = False
-        self.lifecycle = Lifecycle()
+        members = self.members
         self._on_reply = {
             wire.Send: self._send, wire.GroupSend: self._group_send, wire.SendTo: self._send_to,
-            wire.Presence: self._presence, wire.Accept: self._accept, wire.Deny: self._deny,
-            wire.Close: self._close, wire.Join: self._join, wire.Leave: self._leave, wire.Watch: self._watch,
-            wire.EventAck: self._event_ack,
+            wire.EventAck: self._event_ack, wire.Presence: members.presence, wire.Watch: members.watch,
+            wire.Leave: members.leave, wire.Join: self._join,
+            wire.Accept: self._accept, wire.Deny: self._deny, wire.Close: self._close,
         }
 
     # -- figures ----------------------------------------------------------------
@@ -108,6 +108,10 @@ class EdgeCore:
     def handshakes_pending(self) -> int:
         """Connections waiting for a worker's answer."""
         return sum(1 for c in self.connections.values() if awaits_worker(c))
+
+    def members_of(self, group: str, exclude: str = "") -> list[Connection]:
+        """The open connections of ``group`` (but ``exclude``)."""
+        return self.members.members_of(group, exclude)
 
     # -- handshakes ---------------------------------------------------------------
 
@@ -279,89 +283,13 @@ class EdgeCore:
         self.admission.release(conn)
         if count:
             self.stats.closed_by_code[code] += 1
-        actions: list[Action] = []
-        if conn.watching:
-            for group in list(conn.watching):
-                actions += self._unwatch(conn, group)
-        if conn.groups:
-            for group in conn.groups:
-                actions += self._remove_member(conn, group)
-            conn.groups = None
+        actions = self.members.drop(conn)
         conn.early = None
         worker = conn.worker
         if worker is not None and self.pool.current(worker):
             worker.connections.discard(conn.id)
             actions.append(ToWorker(worker, wire.Disconnect(conn.id, conn.route, int(code), reason)))
         return actions
-
-    def _remove_member(self, conn: Connection, group: str) -> list[Action]:
-        """Take ``conn`` out of ``group`` (its own ``groups`` is the caller's business)."""
-        members = self.groups.get(group)
-        if members is None or conn.id not in members:
-            return []
-        members.discard(conn.id)
-        if conn.holding is not None:
-            conn.holding.pop(group, None)
-            if not conn.holding:
-                conn.holding = None
-        actions = self._presence_changed(group, [], [conn.id]) if self.watchers else []
-        if self.cluster:
-            actions.append(MemberChanged(group, conn.id, False))
-        if not members:
-            del self.groups[group]
-            if self.cluster:
-                self._last_seen.pop(group, None)  # no member left to catch up
-                actions.append(Unsubscribe(group))
-        return actions
-
-    def _presence_changed(self, group: str, joined: list[str], left: list[str]) -> list[Action]:
-        """Tell the handlers watching ``group`` who joined and who left it."""
-        watchers = self.watchers.get(group)
-        if not watchers:
-            return []
-        diff = {"joined": joined, "left": left}
-        actions: list[Action] = []
-        for conn_id in watchers:
-            conn = self.connections.get(conn_id)
-            if conn is not None and conn.worker is not None:
-                actions.append(ToWorker(conn.worker, wire.PresenceDiff(conn_id, group, diff)))
-        return actions
-
-    def _watch(self, identity: bytes, message: wire.Watch) -> list[Action]:
-        conn = self.connections.get(message.conn_id)
-        if conn is None or not may_join(conn):
-            return []
-        if not message.watch:
-            return self._unwatch(conn, message.group)
-        watchers = self.watchers.get(message.group)
-        actions: list[Action] = []
-        if watchers is None:
-            watchers = self.watchers[message.group] = set()
-            if self.cluster:
-                actions.append(Subscribe(message.group, presence=True))
-        watchers.add(conn.id)
-        if conn.watching is None:
-            conn.watching = set()
-        conn.watching.add(message.group)
-        return actions
-
-    def _unwatch(self, conn: Connection, group: str) -> list[Action]:
-        if conn.watching:
-            conn.watching.discard(group)
-        watchers = self.watchers.get(group)
-        if watchers is None or conn.id not in watchers:
-            return []
-        watchers.discard(conn.id)
-        if watchers:
-            return []
-        del self.watchers[group]
-        return [Unsubscribe(group, presence=True)] if self.cluster else []
-
-    def remote_presence(self, group: str, edge_id: str, joined: list[str], left: list[str]) -> list[Action]:
-        """Cluster mode: joins and leaves on another edge, for the handlers here that watch ``group``."""
-        if edge_id == self.edge_id:
-            return []  # this edge's own, told when they happened
-        return self._presence_changed(group, joined, left)
 
     # -- from workers and senders (the sub endpoint) -------------------------------------
 
@@ -389,34 +317,7 @@ class EdgeCore:
     def _group_send(self, identity: bytes, message: wire.GroupSend) -> list[Action]:
         if not self.history:
             return self._once(identity, message, lambda: (self.members_of(message.group, exclude=message.exclude), None))
-        return self._once(identity, message, lambda: self._fan_out(message))
-
-    def _fan_out(self, message: wire.GroupSend) -> tuple[list[Connection], Position | None]:
-        """The open members of a group that may keep history; the message is kept first, if it does.
-
-        Members that asked for positions and are still in their handshake (a
-        replay waits for them in ``early``) get it after that replay: between
-        their join and their upgrade, nothing sent to the group falls in a gap.
-        """
-        position = self.history.record(message.group, message.binary, message.payload)
-        if position is None:
-            return self.members_of(message.group, exclude=message.exclude), None
-        return self._members_at(message.group, message.exclude, (message.binary, message.payload, position)), position
-
-    def members_of(self, group: str, exclude: str = "") -> list[Connection]:
-        """The open connections of ``group`` (but ``exclude``)."""
-        members = self.groups.get(group)
-        if not members:
-            return []
-        connections = self.connections
-        targets = []
-        for conn_id in members:
-            if conn_id != exclude:
-                conn = connections.get(conn_id)
-                # is_open(conn), inlined: this runs once per member and message.
-                if conn is not None and conn.state is OPEN:
-                    targets.append(conn)
-        return targets
+        return self._once(identity, message, lambda: self.recovery.fan_out(message))
 
     def _send_to(self, identity: bytes, message: wire.SendTo) -> list[Action]:
         def target() -> tuple[list[Connection], None]:
@@ -453,156 +354,6 @@ class EdgeCore:
             actions.append(Answer(identity, wire.Ack(ref, self.edge_id, len(found))))
         return actions
 
-    def broker_message(self, message: wire.Message, position: tuple[str, int] | None = None) -> list[Action]:
-        """Cluster mode: a message the broker carried (a group's, or one for a connection here).
-
-        ``position``: the (epoch, offset) the broker gave a message of a group
-        with history. The broker already kept idempotency keys (a repeat is
-        never published), so nothing is acknowledged or remembered here.
-        """
-        if isinstance(message, wire.GroupSend):
-            if position is not None:
-                return self._fan_out_at(message, Position(message.group, *position))
-            # No position: the sender keeps no history for this group; neither does the edge in a cluster.
-            return deliver(self.stats, self.members_of(message.group, exclude=message.exclude), message.binary,
-                           message.payload)
-        if isinstance(message, wire.SendTo):
-            return self._send_to(b"", dataclasses.replace(message, ref=""))
-        logger.warning("edge dropped an unexpected %s from the broker", type(message).__name__)
-        return []
-
-    def _fan_out_at(self, message: wire.GroupSend, position: Position) -> list[Action]:
-        """A group message whose position the broker assigned: to the open members, in order.
-
-        A member still in its handshake that asked for positions gets it after
-        its upgrade; one whose gap the broker is being asked for gets it after
-        that gap (see gap_fetched).
-        """
-        members = self.groups.get(message.group)
-        if not members:
-            return []
-        group, exclude = message.group, message.exclude
-        entry = (message.binary, message.payload, position)
-        held = self._catching_up.get(group)
-        if held is not None:
-            held.append((message, position))
-            return []
-        self._last_seen[group] = (position.epoch, position.offset)
-        return deliver(self.stats, self._members_at(group, exclude, entry), message.binary, message.payload, position)
-
-    def _members_at(self, group: str, exclude: str, entry: tuple[bool, bytes, Position]) -> list[Connection]:
-        """The open members of ``group`` that get ``entry`` (binary, payload, position) now.
-
-        The others get it later, in order: a member still in its handshake
-        that asked for positions after its upgrade (``early``: between its join
-        and its upgrade nothing falls in a gap), and one whose gap the broker is
-        being asked for after that gap (``holding``, cluster mode).
-        """
-        targets: list[Connection] = []
-        connections = self.connections
-        for conn_id in self.groups.get(group, ()):
-            if conn_id == exclude:
-                continue
-            conn = connections.get(conn_id)
-            if conn is None:
-                continue
-            if conn.holding is not None and group in conn.holding:
-                conn.holding[group].append(entry)
-            elif conn.state is OPEN:  # is_open(conn), inlined: this runs once per member and message
-                targets.append(conn)
-            elif conn.positions is not None and waits_for_upgrade(conn):
-                conn.keep_early([entry])
-        return targets
-
-    def gap_fetched(self, conn_id: str | None, group: str, epoch: str, last: int,
-                    entries: list[tuple[int, bool, bytes]] | None) -> list[Action]:
-        """Cluster mode: the broker answered a FetchGap: the group stands at ``(epoch, last)``.
-
-        ``entries``: (offset, binary, payload) of every message after the
-        client's position, or None when they are no longer all kept (or the
-        broker could not be asked): the client is told to resync. Then come
-        the live messages held meanwhile, but those the replay already held.
-        """
-        if conn_id is None:
-            return self._caught_up(group, epoch, last, entries)
-        conn = self.connections.get(conn_id)
-        if conn is None or conn.holding is None or group not in conn.holding:
-            return []  # closed, or left the group, meanwhile
-        held = conn.holding.pop(group)
-        if not conn.holding:
-            conn.holding = None
-        if group in self._catching_up:
-            # The edge's own catch-up of this group is under way: it must not tell this client again.
-            self._recovered_meanwhile.setdefault(group, {})[conn.id] = (epoch, last)
-        if entries is None:
-            frames = [(False, b"", Position(group, epoch, last, resync=True))]
-        else:
-            frames = [(binary, payload, Position(group, epoch, offset)) for offset, binary, payload in entries]
-        frames += [entry for entry in held if entry[2].epoch != epoch or entry[2].offset > last]
-        actions: list[Action] = []
-        if is_open(conn):
-            for frame in frames:
-                actions += deliver(self.stats, [conn], *frame)
-        elif waits_for_upgrade(conn):
-            conn.keep_early(frames)
-        if conn.worker is not None and not ended(conn):
-            actions.append(ToWorker(conn.worker, wire.Recovery(conn.id, group, entries is not None)))
-        return actions
-
-    def broker_resumed(self) -> list[Action]:
-        """Cluster mode: the broker is back after an outage; catch up the groups with history here.
-
-        Their live messages are held until the broker says what this edge
-        may have missed (a CatchUp each): every member then gets that first,
-        or, if it is no longer kept, each client that asked for positions the
-        resync signal, as after any gap the history cannot fill.
-        """
-        actions: list[Action] = []
-        for group in self.groups:
-            if group in self._catching_up or self.history.bound_for(group) is None:
-                continue
-            self._catching_up[group] = []
-            # No message received yet since its first member joined here: where it stood is not
-            # known, so whatever was sent meanwhile cannot be told apart: its clients resync.
-            actions.append(CatchUp(group, *self._last_seen.get(group, ("", 0))))
-        return actions
-
-    def _caught_up(self, group: str, epoch: str, last: int, entries: list[tuple[int, bool, bytes]] | None
-                   ) -> list[Action]:
-        held = self._catching_up.pop(group, None)
-        if held is None:
-            return []
-        recovered = self._recovered_meanwhile.pop(group, {})
-        members = [conn for conn in self.members_of(group)
-                   if not (conn.holding and group in conn.holding) and conn.id not in recovered]
-        actions: list[Action] = []
-        if entries is None:
-            logger.warning("edge %s: messages of %s sent while the broker was away are lost; clients resync",
-                           self.edge_id, group)
-            told = [conn for conn in members if conn.positions is not None]
-            actions += deliver(self.stats, told, False, b"", Position(group, epoch, last, resync=True))
-        else:
-            for offset, binary, payload in entries:
-                actions += deliver(self.stats, members, binary, payload, Position(group, epoch, offset))
-        if epoch:
-            self._last_seen[group] = (epoch, last)
-        for message, position in held:
-            if position.epoch == epoch and position.offset <= last:
-                continue  # in the catch-up already
-            self._last_seen[group] = (position.epoch, position.offset)
-            targets = [conn for conn in members if conn.id != message.exclude]
-            for conn_id, (their_epoch, their_last) in recovered.items():
-                conn = self.connections.get(conn_id)
-                if (conn is not None and is_open(conn) and conn_id != message.exclude
-                        and (position.epoch != their_epoch or position.offset > their_last)):
-                    targets.append(conn)
-            actions += deliver(self.stats, targets, message.binary, message.payload, position)
-        return actions
-
-    def _presence(self, identity: bytes, message: wire.Presence) -> list[Action]:
-        members = sorted(self.groups.get(message.group, ()))
-        return [Answer(identity, wire.Members(message.ref, self.edge_id, {"ids": members}))]
-
     def _event_ack(self, identity: bytes, message: wire.EventAck) -> list[Action]:
         conn = self.connections.get(message.conn_id)
         if conn is None or not is_open(conn):
@@ -617,67 +368,44 @@ class EdgeCore:
 
     def _join(self, identity: bytes, message: wire.Join) -> list[Action]:
         conn = self.connections.get(message.conn_id)
-        if conn is not None and may_join(conn):
-            actions: list[Action] = []
-            members = self.groups.get(message.group)
-            if members is None:
-                members = self.groups[message.group] = set()
-                if self.cluster:
-                    actions.append(Subscribe(message.group))
-            if conn.id not in members:
-                if self.cluster:
-                    actions.append(MemberChanged(message.group, conn.id, True))
-                if self.watchers:
-                    actions += self._presence_changed(message.group, [conn.id], [])
-            members.add(conn.id)
-            if conn.groups is None:
-                conn.groups = set()
-            conn.groups.add(message.group)
-            positions = conn.positions
-            if positions is not None and message.group in positions.positions:
-                epoch, offset = positions.positions.pop(message.group)
-                if self.cluster and self.history.bound_for(message.group) is not None:
-                    # The broker keeps this history: ask it, and hold the live messages meanwhile.
-                    if conn.holding is None:
-                        conn.holding = {}
-                    conn.holding[message.group] = []
-                    actions.append(FetchGap(conn, message.group, epoch, offset))
-                else:
-                    actions += self._recover(conn, message.group, epoch, offset)
-            return actions
+        if conn is None or not may_join(conn):
+            return []
+        return self.members.join(conn, message.group) + self.recovery.joined(conn, message.group)
+
+    # -- from the broker (cluster mode) -----------------------------------------------------
+
+    def broker_message(self, message: wire.Message, position: tuple[str, int] | None = None) -> list[Action]:
+        """Cluster mode: a message the broker carried (a group's, or one for a connection here).
+
+        ``position``: the (epoch, offset) the broker gave a message of a group
+        with history. The broker already kept idempotency keys (a repeat is
+        never published), so nothing is acknowledged or remembered here.
+        """
+        if isinstance(message, wire.GroupSend):
+            if position is not None:
+                return self.recovery.fan_out_at(message, Position(message.group, *position))
+            # No position: the sender keeps no history for this group; neither does the edge in a cluster.
+            return deliver(self.stats, self.members_of(message.group, exclude=message.exclude), message.binary,
+                           message.payload)
+        if isinstance(message, wire.SendTo):
+            return self._send_to(b"", dataclasses.replace(message, ref=""))
+        logger.warning("edge dropped an unexpected %s from the broker", type(message).__name__)
         return []
 
-    def _recover(self, conn: Connection, group: str, epoch: str, offset: int) -> list[Action]:
-        """``conn`` joined ``group``, for which its client presented ``(epoch, offset)``: replay the gap, or say resync.
+    def gap_fetched(self, conn_id: str | None, group: str, epoch: str, last: int,
+                    entries: list[tuple[int, bool, bytes]] | None) -> list[Action]:
+        """Cluster mode: the broker answered a FetchGap for ``conn_id`` (None: a CatchUp); see Recovery.gap_fetched."""
+        return self.recovery.gap_fetched(conn_id, group, epoch, last, entries)
 
-        Done here, in the join's own event, so that no message of the group
-        can come between the replay and the live ones: the live ones are
-        delivered by later events, and find the connection a member already.
-        Its worker hears the outcome (wire.Recovery) for the handler's hooks.
-        """
-        entries, here = self.history.replay(group, epoch, offset)
-        if entries is None:
-            logger.debug("connection %s: gap in %s after %s:%d not covered; resync", conn.id, group, epoch, offset)
-            frames = [(False, b"", here)]
-        else:
-            frames = [(e.binary, e.payload, Position(group, here.epoch, e.offset)) for e in entries]
-        actions: list[Action] = []
-        if is_open(conn):
-            for frame in frames:
-                actions += deliver(self.stats, [conn], *frame)
-        else:
-            conn.keep_early(frames)
-        if conn.worker is not None:
-            actions.append(ToWorker(conn.worker, wire.Recovery(conn.id, group, entries is not None)))
-        return actions
+    def broker_resumed(self) -> list[Action]:
+        """Cluster mode: the broker is back after an outage; catch up the groups with history here (see Recovery)."""
+        return self.recovery.broker_resumed()
 
-    def _leave(self, identity: bytes, message: wire.Leave) -> list[Action]:
-        conn = self.connections.get(message.conn_id)
-        if conn is None:
-            return []
-        if conn.groups:
-            conn.groups.discard(message.group)
-        return self._remove_member(conn, message.group)
+    def remote_presence(self, group: str, edge_id: str, joined: list[str], left: list[str]) -> list[Action]:
+        """Cluster mode: joins and leaves on another edge, for the handlers here that watch ``group``."""
+        if edge_id == self.edge_id:
+            return []  # this edge's own, told when they happened
+        return self.members.presence_changed(group, joined, left)
 
     # -- workers (the push endpoint) ------------------------------------------------------
 
