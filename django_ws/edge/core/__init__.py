@@ -40,15 +40,15 @@ event by event in tests/unit/test_edge_core.py.
 The modules, one job each (none imports Tornado, ZeroMQ or asyncio):
 
 - :mod:`.edge_core`: :class:`EdgeCore`, the one object events go into: the
-  connection table, handshakes and closes, sends and their de-duplication;
+  connection table, the workers, placement, handshakes and closes;
 - :mod:`.records`: :class:`Connection`, :class:`WorkerState`,
   :class:`ConnectionState`, :class:`Stats`;
 - :mod:`.actions`: what the core returns, slotted dataclasses;
 - :mod:`.lifecycle`: every rule of a connection's state, in one table;
-- :mod:`.workers`: the workers, their liveness, and placement on them;
 - :mod:`.groups`: membership, watchers, plain fan-out;
 - :mod:`.recovery`: group messages with positions, gaps replayed or fetched,
   the catch-up after an outage of the broker;
+- :mod:`.sends`: a sender's message with a ref delivered once;
 - :mod:`.admission`: the rate limits, at the handshake and per message.
 """
 
@@ -69,8 +69,9 @@ from .actions import (
     Upgrade,
     WorkerChanged,
 )
-from .edge_core import HANDSHAKE_ATTEMPTS, RECENT_SENDS_LIMIT, EdgeCore
+from .edge_core import HANDSHAKE_ATTEMPTS, EdgeCore
 from .records import Connection, ConnectionState, Stats, WorkerState
+from .sends import RECENT_SENDS_LIMIT
 
 __all__ = [
     "HANDSHAKE_ATTEMPTS",

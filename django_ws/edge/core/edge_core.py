@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import logging
 import time
 import typing
@@ -12,33 +10,21 @@ import uuid
 from django_ws import wire
 from django_ws.codes import CloseCode
 
-from ..history import History, Position, Positions
+from ..history import History, Positions
 from ..limits import LimitSettings
-from .actions import (
-    Acknowledge,
-    Action,
-    Answer,
-    CloseClient,
-    Forward,
-    Refuse,
-    ToWorker,
-    Upgrade,
-    WorkerChanged,
-    deliver,
-)
+from .actions import Action, CloseClient, Forward, Refuse, ToWorker, Upgrade, WorkerChanged, deliver
 from .admission import Admission
 from .groups import Groups
-from .lifecycle import Lifecycle, awaits_worker, ending, is_open, may_join, waits_for_upgrade
+from .lifecycle import Lifecycle, awaits_worker, ending, is_open, may_join
 from .records import Connection, Stats, WorkerState
 from .recovery import Recovery
+from .sends import RecentSends, Sends
 from .workers import Workers
 
 logger = logging.getLogger("django_ws.edge")
 
 #: How many workers a handshake tries when the one asked vanishes meanwhile.
 HANDSHAKE_ATTEMPTS = 3
-#: Most idempotency keys an edge remembers, whatever WS_SEND_KEY_TTL says.
-RECENT_SENDS_LIMIT = 100_000
 
 
 class EdgeCore:
@@ -50,8 +36,8 @@ class EdgeCore:
     It keeps the connection table, and places, opens and closes connections;
     each other job is a collaborator it owns, sharing that table:
     ``lifecycle`` (every state rule), ``pool`` (the workers), ``members``
-    (groups and watchers), ``recovery`` (positions, gaps, catch-up) and
-    ``admission`` (rate limits).
+    (groups and watchers), ``recovery`` (positions, gaps, catch-up), ``sends``
+    (messages for clients, de-duplicated) and ``admission`` (rate limits).
     """
 
     def __init__(self, *, resolve: typing.Callable[[str], object], heartbeat_timeout: float,
@@ -79,9 +65,8 @@ class EdgeCore:
         self.groups, self.watchers = self.members.groups, self.members.watchers
         self.recovery = Recovery(self.connections, self.members, self.history, self.stats, cluster, self.edge_id)
         self.members.on_leave = self.recovery.left
-        #: Idempotency keys of recent sends (their ref) -> (expiry, clients reached): see _once.
-        self._recent_sends: collections.OrderedDict[str, tuple[float, int]] = collections.OrderedDict()
-        self.send_key_ttl = send_key_ttl
+        self.sends = Sends(self.connections, self.members, self.recovery, self.history,
+                           RecentSends(send_key_ttl, self.edge_id, self.stats, clock), self.stats)
         #: The rate limits of docs/security.rst (all off by default here; the edge passes the settings).
         self.admission = Admission(limits or LimitSettings(), self.stats, clock)
         self.limit_settings, self.address_limits = self.admission.settings, self.admission.address_limits
@@ -89,10 +74,10 @@ class EdgeCore:
         #: the edge's route table may be stale, so a path it does not know goes to a
         #: worker, which answers 404 itself if the new code has no such route.
         self.routes_from_workers = False
-        members = self.members
+        sends, members = self.sends, self.members
         self._on_reply = {
-            wire.Send: self._send, wire.GroupSend: self._group_send, wire.SendTo: self._send_to,
-            wire.EventAck: self._event_ack, wire.Presence: members.presence, wire.Watch: members.watch,
+            wire.Send: sends.send, wire.GroupSend: sends.group_send, wire.SendTo: sends.send_to,
+            wire.EventAck: sends.event_ack, wire.Presence: members.presence, wire.Watch: members.watch,
             wire.Leave: members.leave, wire.Join: self._join,
             wire.Accept: self._accept, wire.Deny: self._deny, wire.Close: self._close,
         }
@@ -302,64 +287,6 @@ class EdgeCore:
             return []
         return handle(identity, message)
 
-    def _send(self, identity: bytes, message: wire.Send) -> list[Action]:
-        conn = self.connections.get(message.conn_id)
-        if conn is None:
-            logger.debug("send to gone connection %s dropped", message.conn_id)
-            return []
-        if is_open(conn):
-            return deliver(self.stats, [conn], message.binary, message.payload)
-        if waits_for_upgrade(conn):
-            # Sent from on_connect: the client gets it first thing after the upgrade.
-            conn.keep_early([(message.binary, message.payload, None)])
-        return []
-
-    def _group_send(self, identity: bytes, message: wire.GroupSend) -> list[Action]:
-        if not self.history:
-            return self._once(identity, message, lambda: (self.members_of(message.group, exclude=message.exclude), None))
-        return self._once(identity, message, lambda: self.recovery.fan_out(message))
-
-    def _send_to(self, identity: bytes, message: wire.SendTo) -> list[Action]:
-        def target() -> tuple[list[Connection], None]:
-            conn = self.connections.get(message.conn_id)
-            return ([conn] if conn is not None and is_open(conn) else []), None
-
-        return self._once(identity, message, target)
-
-    def _once(self, identity: bytes, message: wire.GroupSend | wire.SendTo,
-              targets: typing.Callable[[], tuple[list[Connection], Position | None]]) -> list[Action]:
-        """Deliver a sender's message, acknowledged when it has a ref, unless that ref came before.
-
-        ``targets()`` gives the connections it goes to and its position (None
-        but for a group with history), once it is known not to be a repeat.
-
-        A sender's ref is its idempotency key: a retry with the same key (or
-        the original, arriving late after a partition) within ``send_key_ttl``
-        is acknowledged with the first delivery's count and not delivered twice.
-        """
-        ref = message.ref
-        if ref:
-            now = self.clock()
-            recent = self._recent_sends
-            while recent and (next(iter(recent.values()))[0] <= now or len(recent) > RECENT_SENDS_LIMIT):
-                recent.popitem(last=False)  # oldest first: every entry lives the same ttl
-            seen = recent.get(ref)
-            if seen is not None:
-                return [Answer(identity, wire.Ack(ref, self.edge_id, seen[1]))]
-        found, position = targets()
-        actions = deliver(self.stats, found, message.binary, message.payload, position)
-        if ref:
-            if self.send_key_ttl > 0:
-                recent[ref] = (now + self.send_key_ttl, len(found))
-            actions.append(Answer(identity, wire.Ack(ref, self.edge_id, len(found))))
-        return actions
-
-    def _event_ack(self, identity: bytes, message: wire.EventAck) -> list[Action]:
-        conn = self.connections.get(message.conn_id)
-        if conn is None or not is_open(conn):
-            return []
-        return [Acknowledge(conn, message.ack, message.payload)]
-
     def _close(self, identity: bytes, message: wire.Close) -> list[Action]:
         conn = self.connections.get(message.conn_id)
         if conn is None:
@@ -381,16 +308,7 @@ class EdgeCore:
         with history. The broker already kept idempotency keys (a repeat is
         never published), so nothing is acknowledged or remembered here.
         """
-        if isinstance(message, wire.GroupSend):
-            if position is not None:
-                return self.recovery.fan_out_at(message, Position(message.group, *position))
-            # No position: the sender keeps no history for this group; neither does the edge in a cluster.
-            return deliver(self.stats, self.members_of(message.group, exclude=message.exclude), message.binary,
-                           message.payload)
-        if isinstance(message, wire.SendTo):
-            return self._send_to(b"", dataclasses.replace(message, ref=""))
-        logger.warning("edge dropped an unexpected %s from the broker", type(message).__name__)
-        return []
+        return self.sends.from_broker(message, position)
 
     def gap_fetched(self, conn_id: str | None, group: str, epoch: str, last: int,
                     entries: list[tuple[int, bool, bytes]] | None) -> list[Action]:
