@@ -27,6 +27,7 @@ from django_ws.conf import ws_settings
 from .. import protocol as ws
 from .. import tornado_compat
 from ..core import ConnectionState, Refuse, Upgrade
+from ..deflate import negotiate_deflate
 from ..history import BadPositions, Position, envelope, parse_positions, without_positions
 from ..logs import redact_uri
 from .http import request_meta
@@ -171,7 +172,7 @@ class WebSocketHandshake(tornado.web.RequestHandler):
             self.set_header("Sec-WebSocket-Protocol", answer.subprotocol)
         deflate = None
         if edge.compression is not None:
-            agreed = ws.negotiate_deflate(headers.get("Sec-WebSocket-Extensions", ""), edge.compression)
+            agreed = negotiate_deflate(headers.get("Sec-WebSocket-Extensions", ""), edge.compression)
             if agreed is not None:
                 self.set_header("Sec-WebSocket-Extensions", agreed[0])
                 deflate = agreed[1]
