@@ -21,7 +21,7 @@ if typing.TYPE_CHECKING:  # pragma: no cover
 
 
 class ConnectionState(enum.Enum):
-    """Where a connection is in its life; transitions only go down this list."""
+    """Where a connection is in its life; transitions only go down this list (the rules: lifecycle.TRANSITIONS)."""
 
     #: A worker runs on_connect: Connect sent, Accept or Deny awaited.
     CONNECTING = "connecting"
