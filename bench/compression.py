@@ -5,7 +5,7 @@
 
 Three configurations of WS_COMPRESSION, run in interleaved rounds on the same
 bench project: off; on with context takeover (``True``: the defaults of
-django_ws.edge.protocol.DEFLATE_DEFAULTS); on without context takeover
+django_ws.edge.deflate.DEFLATE_DEFAULTS); on without context takeover
 (``server_no_context_takeover`` and ``client_no_context_takeover``). The
 client is the ``websockets`` library, which offers permessage-deflate
 (the bench's Node client does not). Each connection sends one 200-byte JSON

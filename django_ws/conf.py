@@ -108,7 +108,7 @@ DEFAULTS = {
     # (manage.py ws_keygen prints one).
     "WS_CURVE": None,
     # permessage-deflate (RFC 7692): False (off), True (the defaults of
-    # django_ws.edge.protocol.DEFLATE_DEFAULTS) or a dict overriding some of them.
+    # django_ws.edge.deflate.DEFLATE_DEFAULTS) or a dict overriding some of them.
     "WS_COMPRESSION": False,
     # Socket.IO (docs/socketio.rst): serve it at <websocket-url prefix>/socket.io/ too
     # (needs the [socketio] extra). Engine.IO's keepalive: the edge pings each client

@@ -21,7 +21,6 @@ from django.http.request import validate_host
 from django_ws.conf import ws_settings
 from django_ws.routing import Mount
 
-from . import protocol
 from .core import (
     Acknowledge,
     Answer,
@@ -40,6 +39,7 @@ from .core import (
     WorkerChanged,
     WorkerState,
 )
+from .deflate import deflate_settings
 from .history import History, parse_settings
 from .keepalive import Keepalive
 from .limits import LimitSettings
@@ -82,7 +82,7 @@ class Edge:
         #: Bytes one client that does not read may make this process hold (0: no bound).
         self.max_buffer_size = int(ws_settings.WS_MAX_BUFFER_SIZE or 0)
         #: The permessage-deflate options (WS_COMPRESSION), or None when it is off.
-        self.compression = protocol.deflate_settings(ws_settings.WS_COMPRESSION)
+        self.compression = deflate_settings(ws_settings.WS_COMPRESSION)
         self._allowed_origins = self._origin_hosts()
         #: Pings every open client (WS_PING_INTERVAL) from one timer.
         interval = float(ws_settings.WS_PING_INTERVAL or 0)

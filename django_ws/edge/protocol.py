@@ -40,10 +40,11 @@ sends a TCP reset that can destroy the close frame before the client reads
 it); calling ``data_to_send()`` after ``send_*`` is not needed (those return
 their bytes), but after every ``receive_data``.
 
-For the handshake: :func:`accept_key` answers ``Sec-WebSocket-Key``, and
-:func:`negotiate_deflate` answers ``Sec-WebSocket-Extensions`` (options as
-``WS_COMPRESSION`` holds them, :data:`DEFLATE_DEFAULTS` for ``True``;
-:func:`deflate_settings` checks them at start-up).
+For the handshake: :func:`invalid_handshake` checks the client's request,
+:func:`accept_key` answers its ``Sec-WebSocket-Key``, and
+:func:`django_ws.edge.deflate.negotiate_deflate` its
+``Sec-WebSocket-Extensions`` (permessage-deflate, RFC 7692, has a module of
+its own: :mod:`django_ws.edge.deflate`).
 
 The rules it applies on input, each failure answered with a close frame
 with the code shown and then the end of the connection:
@@ -79,42 +80,28 @@ and ``send_*`` return ``b""``: nothing may follow a close frame.
 from __future__ import annotations
 
 import base64
+import binascii
 import codecs
 import enum
-import functools
 import hashlib
-import re
 import struct
+import typing
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-__all__ = [
-    "DEFLATE_DEFAULTS",
-    "CloseReceived",
-    "DeflateParams",
-    "Event",
-    "Message",
-    "Ping",
-    "Pong",
-    "ProtocolFailed",
-    "ProtocolState",
-    "ServerProtocol",
-    "accept_key",
-    "apply_mask",
-    "deflate_settings",
-    "is_valid_close_code",
-    "negotiate_deflate",
-]
+from .deflate import compress, inflate
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from .deflate import DeflateParams
+
+__all__ = ["CloseReceived", "Event", "Message", "Ping", "Pong", "ProtocolFailed", "ProtocolState", "ServerProtocol",
+           "accept_key", "apply_mask", "invalid_handshake", "is_valid_close_code"]
 
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 _CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 _FIN, _RSV1, _RSV_ALL, _MASKED = 0x80, 0x40, 0x70, 0x80
-
-#: RFC 7692 7.2.1: a message compressed with a sync flush ends with this;
-#: the sender strips it, the receiver appends it back before inflating.
-_DEFLATE_TAIL = b"\x00\x00\xff\xff"
 
 _pack_short = struct.Struct("!BB").pack
 _pack_medium = struct.Struct("!BBH").pack
@@ -143,6 +130,34 @@ def accept_key(sec_websocket_key: str) -> str:
     """The ``Sec-WebSocket-Accept`` value that answers ``Sec-WebSocket-Key`` (RFC 6455 4.2.2)."""
     digest = hashlib.sha1((sec_websocket_key + _GUID).encode("ascii")).digest()
     return base64.b64encode(digest).decode("ascii")
+
+
+def invalid_handshake(method: str, headers: Mapping[str, str]) -> tuple[int, str, dict[str, str]] | None:
+    """What is wrong with a request as an RFC 6455 opening handshake (4.2.1), or None if nothing is.
+
+    ``headers`` must look names up whatever their case (Tornado's
+    ``HTTPHeaders`` does). The answer is the HTTP status to refuse with, its
+    reason, and the headers the refusal carries: a 426 names the version this
+    server speaks (4.4).
+    """
+    if headers.get("Upgrade", "").lower() != "websocket":
+        return 400, 'Can "Upgrade" only to "WebSocket".', {}
+    if "upgrade" not in (token.strip().lower() for token in headers.get("Connection", "").split(",")):
+        return 400, 'the "Connection" header must include "Upgrade"', {}
+    if method != "GET":
+        return 405, "a WebSocket handshake is a GET", {}
+    if headers.get("Sec-WebSocket-Version") != "13":
+        return 426, "only WebSocket version 13 is supported", {"Sec-WebSocket-Version": "13"}
+    key = headers.get("Sec-WebSocket-Key", "")
+    try:
+        valid_key = len(base64.b64decode(key, validate=True)) == 16
+    except (binascii.Error, ValueError):
+        valid_key = False
+    if not valid_key:
+        return 400, "Sec-WebSocket-Key is missing or not 16 bytes in base64", {}
+    if not headers.get("Host"):
+        return 400, "the Host header is missing", {}
+    return None
 
 
 def is_valid_close_code(code: int) -> bool:
@@ -211,188 +226,6 @@ Event = Message | Ping | Pong | CloseReceived | ProtocolFailed
 
 
 # ---------------------------------------------------------------------------
-# permessage-deflate: options and negotiation (RFC 7692)
-
-#: The options of permessage-deflate that ``WS_COMPRESSION = True`` means; a
-#: dict there overrides some of them. The window sizes and memLevel are
-#: below zlib's 15 and 8 because with context takeover each connection keeps
-#: its compressor and decompressor between messages: about 39 KB + 11 KB
-#: here, against 268 KB + 40 KB with zlib's defaults (see docs/websocket.rst).
-DEFLATE_DEFAULTS: dict = {
-    "server_max_window_bits": 12,  # 9-15: the window of the server's compressor
-    "client_max_window_bits": 12,  # 8-15: asked of clients that offer to limit theirs
-    "server_no_context_takeover": False,  # True: compress each message on its own
-    "client_no_context_takeover": False,  # True: ask clients to do the same
-    "compress_level": 6,  # zlib's level, 0-9
-    "mem_level": 5,  # zlib's memLevel, 1-9: the compressor's memory besides its window
-    "min_size": 64,  # messages shorter than this (bytes) are sent uncompressed
-}
-
-_RANGES = {
-    "server_max_window_bits": (9, 15),  # zlib's raw deflate refuses 8
-    "client_max_window_bits": (8, 15),
-    "compress_level": (0, 9),
-    "mem_level": (1, 9),
-}
-
-
-def deflate_settings(options: Mapping | bool | None) -> dict | None:
-    """The full permessage-deflate options that ``options`` means, checked; None for "off".
-
-    ``False``/``None`` is off, ``True`` is :data:`DEFLATE_DEFAULTS`, a mapping
-    overrides some of the defaults. Raises ``ValueError`` naming what is wrong.
-    """
-    if options is None or options is False:
-        return None
-    if options is True:
-        return dict(DEFLATE_DEFAULTS)
-    if not isinstance(options, Mapping):
-        raise ValueError(f"permessage-deflate options must be True, False or a dict, not {options!r}")
-    unknown = sorted(set(options) - set(DEFLATE_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown permessage-deflate option(s) {unknown}; the options are {sorted(DEFLATE_DEFAULTS)}")
-    settings = dict(DEFLATE_DEFAULTS, **options)
-    for name, (low, high) in _RANGES.items():
-        value = settings[name]
-        if type(value) is not int or not low <= value <= high:
-            raise ValueError(f"permessage-deflate option {name} must be an integer from {low} to {high}, not {value!r}")
-    for name in ("server_no_context_takeover", "client_no_context_takeover"):
-        if not isinstance(settings[name], bool):
-            raise ValueError(f"permessage-deflate option {name} must be True or False, not {settings[name]!r}")
-    if type(settings["min_size"]) is not int or settings["min_size"] < 0:
-        raise ValueError(f"permessage-deflate option min_size must be an integer >= 0, not {settings['min_size']!r}")
-    return settings
-
-
-@dataclass(frozen=True, slots=True)
-class DeflateParams:
-    """What a permessage-deflate negotiation agreed on, for :class:`ServerProtocol`.
-
-    ``client_max_window_bits`` is the window the client's messages may use
-    (15 when the client did not offer to limit it). Connections that agreed
-    on the same thing share one instance.
-    """
-
-    server_max_window_bits: int = 12
-    client_max_window_bits: int = 15
-    server_no_context_takeover: bool = False
-    client_no_context_takeover: bool = False
-    compress_level: int = 6
-    mem_level: int = 5
-    min_size: int = 64
-
-
-_WINDOW_BITS = re.compile(r"[1-9][0-9]?\Z")
-
-
-def _parse_offer(offer: str) -> tuple[str, dict[str, str | None]] | None:
-    """An offer's extension name and parameters, or None if its syntax is broken or a parameter repeats."""
-    name, *parts = (part.strip() for part in offer.split(";"))
-    params: dict[str, str | None] = {}
-    for part in parts:
-        key, eq, value = (item.strip() for item in part.partition("="))
-        if not key or key in params or (eq and not value):
-            return None
-        if value.startswith('"'):
-            if len(value) < 2 or not value.endswith('"'):
-                return None
-            value = value[1:-1]
-        params[key] = value if eq else None
-    return name, params
-
-
-def _window_bits(value: str | None, low: int) -> int | None:
-    """A window-bits parameter's value as an int, or None if it is not a number from ``low`` to 15."""
-    if value is None or not _WINDOW_BITS.match(value) or not low <= int(value) <= 15:
-        return None
-    return int(value)
-
-
-def _accept_offer(params: dict[str, str | None], settings: dict) -> tuple | None:
-    """The agreed (server bits, client bits, client offered its bits, no takeovers) for one offer, or None."""
-    server_bits = settings["server_max_window_bits"]
-    client_bits = 15
-    client_offered = False
-    server_no_takeover = settings["server_no_context_takeover"]
-    client_no_takeover = settings["client_no_context_takeover"]
-    for key, value in params.items():
-        if key == "server_no_context_takeover" and value is None:
-            server_no_takeover = True
-        elif key == "client_no_context_takeover" and value is None:
-            client_no_takeover = True
-        elif key == "server_max_window_bits":
-            # 8 is valid on the wire, but zlib cannot compress with a window
-            # that small (it would use 9, which the client could not inflate).
-            offered = _window_bits(value, 9)
-            if offered is None:
-                return None
-            server_bits = min(server_bits, offered)
-        elif key == "client_max_window_bits":
-            offered = 15 if value is None else _window_bits(value, 8)
-            if offered is None:
-                return None
-            client_offered = True
-            client_bits = min(offered, settings["client_max_window_bits"])
-        else:
-            return None  # an unknown parameter, or a value where none belongs: decline the offer
-    return server_bits, client_bits, client_offered, server_no_takeover, client_no_takeover
-
-
-@functools.lru_cache(maxsize=64)
-def _agreement(server_bits: int, client_bits: int, client_offered: bool, server_no_takeover: bool,
-               client_no_takeover: bool, compress_level: int, mem_level: int,
-               min_size: int) -> tuple[str, DeflateParams]:
-    """The response header and the (shared) parameters of one agreement."""
-    response = ["permessage-deflate"]
-    if server_no_takeover:
-        response.append("server_no_context_takeover")
-    if client_no_takeover:
-        response.append("client_no_context_takeover")
-    if server_bits < 15:
-        response.append(f"server_max_window_bits={server_bits}")
-    if client_offered and client_bits < 15:
-        response.append(f"client_max_window_bits={client_bits}")
-    params = DeflateParams(
-        server_max_window_bits=server_bits,
-        # zlib compresses with a 9-bit window when asked for 8: inflating
-        # with 9 bits reads both.
-        client_max_window_bits=max(client_bits, 9),
-        server_no_context_takeover=server_no_takeover,
-        client_no_context_takeover=client_no_takeover,
-        compress_level=compress_level,
-        mem_level=mem_level,
-        min_size=min_size,
-    )
-    return "; ".join(response), params
-
-
-def negotiate_deflate(offer_header: str, options: Mapping | bool | None) -> tuple[str, DeflateParams] | None:
-    """Accept the first acceptable permessage-deflate offer of a ``Sec-WebSocket-Extensions`` header.
-
-    Returns the ``Sec-WebSocket-Extensions`` value of the response and the
-    agreed :class:`DeflateParams`, or None (no compression: the response has
-    no such header) when ``options`` is off or no offer is acceptable.
-
-    An offer is declined, and the next one tried, when it is malformed, has
-    an unknown or repeated parameter, or a window size out of range (RFC 7692
-    7.1). An accepted offer's ``server_no_context_takeover`` and window sizes
-    are honoured; ``client_max_window_bits`` is asked for only from a client
-    that offered it. ``options`` is as :func:`deflate_settings` takes it.
-    """
-    settings = deflate_settings(options)
-    if settings is None or not offer_header:
-        return None
-    for offer in offer_header.split(","):
-        parsed = _parse_offer(offer)
-        if parsed is None or parsed[0] != "permessage-deflate":
-            continue
-        agreed = _accept_offer(parsed[1], settings)
-        if agreed is not None:
-            return _agreement(*agreed, settings["compress_level"], settings["mem_level"], settings["min_size"])
-    return None
-
-
-# ---------------------------------------------------------------------------
 # Frames
 
 
@@ -418,7 +251,7 @@ class ServerProtocol:
     """One connection's WebSocket protocol, server side, with no I/O (see the module docstring).
 
     ``max_message_size`` bounds a message (after reassembly and inflation)
-    in bytes; ``deflate`` is what :func:`negotiate_deflate` agreed, or None;
+    in bytes; ``deflate`` is what :func:`~django_ws.edge.deflate.negotiate_deflate` agreed, or None;
     ``mask(mask4, data)`` unmasks client frames (``tornado.speedups.websocket_mask``
     is a faster one).
 
@@ -428,23 +261,8 @@ class ServerProtocol:
     messages only with context takeover).
     """
 
-    __slots__ = (
-        "_buffer",
-        "_close_received",
-        "_close_sent",
-        "_decoder",
-        "_deflate",
-        "_deflater",
-        "_inflater",
-        "_mask",
-        "_max_size",
-        "_message",
-        "_out",
-        "_parts",
-        "_size",
-        "_state",
-        "_wire",
-    )
+    __slots__ = ("_buffer", "_close_received", "_close_sent", "_decoder", "_deflate", "_deflater", "_inflater", "_mask",
+                 "_max_size", "_message", "_out", "_parts", "_size", "_state", "_wire")
 
     def __init__(self, max_message_size: int, deflate: DeflateParams | None = None,
                  mask: Callable[[bytes, bytes], bytes] = apply_mask):
@@ -506,7 +324,7 @@ class ServerProtocol:
         first = 0x82 if binary else 0x81
         deflate = self._deflate
         if deflate is not None and len(payload) >= deflate.min_size:
-            payload = self._compress(payload, deflate)
+            payload, self._deflater = compress(payload, deflate, self._deflater)
             first |= _RSV1
         size = len(payload)
         if size < 126:
@@ -539,17 +357,6 @@ class ServerProtocol:
         payload = _close_payload(code, reason)
         self._close_sent = (code, payload[2:].decode("utf-8"))
         return _frame(0x80 | _CLOSE, payload)
-
-    def _compress(self, payload: bytes, deflate: DeflateParams) -> bytes:
-        deflater = self._deflater
-        if deflater is None:
-            deflater = zlib.compressobj(deflate.compress_level, zlib.DEFLATED,
-                                        -deflate.server_max_window_bits, deflate.mem_level)
-        data = deflater.compress(payload) + deflater.flush(zlib.Z_SYNC_FLUSH)
-        # Without context takeover the next message starts afresh, so the
-        # compressor (tens of KB) is not kept on an idle connection.
-        self._deflater = None if deflate.server_no_context_takeover else deflater
-        return data[:-4]  # a sync flush always ends with _DEFLATE_TAIL
 
     # -- input ---------------------------------------------------------------
 
@@ -715,25 +522,15 @@ class ServerProtocol:
 
     def _inflate(self, payload: bytes, fin: int, events: list[Event]) -> bytes | None:
         """Inflate a compressed message's frame, at most to the size left under the limit, or fail."""
-        deflate = self._deflate
-        inflater = self._inflater
-        if inflater is None:
-            inflater = self._inflater = zlib.decompressobj(-deflate.client_max_window_bits)
         room = self._max_size - self._size
         try:
-            # max_length makes zlib stop one byte past the limit, however
-            # much the input would inflate to (a zip bomb costs nothing).
-            data = inflater.decompress(payload, room + 1)
-            if fin and len(data) <= room:
-                data += inflater.decompress(_DEFLATE_TAIL, room + 1 - len(data))
+            data, self._inflater = inflate(payload, bool(fin), room, self._deflate, self._inflater)
         except zlib.error:
             self._fail(1007, "compressed message does not inflate", events)
             return None
         if len(data) > room:
             self._fail(1009, f"message over {self._max_size} bytes", events)
             return None
-        if fin and (deflate.client_no_context_takeover or inflater.eof):
-            self._inflater = None  # the next message starts afresh (eof: the client ended the stream)
         return data
 
     def _receive_control(self, opcode: int, payload: bytes, events: list[Event]) -> None:

@@ -20,10 +20,9 @@ import zlib
 import pytest
 from tornado.speedups import websocket_mask
 
+from django_ws.edge.deflate import DEFLATE_DEFAULTS, DeflateParams, deflate_settings, negotiate_deflate
 from django_ws.edge.protocol import (
-    DEFLATE_DEFAULTS,
     CloseReceived,
-    DeflateParams,
     Message,
     Ping,
     Pong,
@@ -32,8 +31,6 @@ from django_ws.edge.protocol import (
     ServerProtocol,
     accept_key,
     apply_mask,
-    deflate_settings,
-    negotiate_deflate,
 )
 
 LIMIT = 1 << 20

@@ -12,8 +12,6 @@ it ends: the core does (:mod:`django_ws.edge.core`).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import socket
 import typing
@@ -27,6 +25,7 @@ from django_ws.conf import ws_settings
 from .. import protocol as ws
 from .. import tornado_compat
 from ..core import ConnectionState, Refuse, Upgrade
+from ..deflate import negotiate_deflate
 from ..history import BadPositions, Position, envelope, parse_positions, without_positions
 from ..logs import redact_uri
 from .http import request_meta
@@ -67,7 +66,7 @@ class WebSocketHandshake(tornado.web.RequestHandler):
         if not edge.core.knows(route):
             self._refuse(404, "no websocket route here")
             return
-        invalid = self._invalid_handshake()
+        invalid = ws.invalid_handshake(self.request.method, self.request.headers)
         if invalid:
             self._refuse(*invalid)
             return
@@ -122,29 +121,6 @@ class WebSocketHandshake(tornado.web.RequestHandler):
         if self._answer is not None and not self._answer.done():
             self._answer.cancel()
 
-    def _invalid_handshake(self) -> tuple[int, str] | None:
-        """What is wrong with the request as an RFC 6455 handshake, or None."""
-        headers = self.request.headers
-        if headers.get("Upgrade", "").lower() != "websocket":
-            return 400, 'Can "Upgrade" only to "WebSocket".'
-        if "upgrade" not in (token.strip().lower() for token in headers.get("Connection", "").split(",")):
-            return 400, 'the "Connection" header must include "Upgrade"'
-        if self.request.method != "GET":
-            return 405, "a WebSocket handshake is a GET"
-        if headers.get("Sec-WebSocket-Version") != "13":
-            self.set_header("Sec-WebSocket-Version", "13")
-            return 426, "only WebSocket version 13 is supported"
-        key = headers.get("Sec-WebSocket-Key", "")
-        try:
-            valid_key = len(base64.b64decode(key, validate=True)) == 16
-        except (binascii.Error, ValueError):
-            valid_key = False
-        if not valid_key:
-            return 400, "Sec-WebSocket-Key is missing or not 16 bytes in base64"
-        if not headers.get("Host"):
-            return 400, "the Host header is missing"
-        return None
-
     def _refuse(self, status: int, reason: str, headers: dict[str, str] | None = None, counted: bool = False) -> None:
         """Answer the handshake with an HTTP error; ``counted``: the core has counted it already."""
         if self._finished:
@@ -171,7 +147,7 @@ class WebSocketHandshake(tornado.web.RequestHandler):
             self.set_header("Sec-WebSocket-Protocol", answer.subprotocol)
         deflate = None
         if edge.compression is not None:
-            agreed = ws.negotiate_deflate(headers.get("Sec-WebSocket-Extensions", ""), edge.compression)
+            agreed = negotiate_deflate(headers.get("Sec-WebSocket-Extensions", ""), edge.compression)
             if agreed is not None:
                 self.set_header("Sec-WebSocket-Extensions", agreed[0])
                 deflate = agreed[1]

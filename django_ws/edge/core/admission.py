@@ -1,0 +1,74 @@
+"""Admission: the rate limits of docs/security.rst, where the core applies them.
+
+Two places, one budget each: a handshake is counted against its client
+address (new connections per second, connections at once), and each message
+of an open connection against that connection's own budget (messages and
+bytes per second). The buckets themselves are :mod:`django_ws.edge.limits`;
+this is what the core does with their answers: count a refusal by limit,
+word the reason, and release an address when its connection ends. Kept apart
+so the core's handshake and receive paths read as one check each, and the
+budget made on a connection's first message stays the only per-frame cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing
+
+from ..limits import AddressLimits, LimitSettings, MessageLimits
+from .actions import Refuse
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from .records import Connection, Stats
+
+logger = logging.getLogger("django_ws.edge")
+
+
+class Admission:
+    """Which handshakes and messages the rate limits let through; all off by default (the edge passes the settings)."""
+
+    __slots__ = ("address_limits", "clock", "per_connection", "settings", "stats")
+
+    def __init__(self, settings: LimitSettings, stats: Stats, clock: typing.Callable[[], float]):
+        self.settings = settings
+        self.address_limits = AddressLimits(settings)
+        #: Whether connections have a message budget at all: asked once, not per frame.
+        self.per_connection = settings.per_connection
+        self.stats = stats
+        self.clock = clock
+
+    def refusal(self, address: str | None) -> Refuse | None:
+        """The 429 for a new connection from ``address``, or None: admitted, it counts there until released."""
+        if address is None or not self.address_limits.enabled:
+            return None
+        refused = self.address_limits.admit(address, self.clock())
+        if refused is None:
+            return None
+        self.stats.rate_limited[refused.limit] += 1
+        reason = ("too many connections from this address" if refused.limit == "concurrent"
+                  else "too many new connections from this address")
+        return Refuse(None, 429, reason, {"Retry-After": str(refused.retry_after)})
+
+    def admitted(self, conn: Connection, address: str | None) -> None:
+        """``conn`` is the connection admitted from ``address``: release() frees its place there."""
+        if address is not None and self.address_limits.enabled:
+            conn.address = address  # released by release(), which every admitted connection reaches
+
+    def release(self, conn: Connection) -> None:
+        """``conn`` ended: its address may admit another."""
+        if conn.address is not None:
+            self.address_limits.release(conn.address)
+            conn.address = None
+
+    def over_budget(self, conn: Connection, size: int) -> str | None:
+        """Why a message of ``size`` bytes breaks ``conn``'s budget (it is then closed with 1008), or None."""
+        now = self.clock()
+        if conn.limits is None:
+            conn.limits = MessageLimits(self.settings, now)
+        broken = conn.limits.allow(size, now)
+        if broken is None:
+            return None
+        self.stats.rate_limited[broken] += 1
+        reason = "message rate limit exceeded" if broken == "messages" else "byte rate limit exceeded"
+        logger.info("connection %s: %s; closing it with 1008", conn.id, reason)
+        return reason
