@@ -77,7 +77,7 @@ def check_jwt(app_configs, **kwargs):
 def check_group_history(app_configs, **kwargs):
     """WS_GROUP_HISTORY must map patterns to {"size": N, "ttl": seconds}, or the edge could not start."""
     from .conf import ws_settings
-    from .edge.history import parse_settings
+    from .history import parse_settings
 
     try:
         parse_settings(ws_settings.WS_GROUP_HISTORY)

@@ -17,8 +17,8 @@ import typing
 
 from django_ws import wire
 from django_ws.conf import ws_settings
-from django_ws.edge.history import History, HistoryBound, parse_settings
 from django_ws.exceptions import SendError
+from django_ws.history import History, HistoryBound, parse_settings
 
 from . import config as broker_config
 from .keys import EPOCH_LIFE_MS, GROUP_MEMBERS, PUBLISH_ONCE, PUBLISH_WITH_HISTORY, Keys, pack

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.http.request import validate_host
 
 from django_ws.conf import ws_settings
+from django_ws.history import History, parse_settings
 from django_ws.routing import Mount
 
 from .core import (
@@ -40,7 +41,6 @@ from .core import (
     WorkerState,
 )
 from .deflate import deflate_settings
-from .history import History, parse_settings
 from .keepalive import Keepalive
 from .limits import LimitSettings
 from .logs import log_request
@@ -124,8 +124,8 @@ class Edge:
     def _broker_link(self, push: str, sub: str, announce_host: str | None):
         from django_ws.broker import config as broker_config
         from django_ws.broker.discovery import announcement
-        from django_ws.broker.link import BrokerLink
         from django_ws.broker.keys import Keys
+        from django_ws.broker.link import BrokerLink
         from django_ws.security import curve_keys
 
         keys = curve_keys()

@@ -10,15 +10,14 @@ from __future__ import annotations
 import collections
 import json
 import threading
-import typing
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django_ws import sending, wire
 from django_ws.conf import ws_settings
-from django_ws.edge.history import History, parse_settings
 from django_ws.handlers import CloseCode
+from django_ws.history import History, parse_settings
 from django_ws.worker.connection import Connection, ConnectionRunner
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from django_ws.broker import config
 from django_ws.broker.discovery import announced_endpoint, announcement, reachable
 from django_ws.broker.keys import Keys, pack, unpack
 from django_ws.edge.core import CatchUp, Deliver, EdgeCore, FetchGap, MemberChanged, Subscribe, ToWorker, Unsubscribe
-from django_ws.edge.history import History, HistoryBound, Position, Positions
+from django_ws.history import History, HistoryBound, Position, Positions
 
 from .test_edge_core import ROUTES, hello, open_connection
 

@@ -382,7 +382,7 @@ def test_a_retried_send_with_the_same_key_is_acknowledged_but_not_delivered_twic
 
 # -- group history and recovery ---------------------------------------------------------
 
-from django_ws.edge.history import History, Position, Positions, parse_settings  # noqa: E402
+from django_ws.history import History, Position, Positions, parse_settings  # noqa: E402
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import pytest
 
-from django_ws.edge.history import (
+from django_ws.history import (
     MAX_POSITIONS,
     BadPositions,
     History,
@@ -137,7 +137,7 @@ def test_settings_default_ttl():
 
 
 def test_the_handler_sees_the_query_without_the_position_parameters():
-    from django_ws.edge.history import without_positions
+    from django_ws.history import without_positions
 
     assert without_positions("room=1&dws=1&dws_since=%7B%7D&b=a%20b") == "room=1&b=a%20b"
     assert without_positions("a=1") == "a=1"

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from django_ws import wire
+    from django_ws.history import Position
 
-    from ..history import Position
     from .records import Connection, Stats, WorkerState
 
 __all__ = [

@@ -9,8 +9,8 @@ import uuid
 
 from django_ws import wire
 from django_ws.codes import CloseCode
+from django_ws.history import History, Positions
 
-from ..history import History, Positions
 from ..limits import LimitSettings
 from .actions import Action, CloseClient, Forward, Refuse, ToWorker, Upgrade, WorkerChanged, deliver
 from .admission import Admission

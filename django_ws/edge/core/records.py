@@ -16,7 +16,8 @@ import typing
 from django_ws import wire
 
 if typing.TYPE_CHECKING:  # pragma: no cover
-    from ..history import Position, Positions
+    from django_ws.history import Position, Positions
+
     from ..limits import MessageLimits
 
 

@@ -10,7 +10,7 @@ messages until it knows what it missed (a CatchUp), and must not tell a
 client twice what that client recovered on its own meanwhile. Those rules
 are here, together, because each reads the others' state.
 
-Where the history is: on this edge (:class:`~django_ws.edge.history.History`,
+Where the history is: on this edge (:class:`~django_ws.history.History`,
 one edge), or with the broker (cluster mode), which assigns the positions
 and whose answers to FetchGap and CatchUp come to :meth:`Recovery.gap_fetched`.
 """
@@ -21,13 +21,14 @@ import logging
 import typing
 
 from django_ws import wire
+from django_ws.history import Position
 
-from ..history import Position
 from .actions import Action, CatchUp, FetchGap, ToWorker, deliver
 from .lifecycle import OPEN, ended, is_open, waits_for_upgrade
 
 if typing.TYPE_CHECKING:  # pragma: no cover
-    from ..history import History
+    from django_ws.history import History
+
     from .groups import Groups
     from .records import Connection, Stats
 

@@ -23,13 +23,14 @@ import logging
 import typing
 
 from django_ws import wire
+from django_ws.history import Position
 
-from ..history import Position
 from .actions import Acknowledge, Action, Answer, deliver
 from .lifecycle import is_open, waits_for_upgrade
 
 if typing.TYPE_CHECKING:  # pragma: no cover
-    from ..history import History
+    from django_ws.history import History
+
     from .groups import Groups
     from .records import Connection, Stats
     from .recovery import Recovery

@@ -28,11 +28,11 @@ import tornado.web
 
 from django_ws.codes import CloseCode
 from django_ws.conf import ws_settings
+from django_ws.history import ENVELOPE_PARAM, SINCE_PARAM, BadPositions, Position, parse_positions
 
-from . import socketio_compat as compat
 from ..core import ConnectionState, Refuse, Upgrade
-from ..history import ENVELOPE_PARAM, SINCE_PARAM, BadPositions, Position, parse_positions
 from ..logs import redact_uri
+from . import socketio_compat as compat
 from .http import request_meta
 
 if typing.TYPE_CHECKING:  # pragma: no cover

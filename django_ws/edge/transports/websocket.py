@@ -21,12 +21,12 @@ import tornado.web
 
 from django_ws.codes import CloseCode
 from django_ws.conf import ws_settings
+from django_ws.history import BadPositions, Position, envelope, parse_positions, without_positions
 
 from .. import protocol as ws
 from .. import tornado_compat
 from ..core import ConnectionState, Refuse, Upgrade
 from ..deflate import negotiate_deflate
-from ..history import BadPositions, Position, envelope, parse_positions, without_positions
 from ..logs import redact_uri
 from .http import request_meta
 
