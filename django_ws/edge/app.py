@@ -27,6 +27,7 @@ from .core import (
     Answer,
     CatchUp,
     CloseClient,
+    Connection,
     Deliver,
     EdgeCore,
     FetchGap,
@@ -260,6 +261,25 @@ class Edge:
                 # What Django itself accepts as Host in DEBUG with an empty list.
                 allowed = [".localhost", "127.0.0.1", "[::1]"]
         return list(allowed)
+
+    async def handshake(self, conn: Connection, actions: list, answer: asyncio.Future) -> Upgrade | Refuse | None:
+        """Carry out a new connection's first actions and wait for the core's answer, for every transport.
+
+        ``answer`` is the future the transport's ``answered()`` sets when the
+        edge carries out the core's Upgrade or Refuse. A worker that does
+        not answer within WS_HANDSHAKE_TIMEOUT is the core's to decide (it
+        refuses with 503). None: the client left meanwhile (the transport
+        cancelled ``answer``).
+        """
+        self.execute(actions)
+        if not answer.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(answer), self.handshake_timeout)
+            except TimeoutError:
+                self.execute(self.core.handshake_timed_out(conn))
+        if not answer.done() or answer.cancelled():
+            return None
+        return answer.result()
 
     def origin_allowed(self, origin: str) -> bool:
         """Browsers send Origin; accept it only for the project's own hosts."""

@@ -36,8 +36,8 @@ from . import socketio_compat as compat
 from .http import request_meta
 
 if typing.TYPE_CHECKING:  # pragma: no cover
-    from ..app import Edge
     from ..core import Connection
+    from .base import EdgeServices
 
 logger = logging.getLogger("django_ws.edge")
 
@@ -55,7 +55,7 @@ _ENDINGS = {
 class SocketIOServer:
     """python-socketio's server, with every namespace routed to the core."""
 
-    def __init__(self, edge: Edge):
+    def __init__(self, edge: EdgeServices):
         self.edge = edge
         self.sio = compat.EventServer(
             self.event,
@@ -116,13 +116,7 @@ class SocketIOServer:
             raise _refused(refusal)
         transport.conn = conn
         answer = transport.answer = asyncio.get_running_loop().create_future()
-        edge.execute(actions)
-        if not answer.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(answer), edge.handshake_timeout)
-            except TimeoutError:
-                edge.execute(edge.core.handshake_timed_out(conn))
-        result = answer.result() if answer.done() else Refuse(conn, 503, "no worker available")
+        result = await edge.handshake(conn, actions, answer) or Refuse(conn, 503, "no worker available")
         if isinstance(result, Refuse):
             raise _refused(result)
         if not compat.session_alive(self.sio, eio_sid):
@@ -163,7 +157,7 @@ def _handler_class(sio: socketio.AsyncServer) -> type[tornado.web.RequestHandler
     class SocketIOHandler(compat.tornado_handler(sio)):
         """Every Engine.IO request: the handshake, each poll and POST, the WebSocket upgrade."""
 
-        def initialize(self, edge: Edge) -> None:
+        def initialize(self, edge: EdgeServices) -> None:
             # Whatever Tornado logs of this request shows no token.
             self.request.uri = redact_uri(self.request.uri)
             self.edge = edge

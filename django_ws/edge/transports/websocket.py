@@ -20,7 +20,6 @@ import tornado.iostream
 import tornado.web
 
 from django_ws.codes import CloseCode
-from django_ws.conf import ws_settings
 from django_ws.history import BadPositions, Position, envelope, parse_positions, without_positions
 
 from .. import protocol as ws
@@ -31,9 +30,9 @@ from ..logs import redact_uri
 from .http import request_meta
 
 if typing.TYPE_CHECKING:  # pragma: no cover
-    from ..app import Edge
     from ..core import Connection
     from ..keepalive import Watched
+    from .base import EdgeServices
 
 logger = logging.getLogger("django_ws.edge")
 
@@ -53,7 +52,7 @@ class WebSocketHandshake(tornado.web.RequestHandler):
     handshake is answered 101 and handed to a :class:`WebSocketConnection`.
     """
 
-    def initialize(self, edge: Edge) -> None:
+    def initialize(self, edge: EdgeServices) -> None:
         # Whatever Tornado logs of this request (a failing callback) shows no token.
         self.request.uri = redact_uri(self.request.uri)
         self.edge = edge
@@ -90,15 +89,9 @@ class WebSocketHandshake(tornado.web.RequestHandler):
             self._refuse(refusal.status, refusal.reason, refusal.headers, counted=True)
             return
         self.conn = conn
-        edge.execute(actions)
-        if not self._answer.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(self._answer), edge.handshake_timeout)
-            except asyncio.TimeoutError:
-                edge.execute(edge.core.handshake_timed_out(conn))
-        if not self._answer.done():
+        answer = await edge.handshake(conn, actions, self._answer)
+        if answer is None:
             return  # the client left meanwhile (on_connection_close)
-        answer = self._answer.result()
         if isinstance(answer, Upgrade):
             self._upgrade(answer)
         else:
@@ -169,7 +162,7 @@ class WebSocketConnection:
     __slots__ = ("_closer", "_failing", "_unflushed", "conn", "edge", "keepalive", "pong_received", "protocol",
                  "stream")
 
-    def __init__(self, edge: Edge, conn: Connection, stream: tornado.iostream.IOStream,
+    def __init__(self, edge: EdgeServices, conn: Connection, stream: tornado.iostream.IOStream,
                  protocol: ws.ServerProtocol):
         self.edge, self.conn, self.stream, self.protocol = edge, conn, stream, protocol
         self.pong_received = False
@@ -184,7 +177,7 @@ class WebSocketConnection:
         stream.set_nodelay(True)
         # What one client that does not read can make this process hold:
         # past it, deliver() closes the connection with 1008.
-        tornado_compat.set_write_limit(stream, int(ws_settings.WS_MAX_BUFFER_SIZE or 0) or None)
+        tornado_compat.set_write_limit(stream, self.edge.max_buffer_size or None)
         stream.set_close_callback(self._ended)
         self.conn.transport = self
         self.edge.execute(self.edge.core.opened(self.conn))
@@ -296,7 +289,7 @@ class WebSocketConnection:
         ConnectionClosed instead of feeding a buffer nobody reads.
         """
         logger.warning("connection %s: the client stopped reading (over %s bytes wait for it); closing it with 1008",
-                       self.conn.id, ws_settings.WS_MAX_BUFFER_SIZE)
+                       self.conn.id, self.edge.max_buffer_size)
         self.edge.execute(self.edge.core.close(self.conn, CloseCode.POLICY_VIOLATION, "client not reading",
                                                release=True))
 
