@@ -220,6 +220,24 @@ class JsonTypeDispatchTests(TestCase):
             assert comm.receive_json() == {"other": [1, 2]}
             assert not comm.closed
 
+    def test_a_request_is_answered_with_what_the_on_type_method_returned(self):
+        """django-ws.js's request(): {"dws_request": id} in, {"dws_reply": id, "data": ...} out (docs/client.rst)."""
+        with HandlerCommunicator("requests") as comm:
+            comm.send_json({"type": "add", "a": 2, "b": 3, "dws_request": 1})
+            comm.send_json({"type": "nothing", "dws_request": 2})
+            comm.send_json({"type": "nope", "dws_request": 3})
+            comm.send_json({"type": "add", "a": 2, "b": 3})  # no request id: the return value goes nowhere
+            comm.send_json({"x": 1, "dws_request": 4})  # no type at all
+            comm.send_json({"plain": True})
+            assert comm.receive_json() == {"dws_reply": 1, "data": 5}
+            assert comm.receive_json() == {"dws_reply": 2, "data": None}
+            assert comm.receive_json() == {"dws_reply": 3, "error": "no @on_type method for type 'nope'"}
+            assert comm.receive_json() == {"dws_reply": 4, "error": "no @on_type method for type None"}
+            assert comm.receive_json() == {"echo": {"plain": True}}  # the id never reaches on_json
+            assert comm.receive_nothing()
+            comm.send_json({"type": "add", "a": 1, "b": 1, "dws_request": "7"})
+            assert (comm.close_code, comm.close_reason) == (1007, "dws_request must be an integer")
+
     def test_a_message_that_is_not_json_closes_with_1007(self):
         with HandlerCommunicator("typed") as comm:
             comm.send("{not json")
