@@ -1,8 +1,30 @@
-"""System checks for django-ws's configuration (ids django_ws.E001...)."""
+"""System checks for django-ws's configuration (ids django_ws.E001..., W010...).
 
+Errors stop ``run_wsserver``; warnings are the usual mistakes that would
+otherwise pass in silence (docs/settings.rst, "System checks", lists them all).
+"""
+
+import difflib
+
+from django.conf import settings as django_settings
 from django.core import checks
 
-from .conf import ws_settings
+from .conf import DEFAULTS, ws_settings
+
+#: Method names of Django Channels' consumers that a handler would define in vain -> what django-ws calls.
+CHANNELS_METHODS = {
+    "connect": "on_connect",
+    "websocket_connect": "on_connect",
+    "receive": "on_message (on_json for a JsonWebSocketHandler)",
+    "websocket_receive": "on_message",
+    "receive_json": "on_json",
+    "disconnect": "on_close",
+    "websocket_disconnect": "on_close",
+}
+
+#: Settings that say the site itself is served over HTTPS.
+TLS_SETTINGS = ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_HSTS_SECONDS",
+                "SECURE_PROXY_SSL_HEADER")
 
 
 @checks.register(checks.Tags.urls)
@@ -14,6 +36,7 @@ def check_ws_routes(app_configs, **kwargs):
     from .routing.patterns import WebSocketRoute
 
     errors = []
+    handlers = []  # (where, handler class) of every route
     try:
         root = get_ws_urlconf()
     except Exception as exc:
@@ -34,7 +57,7 @@ def check_ws_routes(app_configs, **kwargs):
                     errors.append(checks.Error(f"{where}: include() failed: {exc}", id="django_ws.E002"))
             elif isinstance(pattern, WebSocketRoute):
                 try:
-                    pattern.handler
+                    handlers.append((f"{where} > {pattern.pattern.describe()}", pattern.handler))
                 except (ImportError, TypeError) as exc:
                     errors.append(checks.Error(str(exc), obj=where, id="django_ws.E003"))
             else:
@@ -47,6 +70,21 @@ def check_ws_routes(app_configs, **kwargs):
                 )
 
     walk(root.urlpatterns, root.source)
+    if not root.urlpatterns:
+        errors.append(
+            checks.Warning(
+                f"There are no websocket routes: {root.source} has none (or does not exist) and "
+                "DEFAULT_WS_HANDLERS is empty, so every handshake is refused with 404.",
+                hint=f"Create {root.source.replace('.', '/')}.py with urlpatterns = [ws_path(r'^chat/$', ChatHandler)], "
+                     "or name your route module in WS_URLCONF.",
+                id="django_ws.W013",
+            )
+        )
+    seen = set()
+    for where, handler in handlers:
+        if handler not in seen:
+            seen.add(handler)
+            errors.extend(_check_handler(handler, where))
     base = ws_settings.WS_BASE_URL
     if not isinstance(base, str) or not base.startswith(("ws://", "wss://")):
         errors.append(
@@ -126,3 +164,72 @@ def check_broker(app_configs, **kwargs):
         return [checks.Error("WS_BROKER is set but redis-py is not installed",
                              hint="pip install 'django-ws-edge[redis]'", id="django_ws.E009")]
     return []
+
+
+def _own_attributes(handler: type):
+    """(class, name, value) of what ``handler`` and its bases define, django-ws's own classes left out."""
+    for klass in handler.__mro__:
+        if klass is object or klass.__module__.split(".")[0] == "django_ws":
+            continue
+        for name, value in vars(klass).items():
+            yield klass, name, value
+
+
+def _check_handler(handler: type, where: str) -> list:
+    """Channels' method names (W011) and @on_type outside a JsonWebSocketHandler (W012)."""
+    from .handlers import JsonWebSocketHandler
+
+    found = []
+    label = f"{handler.__module__}.{handler.__qualname__}"
+    for klass, name, value in _own_attributes(handler):
+        if name in CHANNELS_METHODS and callable(value):
+            found.append(checks.Warning(
+                f"{label} defines {name}(), a Django Channels consumer method that django-ws never calls "
+                f"(route {where}).",
+                hint=f"django-ws calls {CHANNELS_METHODS[name]}(); see docs/channels.rst for the mapping.",
+                obj=handler, id="django_ws.W011"))
+        message_type = getattr(value, "_ws_message_type", None)
+        if message_type is not None and not issubclass(handler, JsonWebSocketHandler):
+            found.append(checks.Warning(
+                f"{label}.{name} is decorated with @on_type({message_type!r}), but {handler.__name__} is not a "
+                f"JsonWebSocketHandler: the decorator does nothing there (route {where}).",
+                hint="Derive the handler from django_ws.JsonWebSocketHandler, whose messages are routed by "
+                     "their \"type\".",
+                obj=handler, id="django_ws.W012"))
+    return found
+
+
+@checks.register()
+def check_settings_names(app_configs, **kwargs):
+    """A WS_* setting that django-ws does not know is a typo, ignored in silence otherwise (W010)."""
+    found = []
+    for name in sorted(dir(django_settings)):
+        if not name.startswith("WS_") or name in DEFAULTS:
+            continue
+        close = difflib.get_close_matches(name, [known for known in DEFAULTS if known.startswith("WS_")], n=1)
+        if close:
+            message = f"{name} is not a django-ws setting (did you mean {close[0]}?); it is ignored."
+            hint = f"Rename it to {close[0]}."
+        else:
+            message = f"{name} is not a django-ws setting; it is ignored."
+            hint = "docs/settings.rst lists every setting; a name of your own should not start with WS_."
+        found.append(checks.Warning(message, hint=hint, id="django_ws.W010"))
+    return found
+
+
+@checks.register(checks.Tags.security)
+def check_base_url_scheme(app_configs, **kwargs):
+    """ws:// in WS_BASE_URL on a production site served over HTTPS (W014)."""
+    base = ws_settings.WS_BASE_URL
+    if django_settings.DEBUG or not isinstance(base, str) or not base.startswith("ws://"):
+        return []
+    tls = [name for name in TLS_SETTINGS if getattr(django_settings, name, None)]
+    if not tls:
+        return []
+    return [checks.Warning(
+        f"WS_BASE_URL is {base!r} (unencrypted ws://) while the site is served over HTTPS "
+        f"({', '.join(tls)} {'is' if len(tls) == 1 else 'are'} set): browsers refuse ws:// from an https:// "
+        "page as mixed content, and the session cookie would travel in the clear.",
+        hint=f"Use wss://, e.g. WS_BASE_URL = {'wss://' + base[len('ws://'):]!r}, with TLS at the proxy in "
+             "front of the edge (docs/deployment.rst).",
+        id="django_ws.W014")]

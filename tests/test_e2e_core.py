@@ -79,8 +79,20 @@ def test_on_close_runs_once_after_the_client_leaves(server, observer):
     ws.close()
     closed = observer.wait(event="close", tag="leaver")
     assert closed["conn"] == opened["conn"]
+    assert (closed["code"], closed["reason"]) == (1000, "")
     with pytest.raises(AssertionError):
         observer.wait(timeout=1.0, event="close", tag="leaver")  # exactly once
+
+
+def test_on_close_runs_for_a_client_that_never_sent_anything(server, observer):
+    """A client that only listens (a dashboard, a feed) and leaves: on_close runs, with its close code."""
+    ws = connect(server.url("tracked/listener"))
+    ws.close(code=4001, reason="done listening")
+    closed = observer.wait(event="close", tag="listener")
+    assert (closed["code"], closed["reason"]) == (4001, "done listening")
+    assert not [r for r in observer.seen if r.get("tag") == "listener"]  # on_open never ran: no "open" report
+    with pytest.raises(AssertionError):
+        observer.wait(timeout=1.0, event="close", tag="listener")  # exactly once
 
 
 def test_on_close_runs_when_the_client_drops_without_a_close_frame(server, observer):
@@ -88,7 +100,7 @@ def test_on_close_runs_when_the_client_drops_without_a_close_frame(server, obser
     ws.send("hi")
     assert ws.recv(timeout=10) == "hi"
     ws.socket.close()  # TCP gone, no closing handshake
-    observer.wait(event="close", tag="dropper")
+    assert observer.wait(event="close", tag="dropper")["code"] == 1006
 
 
 def test_handler_exception_closes_only_its_connection_with_1011(server, observer):

@@ -31,6 +31,16 @@ def stats(server):
         return json.load(response)
 
 
+@pytest.mark.parametrize("mode", ["threaded", "gevent"])
+def test_ws_thread_idle_timeout_none_starts_and_serves(make_server, mode):
+    """docs/settings.rst: None means idle pool threads never end (it used to crash the worker at start)."""
+    srv = make_server(mode=mode, env={"DJANGO_WS_THREAD_IDLE_TIMEOUT": "None"})
+    for i in range(3):
+        with connect(srv.url("echo")) as ws:
+            ws.send(f"still here {i}")
+            assert ws.recv(timeout=10) == f"still here {i}"
+
+
 @pytest.mark.parametrize("mode", ["threaded", "gevent", "multiprocess"])
 def test_resources_return_after_1000_connect_disconnect_cycles(make_server, mode):
     # Threaded mode's pool threads end after WS_THREAD_IDLE_TIMEOUT idle: 1 s here.

@@ -144,6 +144,36 @@ class HandlerCommunicatorTests(TestCase):
             report = json.loads(observer.receive())
             assert report["event"] == "close" and report["conn"] == tracked.connection_id
 
+    def test_on_close_runs_with_the_close_code_for_a_connection_that_never_sent_a_message(self):
+        with HandlerCommunicator("observe") as observer:
+            observer.send("hello")
+            assert observer.receive() == "observing"
+            silent = HandlerCommunicator("tracked/silent")
+            assert silent.connect()
+            silent.close(4001)
+            report = json.loads(observer.receive())  # no "open" report: on_open never ran
+            assert (report["event"], report["conn"], report["code"]) == ("close", silent.connection_id, 4001)
+            silent.close()
+            assert observer.receive_nothing()  # exactly once
+
+    def test_a_refused_handshake_runs_no_on_close(self):
+        with HandlerCommunicator("observe") as observer:
+            observer.send("hello")
+            assert observer.receive() == "observing"
+            refused = HandlerCommunicator("private")  # login_required, and no user
+            assert refused.connect() is False
+            refused.close()
+            assert observer.receive_nothing()
+
+    def test_close_with_a_code_no_server_may_send_raises_in_the_handler(self):
+        with HandlerCommunicator("closer") as comm:
+            for code in (999, 1004, 1005, 1006, 1015, 2000, 5000):
+                comm.send(f"close {code}")
+                assert comm.receive().startswith(f"ValueError: {code} is not a close code")
+                assert not comm.closed
+            comm.send("close 4999")
+            assert (comm.close_code, comm.close_reason) == (4999, "asked")
+
     def test_a_failing_handler_closes_with_1011(self):
         with HandlerCommunicator("fail/t") as comm:
             comm.send("boom")
@@ -189,6 +219,24 @@ class JsonTypeDispatchTests(TestCase):
             assert comm.receive_json() == {"other": {"type": "on_close"}}
             assert comm.receive_json() == {"other": [1, 2]}
             assert not comm.closed
+
+    def test_a_request_is_answered_with_what_the_on_type_method_returned(self):
+        """django-ws.js's request(): {"dws_request": id} in, {"dws_reply": id, "data": ...} out (docs/client.rst)."""
+        with HandlerCommunicator("requests") as comm:
+            comm.send_json({"type": "add", "a": 2, "b": 3, "dws_request": 1})
+            comm.send_json({"type": "nothing", "dws_request": 2})
+            comm.send_json({"type": "nope", "dws_request": 3})
+            comm.send_json({"type": "add", "a": 2, "b": 3})  # no request id: the return value goes nowhere
+            comm.send_json({"x": 1, "dws_request": 4})  # no type at all
+            comm.send_json({"plain": True})
+            assert comm.receive_json() == {"dws_reply": 1, "data": 5}
+            assert comm.receive_json() == {"dws_reply": 2, "data": None}
+            assert comm.receive_json() == {"dws_reply": 3, "error": "no @on_type method for type 'nope'"}
+            assert comm.receive_json() == {"dws_reply": 4, "error": "no @on_type method for type None"}
+            assert comm.receive_json() == {"echo": {"plain": True}}  # the id never reaches on_json
+            assert comm.receive_nothing()
+            comm.send_json({"type": "add", "a": 1, "b": 1, "dws_request": "7"})
+            assert (comm.close_code, comm.close_reason) == (1007, "dws_request must be an integer")
 
     def test_a_message_that_is_not_json_closes_with_1007(self):
         with HandlerCommunicator("typed") as comm:

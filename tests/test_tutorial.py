@@ -263,9 +263,9 @@ def test_the_tutorials_own_tests_pass(tutorial):
     assert re.search(r"^OK$", result.stderr, re.MULTILINE), result.stderr
 
 
-def hello(url: str, **kwargs):
+def enter(url: str, **kwargs):
+    """Connect as the tutorial's page does: sending nothing, the room's history comes first."""
     ws = connect(url, **kwargs)
-    ws.send(json.dumps({"type": "hello"}))
     reply = json.loads(ws.recv(timeout=10))
     assert reply["type"] == "history", reply
     return ws, reply["messages"]
@@ -274,8 +274,8 @@ def hello(url: str, **kwargs):
 def test_two_clients_chat_through_run_wsserver(tutorial, ws_server):
     assert ws_server.wait_for("Routes:").startswith("Routes: 1 from mysite.ws_urls"), "the default WS_URLCONF"
     # One client as a browser on the tutorial's runserver would connect: with its Origin.
-    alice, history = hello(ws_server.url("chat/lobby"), origin="http://localhost:8000")
-    bob, _ = hello(ws_server.url("chat/lobby"))
+    alice, history = enter(ws_server.url("chat/lobby"), origin="http://localhost:8000")
+    bob, _ = enter(ws_server.url("chat/lobby"))
     try:
         said = ["hello, bob", "how are you?"]
         for text in said:
@@ -291,7 +291,7 @@ def test_two_clients_chat_through_run_wsserver(tutorial, ws_server):
     with sqlite3.connect(tutorial.project / "db.sqlite3") as db:
         rows = db.execute("SELECT author, text FROM chat_message WHERE room = 'lobby' ORDER BY id").fetchall()
     assert rows[-2:] == [("alice", "hello, bob"), ("alice", "how are you?")]
-    carol, history = hello(ws_server.url("chat/lobby"))
+    carol, history = enter(ws_server.url("chat/lobby"))
     carol.close()
     assert [(m["author"], m["text"]) for m in history][-2:] == rows[-2:]
 
@@ -322,7 +322,7 @@ def test_two_browser_pages_chat(chromium, ws_server, http_server, tmp_path):
     url, _ = http_server
     expect.set_options(timeout=20_000)
     # A line in the room's history: a page that shows it has joined the room.
-    seeder, _ = hello(ws_server.url("chat/garden"))
+    seeder, _ = enter(ws_server.url("chat/garden"))
     seeder.send(json.dumps({"type": "say", "author": "gardener", "text": "the roses are out"}))
     seeder.recv(timeout=10)
     seeder.close()

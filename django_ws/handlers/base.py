@@ -26,8 +26,10 @@ class WebSocketHandler:
     The original contract is kept: the first message goes to ``on_open``;
     if that returns None the same message then goes to ``on_message`` too,
     if it returns True or False it does not. ``on_close`` runs exactly once
-    for every connection whose ``on_open`` ran: when the client leaves, when
-    the handler closes, when the handler fails and when the edge goes away.
+    for every connection that ``on_connect`` accepted, whether or not a
+    message came: when the client leaves, when the handler closes, when the
+    handler fails and when the edge goes away; :attr:`close_code` and
+    :attr:`close_reason` say why.
 
     Attributes set before any hook runs:
 
@@ -67,7 +69,9 @@ class WebSocketHandler:
 
         Raise ``django_ws.HandshakeDenied(status)`` (or Django's
         ``PermissionDenied``, which gives 403) to refuse the client with an
-        HTTP status; return normally to accept. Nothing can be sent yet.
+        HTTP status; return normally to accept, and ``on_close`` will run.
+        ``send()`` and ``join()`` work here: the edge applies them once the
+        upgrade completes (and drops them if the handshake is refused).
         """
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
@@ -91,7 +95,10 @@ class WebSocketHandler:
                     type(self).__name__, name, self.connection_id)
 
     def on_close(self) -> None:
-        """The connection has ended; ``send()`` would raise. Clean up here."""
+        """The connection has ended (:attr:`close_code`, :attr:`close_reason`); ``send()`` would raise. Clean up here.
+
+        Runs once for every accepted connection, even one that never sent a message.
+        """
 
     def on_recovered(self, group: str) -> None:
         """The client came back with a position in ``group``, and this connection's join replayed what it missed.
@@ -134,7 +141,11 @@ class WebSocketHandler:
         self.connection.send(data)
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
-        """Close the connection from the server side; ``on_close`` follows."""
+        """Close the connection from the server side; ``on_close`` follows.
+
+        ``code`` is 1000, one of 3000-4999 (yours), or one of 1001-1003 and
+        1007-1014; any other raises ``ValueError`` here, at the call.
+        """
         self.connection.close(code, reason)
 
     def join(self, group: str) -> None:
@@ -171,6 +182,21 @@ class WebSocketHandler:
     def closed(self) -> bool:
         """True once the connection has ended, from either side."""
         return self.connection.closed
+
+    @property
+    def close_code(self) -> int | None:
+        """Why the connection ended, as a close code (1000, 1001, 1006...); None while it is open.
+
+        The client's code when it closed (1005 if its close frame had none,
+        1006 if its TCP connection dropped), the handler's when it called
+        :meth:`close`, else the edge's or the worker's (see docs/handlers.rst).
+        """
+        return self.connection.close_code
+
+    @property
+    def close_reason(self) -> str:
+        """The close frame's reason, "" if none; set with :attr:`close_code`."""
+        return self.connection.close_reason
 
 
 def _ack_arguments(value: typing.Any) -> list:

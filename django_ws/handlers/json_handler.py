@@ -13,6 +13,14 @@ from .base import WebSocketHandler, _ack_arguments
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
+#: The field of a request (django-ws.js ``request()``) and of its reply; docs/client.rst.
+REQUEST_KEY = "dws_request"
+REPLY_KEY = "dws_reply"
+
+
+def _is_request_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
 
 def on_type(type_name: str) -> Callable[[_Method], _Method]:
     """Route JSON messages whose ``"type"`` is ``type_name`` to the decorated method.
@@ -89,11 +97,27 @@ class JsonWebSocketHandler(WebSocketHandler):
             self.dispatch_json(content)
 
     def dispatch_json(self, content: Any) -> None:
-        """Call the :func:`on_type` method for the message's type, else ``on_json``."""
+        """Call the :func:`on_type` method for the message's type, else ``on_json``.
+
+        A message with a ``"dws_request"`` id (what django-ws.js's
+        ``request()`` sends) is answered: ``{"dws_reply": id, "data": <what
+        the on_type method returned>}``, or ``{"dws_reply": id, "error":
+        "..."}`` when no on_type method takes its type. The id is removed
+        from ``content`` before the method sees it. See docs/client.rst.
+        """
         if isinstance(content, dict):
+            request_id = content.pop(REQUEST_KEY, None)
             name = self._type_handlers.get(content.get("type"))
+            if request_id is not None and not _is_request_id(request_id):
+                self.close(CloseCode.INVALID_DATA, f"{REQUEST_KEY} must be an integer")
+                return
             if name is not None:
-                getattr(self, name)(content)
+                result = getattr(self, name)(content)
+                if request_id is not None and not self.closed:
+                    self.send_json({REPLY_KEY: request_id, "data": result})
+                return
+            if request_id is not None:
+                self.send_json({REPLY_KEY: request_id, "error": f"no @on_type method for type {content.get('type')!r}"})
                 return
         self.on_json(content)
 

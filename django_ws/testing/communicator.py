@@ -318,7 +318,7 @@ class HandlerCommunicator:
         self._finish()
 
     def _finish(self) -> None:
-        self.runner.finish()  # on_close if on_open ran; a second call does nothing
+        self.runner.finish()  # on_close if the handler accepted; a second call does nothing
         groups.unregister(self)
 
     def __enter__(self) -> "HandlerCommunicator":

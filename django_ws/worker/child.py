@@ -46,8 +46,10 @@ def run_handler_process(mailbox_fd: int) -> int:
             sending.use_route(sending.WorkerRoute(lambda message: broadcast(outboxes, message), list(replies)))
         connection = Connection(connect.conn_id, connect.route, connect.request, replies[start["reply_to"]])
         # The worker saw the client leave: a handler busy in a loop notices at
-        # its next send(), as it would in a thread.
-        signal.signal(signal.SIGUSR1, lambda *_: connection.mark_closed(CloseCode.GOING_AWAY, "client left"))
+        # its next send(), as it would in a thread. Provisional: the Disconnect
+        # queued behind the messages still in the pipe says how it ended.
+        signal.signal(signal.SIGUSR1, lambda *_: connection.mark_closed(CloseCode.GOING_AWAY, "client left",
+                                                                        provisional=True))
         ConnectionRunner(connection, ChildMailbox.reading(mailbox_fd), lambda conn: None).run()
         return 0
     finally:

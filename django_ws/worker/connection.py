@@ -20,6 +20,7 @@ from django.urls import Resolver404
 
 from django_ws import tokens, wire
 from django_ws.exceptions import ConnectionClosed, EdgeUnreachable, HandshakeDenied
+from django_ws.codes import check_close_code
 from django_ws.handlers import CloseCode
 from django_ws.handlers.request import WebSocketRequest
 from django_ws.routing import resolve_ws
@@ -47,6 +48,7 @@ class Connection:
         self._outbox = outbox
         self.close_code: int | None = None
         self.close_reason = ""
+        self._provisional = False
         #: True when the worker side closed (the handler, or an error): the
         #: runner then drops what is still queued instead of handling it.
         self.closed_here = False
@@ -65,10 +67,18 @@ class Connection:
         """The groups whose last position the client presented (the edge lists them in the Connect)."""
         return frozenset(self.request_meta.get("recovering", ()))
 
-    def mark_closed(self, code: int, reason: str = "") -> bool:
-        """Record the end of the connection; False if it had already ended."""
+    def mark_closed(self, code: int, reason: str = "", *, provisional: bool = False, final: bool = False) -> bool:
+        """Record the end of the connection; False if it had already ended.
+
+        A ``provisional`` close (a handler process told by a signal that its
+        client left, before the Disconnect saying how reaches its mailbox)
+        stops ``send()`` at once; the ``final`` one that follows replaces its
+        code and reason, so ``on_close`` sees what the edge saw.
+        """
         if self.close_code is not None:
-            return False
+            if not (final and self._provisional):
+                return False
+        self._provisional = provisional
         self.close_code, self.close_reason = int(code), reason
         return True
 
@@ -93,6 +103,8 @@ class Connection:
             raise ConnectionClosed(self.id, CloseCode.SERVICE_RESTART, str(exc)) from None
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        # Checked here, in the handler's call, not where the edge would refuse the frame.
+        code = check_close_code(code)
         if self.mark_closed(code, reason):
             self.closed_here = True
             try:
@@ -130,6 +142,9 @@ class ConnectionRunner:
         self.mailbox = mailbox
         self.on_finished = on_finished
         self.handler = None
+        #: on_connect returned normally: on_close is owed, exactly once (finish()).
+        self.accepted = False
+        #: on_open ran (the first message's contract); it has no bearing on on_close.
         self.opened = False
 
     #: Do what Django does around a request for the database. The in-process
@@ -153,11 +168,15 @@ class ConnectionRunner:
             self.finish()
 
     def finish(self) -> None:
-        """Run on_close (once, if on_open ran) and give resources back."""
+        """Run on_close (once, for an accepted connection) and give resources back."""
         conn = self.connection
         try:
-            if self.opened:
-                self.opened = False
+            if self.accepted:
+                self.accepted = False
+                if conn.close_code is None:
+                    # The mailbox ended with no word of why (the worker's pipe to a
+                    # handler process closed): the worker side went away.
+                    conn.mark_closed(CloseCode.SERVICE_RESTART, "worker stopped")
                 self._call("on_close")
         finally:
             try:
@@ -189,6 +208,9 @@ class ConnectionRunner:
             if not subprotocol and token_marker:
                 # A browser that offered subprotocols fails a handshake that selects none.
                 subprotocol = tokens.SUBPROTOCOL
+            # From here on_close is owed, even if the Accept cannot reach the
+            # edge: it undoes what on_connect set up.
+            self.accepted = True
         except HandshakeDenied as exc:
             return self._deny(exc.status, exc.reason)
         except PermissionDenied as exc:
@@ -226,6 +248,11 @@ class ConnectionRunner:
         """
         conn = self.connection
         if event is STOP or conn.closed_here:
+            return False
+        if isinstance(event, wire.Disconnect):
+            # The edge's word on why the connection ended. In a handler process
+            # it replaces the provisional close of SIGUSR1, which could not say.
+            conn.mark_closed(event.code, event.reason, final=True)
             return False
         if isinstance(event, wire.Data):
             self.receive(event.payload if event.binary else event.payload.decode("utf-8"))

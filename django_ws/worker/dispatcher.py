@@ -96,7 +96,7 @@ class Dispatcher:
                 self.mailbox_limit,
             )
             entry.connection.close(CloseCode.TRY_AGAIN_LATER, "handler too slow")
-            entry.mailbox.put(STOP)
+            self._end(entry, CloseCode.TRY_AGAIN_LATER, "handler too slow")
             return
         entry.mailbox.put(message)
 
@@ -105,9 +105,17 @@ class Dispatcher:
         if entry is None:
             return  # the handler closed first and has already finished
         entry.connection.mark_closed(code, reason)
-        entry.mailbox.put(STOP)
+        self._end(entry, code, reason)
         if entry.task is not None:
             self.mode.interrupt(entry.task)
+
+    @staticmethod
+    def _end(entry: _Entry, code: int, reason: str) -> None:
+        """Queue the end of a connection: why it ended (for a handler process, whose
+        Connection is its own copy: on_close sees the code), then STOP."""
+        conn = entry.connection
+        entry.mailbox.put(wire.Disconnect(conn.id, conn.route, int(code), reason))
+        entry.mailbox.put(STOP)
 
     def edge_lost(self, edge_id: str) -> list[str]:
         """End every connection held by an edge that went away; return their ids."""
@@ -130,7 +138,7 @@ class Dispatcher:
                     )
                 except Exception:
                     pass  # the edge is gone too: nobody to tell
-            entry.mailbox.put(STOP)
+            self._end(entry, entry.connection.close_code, entry.connection.close_reason)
         deadline = time.monotonic() + timeout
         for entry in entries:
             if entry.task is not None:

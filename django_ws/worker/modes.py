@@ -66,6 +66,10 @@ class Mode:
         return self.name
 
 
+#: PooledMode's default idle_timeout: WS_THREAD_IDLE_TIMEOUT (None is a value of its own there).
+_FROM_SETTINGS = object()
+
+
 class PooledMode(Mode):
     """Connections served from a pool (see pool.py); an idle one holds no thread or greenlet.
 
@@ -78,13 +82,15 @@ class PooledMode(Mode):
     #: Threads a new message may wake while others are awake (None: any idle one); see ThreadPool.
     awake_limit: int | None = None
 
-    def __init__(self, idle_timeout: float | None = None):
+    def __init__(self, idle_timeout: float | None | object = _FROM_SETTINGS):
         from django_ws.conf import ws_settings
 
         from .pool import ThreadPool
 
-        if idle_timeout is None:
-            idle_timeout = float(ws_settings.WS_THREAD_IDLE_TIMEOUT)
+        if idle_timeout is _FROM_SETTINGS:
+            idle_timeout = ws_settings.WS_THREAD_IDLE_TIMEOUT
+        # None (or 0): idle threads never end, as docs/settings.rst says.
+        idle_timeout = None if idle_timeout is None else float(idle_timeout)
         self.pool = ThreadPool(idle_timeout, self.starvation_delay, name=f"ws-{self.name}",
                                awake_limit=self.awake_limit)
         self._finished = threading.Condition()
@@ -132,7 +138,7 @@ class GeventMode(PooledMode):
     name = "gevent"
     starvation_delay = 0.0  # a new greenlet at once: they are cheap
 
-    def __init__(self, idle_timeout: float | None = None):
+    def __init__(self, idle_timeout: float | None | object = _FROM_SETTINGS):
         from gevent import monkey
 
         if not monkey.is_module_patched("threading"):

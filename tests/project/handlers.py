@@ -56,7 +56,8 @@ class TrackedHandler(WebSocketHandler):
         self.send(message)
 
     def on_close(self):
-        report("close", tag=self.kwargs["tag"], conn=self.connection_id)
+        report("close", tag=self.kwargs["tag"], conn=self.connection_id, code=self.close_code,
+               reason=self.close_reason)
 
 
 class FailingHandler(TrackedHandler):
@@ -83,7 +84,12 @@ class LoopHandler(WebSocketHandler):
 
 class ClosingHandler(WebSocketHandler):
     def on_message(self, message):
-        if message == "close":
+        if message.startswith("close "):  # "close <code>": an invalid code raises here, in the handler
+            try:
+                self.close(int(message.split()[1]), "asked")
+            except ValueError as exc:
+                self.send(f"ValueError: {exc}")
+        elif message == "close":
             self.close(4000, "bye")
             try:
                 self.send("after close")

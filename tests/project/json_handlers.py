@@ -21,3 +21,23 @@ class EagerHandler(JsonWebSocketHandler):
 
     def on_json(self, content):
         self.send_json(content)
+
+
+class RequestHandler(JsonWebSocketHandler):
+    """Answers django-ws.js's request(): what an @on_type method returns is the reply (tests/test_js_client.py)."""
+
+    @on_type("add")
+    def add(self, content):
+        return content["a"] + content["b"]
+
+    @on_type("nothing")
+    def nothing(self, content):
+        return None
+
+    @on_type("close")
+    def close_with(self, content):
+        """Closes with the code the client asks for, to try the client's reconnect rules."""
+        self.close(int(content["code"]), "asked")
+
+    def on_json(self, content):
+        self.send_json({"echo": content})

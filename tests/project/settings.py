@@ -89,7 +89,8 @@ if os.environ.get("DJANGO_WS_CURVE"):  # JSON, as `manage.py ws_keygen --json` p
 # Behind a proxy: tests of X-Forwarded-For turn this on for their own server.
 WS_TRUST_PROXY_HEADERS = bool(os.environ.get("DJANGO_WS_TRUST_PROXY_HEADERS"))
 WS_HEADER_TIMEOUT = float(os.environ.get("DJANGO_WS_HEADER_TIMEOUT", "10"))
-WS_THREAD_IDLE_TIMEOUT = float(os.environ.get("DJANGO_WS_THREAD_IDLE_TIMEOUT", "30"))
+_idle = os.environ.get("DJANGO_WS_THREAD_IDLE_TIMEOUT", "30")
+WS_THREAD_IDLE_TIMEOUT = None if _idle == "None" else float(_idle)  # None: idle pool threads never end
 WS_EVENT_LOOP = os.environ.get("DJANGO_WS_EVENT_LOOP", "auto")
 # Groups with history (tests/test_history.py passes other bounds as JSON).
 WS_GROUP_HISTORY = json.loads(os.environ.get("DJANGO_WS_GROUP_HISTORY", '{"hist.*": {"size": 100, "ttl": 300}}'))

@@ -20,6 +20,7 @@ urlpatterns = [
     ws_path(r"^shop/", include("tests.project.shop_ws_urls", namespace="shop")),
     ws_path(r"^typed$", "tests.project.json_handlers.TypedHandler", name="typed"),
     ws_path(r"^eager$", "tests.project.json_handlers.EagerHandler", name="eager"),
+    ws_path(r"^requests$", "tests.project.json_handlers.RequestHandler", name="requests"),
     ws_path(r"^rel/", include("tests.project.reliability_ws_urls", namespace="rel")),
     # tests/test_security.py
     ws_path(r"^request/(?P<tag>\w+)$", handlers.RequestInfoHandler, name="request"),

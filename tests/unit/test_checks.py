@@ -113,3 +113,69 @@ def test_socketio_on_without_python_socketio_is_e008(monkeypatch):
         monkeypatch.setitem(sys.modules, "socketio", None)  # what `import socketio` finds when it is not installed
         (error,) = check_socketio(None)
     assert error.id == "django_ws.E008" and "django-ws-edge[socketio]" in error.hint
+
+
+# -- the usual mistakes (W010-W014) ---------------------------------------------------------
+
+
+def test_a_misspelled_setting_is_w010_naming_the_right_one():
+    from django_ws.checks import check_settings_names
+
+    assert check_settings_names(None) == []  # the test project's settings are all known
+    with override_settings(WS_MAX_MESAGE_SIZE=1024, WS_SOMETHING_ELSE_ENTIRELY=1):
+        errors = check_settings_names(None)
+    assert ids(errors) == ["django_ws.W010", "django_ws.W010"]
+    typo, unknown = sorted(errors, key=lambda e: "MESAGE" not in e.msg)
+    assert typo.level == checks.WARNING
+    assert "WS_MAX_MESAGE_SIZE" in typo.msg and "did you mean WS_MAX_MESSAGE_SIZE?" in typo.msg
+    assert typo.hint == "Rename it to WS_MAX_MESSAGE_SIZE."
+    assert "WS_SOMETHING_ELSE_ENTIRELY" in unknown.msg and "docs/settings.rst" in unknown.hint
+
+
+def test_manage_py_check_warns_about_a_misspelled_setting():
+    with override_settings(WS_MAX_MESAGE_SIZE=1024):
+        found = checks.run_checks()
+    (warning,) = [error for error in found if error.id == "django_ws.W010"]
+    assert "WS_MAX_MESSAGE_SIZE" in warning.msg
+
+
+def test_channels_method_names_on_a_handler_are_w011_and_on_type_off_a_json_handler_is_w012():
+    with override_settings(WS_URLCONF="tests.unit.mistakes_ws_urls"):
+        errors = check_ws_routes(None)
+    channels = [e for e in errors if e.id == "django_ws.W011"]
+    # connect, receive and disconnect of one class, reported once although two routes serve it.
+    assert sorted(e.msg.split(" defines ")[1].split("(")[0] for e in channels) == ["connect", "disconnect", "receive"]
+    assert all(e.obj.__name__ == "ChannelsStyleHandler" and e.level == checks.WARNING for e in channels)
+    assert "on_close" in next(e.hint for e in channels if "disconnect()" in e.msg)
+    (typed,) = [e for e in errors if e.id == "django_ws.W012"]
+    assert typed.obj.__name__ == "TypedPlainHandler" and "@on_type('move')" in typed.msg
+    assert "JsonWebSocketHandler" in typed.hint
+    assert set(ids(errors)) == {"django_ws.W011", "django_ws.W012"}
+
+
+def test_no_routes_at_all_is_w013():
+    with override_settings(WS_URLCONF=None, ROOT_URLCONF="tests.unit.urls", DEFAULT_WS_HANDLERS={}):
+        errors = check_ws_routes(None)
+    assert ids(errors) == ["django_ws.W013"]
+    assert "tests.unit.ws_urls" in errors[0].msg
+    assert "tests/unit/ws_urls.py" in errors[0].hint
+    with override_settings(WS_URLCONF=None, ROOT_URLCONF="tests.unit.urls"):
+        assert check_ws_routes(None) == []  # DEFAULT_WS_HANDLERS alone is routes enough
+
+
+@pytest.mark.parametrize("tls_setting", [{"SECURE_SSL_REDIRECT": True}, {"SESSION_COOKIE_SECURE": True},
+                                         {"SECURE_HSTS_SECONDS": 3600},
+                                         {"SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https")}])
+def test_ws_base_url_on_a_tls_site_in_production_is_w014(tls_setting):
+    from django_ws.checks import check_base_url_scheme
+
+    with override_settings(DEBUG=False, WS_BASE_URL="ws://example.com/socket", **tls_setting):
+        (warning,) = check_base_url_scheme(None)
+    assert warning.id == "django_ws.W014" and next(iter(tls_setting)) in warning.msg
+    assert "'wss://example.com/socket'" in warning.hint
+    for fine in ({"DEBUG": True, "WS_BASE_URL": "ws://example.com/socket"},
+                 {"DEBUG": False, "WS_BASE_URL": "wss://example.com/socket"}):
+        with override_settings(**tls_setting, **fine):
+            assert check_base_url_scheme(None) == []
+    with override_settings(DEBUG=False, WS_BASE_URL="ws://example.com/socket"):
+        assert check_base_url_scheme(None) == []  # nothing says the site is on HTTPS

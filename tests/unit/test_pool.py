@@ -166,6 +166,20 @@ def test_idle_threads_end_after_the_idle_timeout():
     pool.stop()
 
 
+@pytest.mark.parametrize("setting, expected", [(None, None), (0, None), (2, 2.0), ("1.5", 1.5)])
+def test_ws_thread_idle_timeout_none_means_idle_threads_never_end(setting, expected):
+    from django.test import override_settings
+
+    from django_ws.worker.modes import ThreadedMode
+
+    with override_settings(WS_THREAD_IDLE_TIMEOUT=setting):
+        mode = ThreadedMode()
+    try:
+        assert mode.pool.idle_timeout == expected
+    finally:
+        mode.close()
+
+
 def test_stop_ends_the_watcher_and_the_idle_threads():
     pool = ThreadPool(name="ws-stop-test")
     boxes = [start(pool, FakeRunner()) for _ in range(5)]

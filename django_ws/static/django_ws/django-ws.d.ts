@@ -1,14 +1,24 @@
-// Type declarations of django-ws.js (the client of docs/protocol.rst, "Positions and recovery").
+// Type declarations of django-ws.js (docs/client.rst; the envelope of docs/protocol.rst, "Positions and recovery").
+
+/** What `shouldReconnect` is told besides the close event. */
+export interface ReconnectInfo {
+  /** The socket closed before it ever opened: a refused handshake (401, 403, 404...) or no server there. */
+  refused: boolean;
+  /** Failed attempts in a row so far (0 after an open). */
+  attempts: number;
+}
 
 export interface DjangoWebSocketOptions {
   /** Subprotocols to offer, as for `new WebSocket(url, protocols)`. */
   protocols?: string | string[];
-  /** First reconnect delay in ms (default 500); doubles per failed attempt, with jitter. */
+  /** First reconnect delay in ms (default 500); doubles per failed attempt, with jitter. 0: at once. */
   baseDelay?: number;
   /** Longest reconnect delay in ms (default 30000). */
   maxDelay?: number;
-  /** Most messages queued while disconnected (default 1000); `send` throws past it. */
+  /** Most messages queued while disconnected (default 1000); `send` throws past it. 0: none. */
   maxQueue?: number;
+  /** How long `request()` waits for its reply, in ms (default 30000); 0: no limit. */
+  requestTimeout?: number;
   /** A token, or a function returning one (or a Promise of one), called before every connect. */
   token?: string | (() => string | Promise<string>);
   /** Where the token travels: "protocol" (default) or "query". */
@@ -19,6 +29,11 @@ export interface DjangoWebSocketOptions {
   recover?: boolean;
   /** The WebSocket class to use (default: the global WebSocket), e.g. `require("ws")` in Node < 22. */
   WebSocket?: new (url: string, protocols?: string | string[]) => WebSocket;
+  /**
+   * Called after every close the page did not ask for: true reconnects, false stops, anything else
+   * leaves it to the rules (stop when refused, or after 1003, 1008, 1009 or 4000-4999).
+   */
+  shouldReconnect?: (event: CloseEvent, info: ReconnectInfo) => boolean | undefined | void;
 }
 
 /** What `onmessage` receives: the application's data, never a position. */
@@ -26,6 +41,27 @@ export interface DjangoMessageEvent {
   type: "message";
   data: string | ArrayBuffer;
   target?: WebSocket;
+}
+
+/** A token function's failure, or a missing WebSocket class. */
+export interface DjangoErrorEvent {
+  type: "error";
+  error: unknown;
+}
+
+/** What each event's listeners (and its on* property) receive. */
+export interface DjangoWebSocketEventMap {
+  open: Event;
+  message: DjangoMessageEvent | MessageEvent;
+  json: any;
+  resync: string;
+  close: CloseEvent;
+  error: Event | DjangoErrorEvent;
+}
+
+export interface RequestOptions {
+  /** This request's timeout in ms, instead of the `requestTimeout` option. */
+  timeout?: number;
 }
 
 export declare class DjangoWebSocket {
@@ -37,15 +73,25 @@ export declare class DjangoWebSocket {
   /** group -> [epoch, offset]: the last position seen in each group with history. */
   positions: Record<string, [string, number]>;
   closedByUser: boolean;
+  /** True once the client has given up for good: closed by the page, refused, or a close it does not come back from. */
+  readonly stopped: boolean;
+  /** Resolved with the open event once the socket is open (again after a close); rejected if the client stops first. */
+  readonly opened: Promise<Event>;
   onopen: ((event: Event) => void) | null;
   onmessage: ((event: DjangoMessageEvent | MessageEvent) => void) | null;
   onjson: ((data: any) => void) | null;
   /** The server could not replay what `group` was sent while disconnected: reload its state. */
   onresync: ((group: string) => void) | null;
   onclose: ((event: CloseEvent) => void) | null;
-  onerror: ((event: Event | { type: "error"; error: unknown }) => void) | null;
+  onerror: ((event: Event | DjangoErrorEvent) => void) | null;
+  addEventListener<K extends keyof DjangoWebSocketEventMap>(
+    type: K, listener: (event: DjangoWebSocketEventMap[K]) => void, options?: { once?: boolean }): void;
+  removeEventListener<K extends keyof DjangoWebSocketEventMap>(
+    type: K, listener: (event: DjangoWebSocketEventMap[K]) => void): void;
   send(data: string | ArrayBufferLike | ArrayBufferView | Blob): void;
   sendJSON(data: unknown): void;
+  /** Send `data` with a request id; the Promise resolves with the handler's `@on_type` method's return value. */
+  request<T = any>(data: { type: string; [key: string]: unknown }, options?: RequestOptions): Promise<T>;
   close(code?: number, reason?: string): void;
   nextDelay(): number;
 }

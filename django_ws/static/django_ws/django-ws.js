@@ -1,15 +1,22 @@
 /*
- * django-ws client: a WebSocket that comes back by itself, and misses nothing of its groups.
+ * django-ws client: a WebSocket that comes back by itself, knows when to stop, and misses nothing of its groups.
+ * docs/client.rst describes every option, event and method.
  *
  *   var socket = new DjangoWebSocket("{% reverse_ws 'chat' room='lobby' %}");
- *   socket.onjson = function (msg) { ... };
+ *   socket.onjson = function (msg) { ... };          // or socket.addEventListener("json", ...)
  *   socket.onresync = function (group) { ... reload what the page shows of group ... };
  *   socket.sendJSON({text: "hi"});
+ *   socket.request({type: "move", to: "e4"}).then(function (reply) { ... });  // an @on_type method's return value
  *
- * - Reconnects after any close except a deliberate socket.close(), waiting
- *   min(maxDelay, baseDelay * 2^attempt) times a random factor in [0.5, 1]
- *   ("equal jitter"), so a server restart does not bring every page back
- *   in the same instant.
+ * - Reconnects after a close, waiting min(maxDelay, baseDelay * 2^attempt)
+ *   times a random factor in [0.5, 1] ("equal jitter"), so a server restart
+ *   does not bring every page back in the same instant. It stops instead
+ *   (socket.stopped) after a deliberate socket.close(); after a close before
+ *   the first open ever (a refused handshake: browsers report 401/403/404 as
+ *   1006 with no open event); and after a close with 1003, 1008, 1009 or
+ *   4000-4999 (the server, or the application, says coming back will not
+ *   help). options.shouldReconnect(event, info) overrides both rules: true
+ *   reconnects, false stops, anything else leaves the rule to decide.
  * - Recovery (docs/protocol.rst, "Positions and recovery"): the client asks
  *   for positions (?dws=1), keeps the last position of each group with
  *   history, and presents them when it reconnects (&dws_since=...). The
@@ -20,7 +27,13 @@
  *   WebSocket would. options.recover = false turns all of this off.
  * - Messages sent while disconnected are queued (up to maxQueue) and sent,
  *   in order, as soon as the connection is open again.
- * - Handlers: onopen, onmessage(event), onjson(data), onresync(group), onclose(event), onerror(event).
+ * - Events: open, message(event), json(data), resync(group), close(event), error(event): as on* properties
+ *   (onjson = fn) or with addEventListener(type, fn) / removeEventListener(type, fn); a listener gets what
+ *   the on* property gets.
+ * - socket.opened: a Promise resolved once the socket is open (at the next open after a close), and
+ *   rejected if the client stops before that.
+ * - socket.request(data): sends data (an object with a "type") with a "dws_request" id and returns a
+ *   Promise of the reply, the value the handler's @on_type method returned (docs/client.rst).
  * - options.token: a token (django_ws.tokens.make_token, or a JWT) as a string,
  *   or a function that returns one or a Promise of one; a function is called
  *   before every (re)connect, so an expired token is replaced by a fresh one.
@@ -42,29 +55,93 @@
 
   // The server refuses more (docs/protocol.rst): the most recently updated ones are kept.
   var MAX_POSITIONS = 100;
-  var OPEN = 1, CONNECTING = 0;
+  var OPEN = 1, CONNECTING = 0, CLOSED = 3;
+  var EVENTS = ["open", "message", "json", "resync", "close", "error"];
+
+  function pick(value, fallback) { return value === undefined || value === null ? fallback : value; }
+
+  // Closes after which coming back would not help, unless options.shouldReconnect says otherwise:
+  // 1003 (data the server cannot take), 1008 (policy), 1009 (too big) and the application's 4000-4999.
+  function isFinalCode(code) {
+    return code === 1003 || code === 1008 || code === 1009 || (code >= 4000 && code <= 4999);
+  }
 
   function DjangoWebSocket(url, options) {
     options = options || {};
     this.url = url;
     this.protocols = options.protocols;
-    this.baseDelay = options.baseDelay || 500;      // ms
-    this.maxDelay = options.maxDelay || 30000;      // ms
-    this.maxQueue = options.maxQueue || 1000;       // messages
-    this.token = options.token;                     // string, or function returning a string or Promise
-    this.tokenIn = options.tokenIn || "protocol";   // "protocol" or "query"
-    this.tokenParam = options.tokenParam || "access_token";
+    // `??`, not `||`: 0 is a value (baseDelay: 0 retries at once, maxQueue: 0 queues nothing).
+    this.baseDelay = pick(options.baseDelay, 500);        // ms
+    this.maxDelay = pick(options.maxDelay, 30000);        // ms
+    this.maxQueue = pick(options.maxQueue, 1000);         // messages
+    this.requestTimeout = pick(options.requestTimeout, 30000);  // ms; 0: none
+    this.token = options.token;                           // string, or function returning a string or Promise
+    this.tokenIn = pick(options.tokenIn, "protocol");     // "protocol" or "query"
+    this.tokenParam = pick(options.tokenParam, "access_token");
     this.recover = options.recover !== false;
-    this.WebSocket = options.WebSocket || null;
+    this.WebSocket = pick(options.WebSocket, null);
+    this.shouldReconnect = pick(options.shouldReconnect, null);
     // group -> [epoch, offset]: the last position seen in each group with history.
     this.positions = {};
     this.attempts = 0;
     this.queue = [];
     this.closedByUser = false;
+    // True once the client has given up for good (see the header); readyState is then CLOSED.
+    this.stopped = false;
+    this.everOpened = false;
     this.ws = null;
     this.onopen = this.onmessage = this.onjson = this.onresync = this.onclose = this.onerror = null;
+    this._listeners = {};
+    this._requests = {};   // dws_request id -> {resolve, reject, timer}
+    this._nextRequest = 0;
+    this._timer = null;
+    this._armOpened();
     this._connect();
   }
+
+  // -- events: the on* property first, then the listeners, each with the same arguments --
+
+  DjangoWebSocket.prototype.addEventListener = function (type, listener, options) {
+    if (typeof listener !== "function") return;
+    var list = this._listeners[type] || (this._listeners[type] = []);
+    for (var i = 0; i < list.length; i++) if (list[i].fn === listener) return;  // as EventTarget: once per listener
+    list.push({fn: listener, once: !!(options && options.once)});
+  };
+
+  DjangoWebSocket.prototype.removeEventListener = function (type, listener) {
+    var list = this._listeners[type];
+    if (!list) return;
+    for (var i = 0; i < list.length; i++) if (list[i].fn === listener) { list.splice(i, 1); return; }
+  };
+
+  DjangoWebSocket.prototype._emit = function (type, arg) {
+    var handler = this["on" + type];
+    if (typeof handler === "function") handler.call(this, arg);
+    var list = (this._listeners[type] || []).slice();
+    for (var i = 0; i < list.length; i++) {
+      if (list[i].once) this.removeEventListener(type, list[i].fn);
+      list[i].fn.call(this, arg);
+    }
+  };
+
+  // -- the opened promise: one per time the socket is down --
+
+  DjangoWebSocket.prototype._armOpened = function () {
+    var self = this;
+    this.opened = new Promise(function (resolve, reject) { self._openedSettle = [resolve, reject]; });
+    // A page that never looks at `opened` must not get an "unhandled rejection" when the client stops.
+    this.opened.catch(function () {});
+  };
+
+  DjangoWebSocket.prototype._stop = function (why) {
+    this.stopped = true;
+    if (this._timer !== null) { clearTimeout(this._timer); this._timer = null; }
+    if (this._openedSettle) {
+      var error = new Error("django-ws: the client stopped before the socket opened (" + why + ")");
+      this._openedSettle[1](error);
+      this._openedSettle = null;
+    }
+  };
 
   DjangoWebSocket.prototype._connect = function () {
     var self = this;
@@ -77,13 +154,13 @@
       return;
     }
     Promise.resolve(pending).then(function (token) {
-      if (!self.closedByUser) self._open(token);
+      if (!self.stopped) self._open(token);
     }, function (error) { self._tokenFailed(error); });
   };
 
   DjangoWebSocket.prototype._tokenFailed = function (error) {
-    if (this.onerror) this.onerror({type: "error", error: error});
-    if (!this.closedByUser) this._scheduleReconnect();
+    this._emit("error", {type: "error", error: error});
+    if (!this.stopped) this._scheduleReconnect();
   };
 
   DjangoWebSocket.prototype._implementation = function () {
@@ -114,33 +191,56 @@
     try {
       Impl = this._implementation();
     } catch (error) {
-      if (this.onerror) this.onerror({type: "error", error: error});
+      this._emit("error", {type: "error", error: error});
+      this._stop("no WebSocket implementation");
       return;
     }
     var url = this._url(token);
     ws = protocols ? new Impl(url, protocols) : new Impl(url);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
+    var opened = false;
     ws.onopen = function (event) {
+      opened = true;
+      self.everOpened = true;
       self.attempts = 0;
-      if (self.onopen) self.onopen(event);
+      if (self._openedSettle) { self._openedSettle[0](event); self._openedSettle = null; }
+      self._emit("open", event);
       while (self.queue.length && ws.readyState === OPEN) ws.send(self.queue.shift());
     };
     ws.onmessage = function (event) {
       var data = self.recover ? self._unwrap(event.data) : event.data;
       if (data === null) return;  // a resync signal, not a message
-      if (self.onmessage) self.onmessage(data === event.data ? event : {type: "message", data: data, target: ws});
-      if (self.onjson && typeof data === "string") {
+      if (typeof data === "string" && self._reply(data)) return;  // the answer to a request()
+      self._emit("message", data === event.data ? event : {type: "message", data: data, target: ws});
+      if (typeof data === "string" && (self.onjson || self._listeners.json && self._listeners.json.length)) {
         var content;
         try { content = JSON.parse(data); } catch (e) { return; }
-        self.onjson(content);
+        self._emit("json", content);
       }
     };
-    ws.onerror = function (event) { if (self.onerror) self.onerror(event); };
+    ws.onerror = function (event) { self._emit("error", event); };
     ws.onclose = function (event) {
-      if (self.onclose) self.onclose(event);
-      if (!self.closedByUser) self._scheduleReconnect();
+      if (self.ws === ws) self._closed(event, opened);
     };
+  };
+
+  // The rules of the header: decided before onclose runs, so a handler can read socket.stopped.
+  DjangoWebSocket.prototype._closed = function (event, opened) {
+    var refused = !opened && !this.everOpened;
+    var reconnect;
+    if (this.closedByUser) {
+      reconnect = false;
+    } else {
+      var verdict = this.shouldReconnect ? this.shouldReconnect(event, {refused: refused, attempts: this.attempts}) : undefined;
+      reconnect = typeof verdict === "boolean" ? verdict : !(refused || isFinalCode(event.code));
+    }
+    var why = this.closedByUser ? "closed by the page" : refused ? "refused" : "close code " + event.code;
+    if (opened) this._armOpened();  // `opened` now waits for the next open...
+    if (!reconnect) this._stop(why);  // ...which will not come: it rejects
+    this._failRequests("django-ws: the connection closed (" + (event.code) + ") before the reply came");
+    this._emit("close", event);
+    if (reconnect && !this.stopped) this._scheduleReconnect();
   };
 
   // The envelope of docs/protocol.rst: a header line (JSON, or empty), then the message untouched.
@@ -162,7 +262,7 @@
     var fields = JSON.parse(header);
     if (fields.resync !== undefined) {
       this._keep(fields.resync, fields.e, fields.o);
-      if (this.onresync) this.onresync(fields.resync);
+      this._emit("resync", fields.resync);
       return null;
     }
     this._keep(fields.g, fields.e, fields.o);
@@ -186,10 +286,14 @@
     var self = this;
     var delay = this.nextDelay();
     this.attempts += 1;
-    setTimeout(function () { if (!self.closedByUser) self._connect(); }, delay);
+    this._timer = setTimeout(function () {
+      self._timer = null;
+      if (!self.stopped) self._connect();
+    }, delay);
   };
 
   DjangoWebSocket.prototype.send = function (data) {
+    if (this.stopped) throw new Error("django-ws: the client has stopped; make a new DjangoWebSocket");
     if (this.ws && this.ws.readyState === OPEN) {
       this.ws.send(data);
     } else {
@@ -200,13 +304,85 @@
 
   DjangoWebSocket.prototype.sendJSON = function (data) { this.send(JSON.stringify(data)); };
 
+  // -- request(): {..., "dws_request": id} out, {"dws_reply": id, "data": ...} or {..., "error": ...} back --
+
+  DjangoWebSocket.prototype.request = function (data, options) {
+    var self = this;
+    if (data === null || typeof data !== "object" || Array.isArray(data)) {
+      return Promise.reject(new TypeError("django-ws: request() takes an object, such as {type: \"move\", ...}"));
+    }
+    var id = ++this._nextRequest;
+    var message = {};
+    for (var key in data) if (Object.prototype.hasOwnProperty.call(data, key)) message[key] = data[key];
+    message.dws_request = id;
+    var timeout = pick(options && options.timeout, this.requestTimeout);
+    return new Promise(function (resolve, reject) {
+      var entry = {resolve: resolve, reject: reject, timer: null};
+      if (timeout > 0) {
+        entry.timer = setTimeout(function () {
+          delete self._requests[id];
+          reject(new Error("django-ws: no reply to request " + id + " within " + timeout + " ms"));
+        }, timeout);
+      }
+      self._requests[id] = entry;
+      try {
+        self.sendJSON(message);
+      } catch (error) {
+        self._settle(id);
+        reject(error);
+      }
+    });
+  };
+
+  DjangoWebSocket.prototype._settle = function (id) {
+    var entry = this._requests[id];
+    if (!entry) return null;
+    delete this._requests[id];
+    if (entry.timer !== null) clearTimeout(entry.timer);
+    return entry;
+  };
+
+  // True if `data` was the reply to a pending request (and so is no message of the application's).
+  DjangoWebSocket.prototype._reply = function (data) {
+    if (data.indexOf("\"dws_reply\"") === -1) return false;
+    var content;
+    try { content = JSON.parse(data); } catch (e) { return false; }
+    if (content === null || typeof content !== "object" || typeof content.dws_reply !== "number") return false;
+    var entry = this._settle(content.dws_reply);
+    if (!entry) return true;  // timed out, or its connection closed: late, dropped
+    if (content.error !== undefined) {
+      var error = new Error("django-ws: " + content.error);
+      error.reply = content;
+      entry.reject(error);
+    } else {
+      entry.resolve(content.data);
+    }
+    return true;
+  };
+
+  DjangoWebSocket.prototype._failRequests = function (why) {
+    for (var id in this._requests) {
+      if (Object.prototype.hasOwnProperty.call(this._requests, id)) this._settle(Number(id)).reject(new Error(why));
+    }
+  };
+
   DjangoWebSocket.prototype.close = function (code, reason) {
     this.closedByUser = true;
-    if (this.ws) this.ws.close(code || 1000, reason || "");
+    var ws = this.ws;
+    var open = ws && (ws.readyState === OPEN || ws.readyState === CONNECTING);
+    if (open) {
+      ws.close(pick(code, 1000), pick(reason, ""));  // onclose follows, and stops the client
+    } else if (!this.stopped) {
+      this._stop("closed by the page");  // between attempts: no close event will come
+      this._failRequests("django-ws: closed by the page");
+    }
   };
 
   Object.defineProperty(DjangoWebSocket.prototype, "readyState", {
-    get: function () { return this.ws ? this.ws.readyState : CONNECTING; }
+    get: function () {
+      if (this.stopped && !(this.ws && this.ws.readyState !== CLOSED)) return CLOSED;
+      return this.ws ? this.ws.readyState : CONNECTING;
+    }
   });
 
   DjangoWebSocket.DjangoWebSocket = DjangoWebSocket;
