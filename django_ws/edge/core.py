@@ -381,7 +381,7 @@ class EdgeCore:
             wire.Send: self._send, wire.GroupSend: self._group_send, wire.SendTo: self._send_to,
             wire.Presence: self._presence, wire.Accept: self._accept, wire.Deny: self._deny,
             wire.Close: self._close, wire.Join: self._join, wire.Leave: self._leave, wire.Watch: self._watch,
-            wire.EventAck: self._event_ack,
+            wire.EventAck: self._event_ack, wire.CloseConnections: self._close_connections,
         }
 
     # -- figures ----------------------------------------------------------------
@@ -815,6 +815,8 @@ class EdgeCore:
             return [Deliver(found, message.binary, message.payload)] if found else []
         if isinstance(message, wire.SendTo):
             return self._send_to(b"", dataclasses.replace(message, ref=""))
+        if isinstance(message, wire.CloseConnections):
+            return self._close_connections(b"", dataclasses.replace(message, ref=""))
         logger.warning("edge dropped an unexpected %s from the broker", type(message).__name__)
         return []
 
@@ -970,6 +972,23 @@ class EdgeCore:
         if conn is None:
             return []
         return self._start_close(conn, message.code, message.reason)
+
+    def _close_connections(self, identity: bytes, message: wire.CloseConnections) -> list[Action]:
+        """A sender's close_connection() or close_group(): close the open ones, Ack how many.
+
+        Not de-duplicated by ref as sends are: closing twice is closing once.
+        """
+        if message.conn_id:
+            found = self.connections.get(message.conn_id)
+            targets = [found] if found is not None and found.state is ConnectionState.OPEN else []
+        else:
+            targets = self.members_of(message.group)
+        actions: list[Action] = []
+        for conn in targets:
+            actions += self._start_close(conn, message.code, message.reason)
+        if message.ref:
+            actions.append(Answer(identity, wire.Ack(message.ref, self.edge_id, len(targets))))
+        return actions
 
     def _join(self, identity: bytes, message: wire.Join) -> list[Action]:
         conn = self.connections.get(message.conn_id)

@@ -412,6 +412,23 @@ class SendTo(Message):
     ref: str
 
 
+@_message(b"Z")
+class CloseConnections(Message):
+    """From any Django process: close ``conn_id``, or every member of ``group`` when ``conn_id`` is ''.
+
+    With ``code`` and ``reason``, as a handler's own close would. With a
+    non-empty ``ref`` the edge answers with an Ack: ``delivered`` is how many
+    open connections it started to close. (Close, from a worker, has no ref:
+    a handler closes its own connection and needs no answer.)
+    """
+
+    conn_id: str
+    group: str
+    code: int
+    reason: str
+    ref: str
+
+
 @_message(b"K")
 class Ack(Message):
     """Edge -> sender: the request ``ref`` reached this edge; ``delivered`` clients got it."""
