@@ -30,7 +30,7 @@ def on_type(type_name: str) -> Callable[[_Method], _Method]:
     """
 
     def mark(method: _Method) -> _Method:
-        method._ws_message_type = type_name
+        method._ws_message_type = type_name  # type: ignore[attr-defined]  # a mark on the function
         return method
 
     return mark
@@ -49,9 +49,9 @@ class JsonWebSocketHandler(WebSocketHandler):
     """
 
     encoder_class = DjangoJSONEncoder
-    _type_handlers: dict = {}
+    _type_handlers: dict[str, str] = {}
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         handlers = {}
         for klass in reversed(cls.__mro__):
@@ -91,7 +91,9 @@ class JsonWebSocketHandler(WebSocketHandler):
     def dispatch_json(self, content: Any) -> None:
         """Call the :func:`on_type` method for the message's type, else ``on_json``."""
         if isinstance(content, dict):
-            name = self._type_handlers.get(content.get("type"))
+            kind = content.get("type")
+            # Only a str names a handler: {"type": []} must not be a TypeError (unhashable).
+            name = self._type_handlers.get(kind) if isinstance(kind, str) else None
             if name is not None:
                 getattr(self, name)(content)
                 return

@@ -104,8 +104,14 @@ class Message:
         return [header, self.payload]
 
 
-def _message(kind: bytes):
-    def register(cls):
+_M = typing.TypeVar("_M", bound="type[Message]")
+
+
+# Tells type checkers that a decorated class is a frozen dataclass (its
+# fields are its constructor's arguments), as dataclasses.dataclass does.
+@typing.dataclass_transform(frozen_default=True)
+def _message(kind: bytes) -> typing.Callable[[_M], _M]:
+    def register(cls: _M) -> _M:
         cls = dataclasses.dataclass(frozen=True, slots=True)(cls)
         hints = typing.get_type_hints(cls)
         fields = [f.name for f in dataclasses.fields(cls)]
