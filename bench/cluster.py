@@ -305,7 +305,7 @@ class Run:
         redis_before = self.redis.figures() if self.redis else None
         cpu_before = self.server_cpu()
         sent_at = time.time()
-        written = send_to_group(GROUP, f"k:{k}", timeout=self.args.timeout)
+        written = send_to_group(GROUP, f"k:{k}", timeout=self.args.timeout).delivered
         returned_at = time.time()
         try:
             reports = self.wait_events("done", len(self.clients), self.args.timeout, k)

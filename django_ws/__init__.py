@@ -2,8 +2,12 @@
 
 The public names below are imported lazily (PEP 562), so that importing
 ``django_ws`` pulls in neither Django nor threading: the gevent worker must be
-able to monkey-patch before either is imported.
+able to monkey-patch before either is imported. Type checkers, which never
+run ``__getattr__``, read the same names from the ``TYPE_CHECKING`` imports
+(tests/test_typing.py checks that the two lists agree).
 """
+
+import typing
 
 __version__ = "0.3.0"
 
@@ -14,8 +18,11 @@ __all__ = [
     "JsonWebSocketHandler",
     "NoReverseMatch",
     "SendError",
+    "SendResult",
     "WebSocketError",
     "WebSocketHandler",
+    "close_connection",
+    "close_group",
     "group_members",
     "group_size",
     "include",
@@ -41,12 +48,30 @@ _LAZY = {
     "ws_path": "django_ws.routing",
     "send_to_group": "django_ws.sending",
     "send_to_connection": "django_ws.sending",
+    "close_connection": "django_ws.sending",
+    "close_group": "django_ws.sending",
+    "SendResult": "django_ws.sending",
     "group_members": "django_ws.sending",
     "group_size": "django_ws.sending",
 }
 
+if typing.TYPE_CHECKING:  # what _LAZY imports at run time, spelled out for mypy and Pyright
+    from django_ws.codes import CloseCode
+    from django_ws.exceptions import ConnectionClosed, HandshakeDenied, SendError, WebSocketError
+    from django_ws.handlers import JsonWebSocketHandler, WebSocketHandler, on_type
+    from django_ws.routing import NoReverseMatch, include, reverse_ws, ws_path
+    from django_ws.sending import (
+        SendResult,
+        close_connection,
+        close_group,
+        group_members,
+        group_size,
+        send_to_connection,
+        send_to_group,
+    )
 
-def __getattr__(name):
+
+def __getattr__(name: str) -> typing.Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'django_ws' has no attribute {name!r}")
@@ -57,5 +82,5 @@ def __getattr__(name):
     return value
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(list(globals()) + __all__)

@@ -1,8 +1,8 @@
-"""Reaching clients from anywhere in Django: groups, single connections, presence.
+"""Reaching clients from anywhere in Django: groups, single connections, presence, closing.
 
-``send_to_group``, ``send_to_connection``, ``group_size`` and
-``group_members`` work the same in a view, a management command, a Celery
-task or a handler. They find the edges through the WS_EDGES setting (the sub
+``send_to_group``, ``send_to_connection``, ``close_group``,
+``close_connection``, ``group_size`` and ``group_members`` work the same in
+a view, a management command, a Celery task or a handler. They find the edges through the WS_EDGES setting (the sub
 endpoint of every edge; default: WS_SUB_SOCKET, the one local edge).
 
 * Inside a worker process the sends travel on the worker's own links to its
@@ -18,11 +18,17 @@ endpoint of every edge; default: WS_SUB_SOCKET, the one local edge).
 * With ``WS_BROKER`` set (cluster mode, docs/cluster.rst), in every process,
   a worker's too, each call is one round trip to Redis: a send is one
   publish, presence one script; Redis unreachable raises SendError within
-  the timeout. ``send_to_group`` then returns None.
+  the timeout.
+
+Sends and closes return a :class:`SendResult`, whose ``delivered`` is how
+many connections the message reached (or were closed), or None where that
+is not known: inside a worker (fire-and-forget) and for a group in cluster
+mode (one publish; Redis does not count clients).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import typing
@@ -34,7 +40,45 @@ from django_ws.conf import ws_settings
 from django_ws.exceptions import SendError
 from django_ws.security import curve_keys, secure_client
 
-__all__ = ["group_members", "group_size", "send_to_connection", "send_to_group"]
+__all__ = ["SendResult", "close_connection", "close_group", "group_members", "group_size", "send_to_connection",
+           "send_to_group"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SendResult:
+    """What a send or a close reached: ``delivered`` connections, or None when that is not known.
+
+    None inside a worker, where sends are fire-and-forget, and for a group in
+    cluster mode, where a send is one publish to Redis. ``send_to_connection``
+    and ``close_connection`` count 0 or 1 (in cluster mode: whether the
+    connection's edge was there to take it).
+
+    For code written against 0.2, where ``send_to_group`` returned the count
+    (or None) and ``send_to_connection`` a bool: a result compares equal to
+    its count (``result == 3``), ``int(result)`` is the count (TypeError
+    when unknown), and it is true unless it is known to have reached nobody,
+    so ``if send_to_connection(...):`` reads as before.
+    """
+
+    delivered: int | None
+
+    def __bool__(self) -> bool:
+        return self.delivered is None or self.delivered > 0
+
+    def __int__(self) -> int:
+        if self.delivered is None:
+            raise TypeError("this send's count is not known (inside a worker, or a group in cluster mode)")
+        return self.delivered
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SendResult):
+            return self.delivered == other.delivered
+        if isinstance(other, int):  # 0.2 returned the bare count (bool: send_to_connection's answer)
+            return self.delivered == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.delivered)
 
 
 class EdgeRoute:
@@ -60,8 +104,8 @@ class WorkerRoute(EdgeRoute):
     """Inside a worker: sends travel on the worker's own links to its edges, fire-and-forget.
 
     A handler broadcasting to its room costs one message per edge and no
-    round trip, so a send does not know how many clients it reached
-    (``send`` returns None). Presence still asks the edges, with answers.
+    round trip, so a send (or a close) does not know how many clients it
+    reached (``send`` returns None). Presence still asks the edges, with answers.
     """
 
     def __init__(self, broadcast: typing.Callable[[wire.Message], None], endpoints: list[str]):
@@ -106,29 +150,67 @@ def current_route():
 
 
 def send_to_group(group: str, data: str | bytes, *, exclude: str | None = None, timeout: float | None = None,
-                  key: str | None = None) -> int | None:
+                  key: str | None = None) -> SendResult:
     """Send ``data`` to every connection in ``group`` except ``exclude`` (a connection id).
 
-    Returns how many clients it was written to, or None inside a worker,
-    where it does not wait to find out, and in cluster mode (WS_BROKER),
-    where it is one publish to Redis. ``key`` names this message for
-    retries: an edge that has delivered a message with the same key within
-    WS_SEND_KEY_TTL does not deliver it again (ignored inside a worker).
+    ``delivered`` is how many clients it was written to, or None inside a
+    worker, where it does not wait to find out, and in cluster mode
+    (WS_BROKER), where it is one publish to Redis. ``key`` names this message
+    for retries: an edge that has delivered a message with the same key
+    within WS_SEND_KEY_TTL does not deliver it again (ignored inside a worker).
     """
     binary, payload = wire.payload(data)
-    return current_route().send(lambda ref: wire.GroupSend(group, exclude or "", binary, payload, ref), timeout,
-                       _check_key(key))
+    return SendResult(current_route().send(lambda ref: wire.GroupSend(group, exclude or "", binary, payload, ref),
+                                           timeout, _check_key(key)))
 
 
 def send_to_connection(connection_id: str, data: str | bytes, *, timeout: float | None = None,
-                       key: str | None = None) -> bool:
-    """Send ``data`` to one connection; True if an edge held it and wrote it. ``key``: as for send_to_group.
+                       key: str | None = None) -> SendResult:
+    """Send ``data`` to one connection; ``delivered`` is 1 if an edge held it and wrote it, else 0.
 
-    In cluster mode: True if the connection's edge took it (it is alive and subscribed).
+    None inside a worker. In cluster mode: 1 if the connection's edge took it
+    (it is alive and subscribed). ``key``: as for send_to_group.
     """
     binary, payload = wire.payload(data)
-    delivered = current_route().send(lambda ref: wire.SendTo(connection_id, binary, payload, ref), timeout, _check_key(key))
-    return delivered is None or delivered > 0
+    return SendResult(current_route().send(lambda ref: wire.SendTo(connection_id, binary, payload, ref), timeout,
+                                           _check_key(key)))
+
+
+def close_connection(connection_id: str, code: int = 1000, reason: str = "", *,
+                     timeout: float | None = None) -> SendResult:
+    """Close one connection with ``code`` and ``reason``, as its handler's ``close()`` would.
+
+    From a view, a command, a task or a handler (a banned user's sockets).
+    The handler's ``on_close`` runs as for any close. ``delivered`` is 1 if an
+    edge held the connection open and closed it, else 0 (None inside a
+    worker); an unreachable edge raises SendError, as sends do.
+    """
+    _check_close(code, reason)
+    return SendResult(current_route().send(
+        lambda ref: wire.CloseConnections(connection_id, "", int(code), reason, ref), timeout, None))
+
+
+def close_group(group: str, code: int = 1000, reason: str = "", *, timeout: float | None = None) -> SendResult:
+    """Close every connection in ``group``, on every edge, with ``code`` and ``reason``.
+
+    ``delivered`` is how many were closed, or None where send_to_group's
+    count is not known (inside a worker, in cluster mode).
+    """
+    _check_close(code, reason)
+    return SendResult(current_route().send(
+        lambda ref: wire.CloseConnections("", group, int(code), reason, ref), timeout, None))
+
+
+def _check_close(code: int, reason: str) -> None:
+    # Checked here, at the call site: the edge would otherwise close with a code
+    # that the client's side refuses (RFC 6455, 7.4), far from the mistake.
+    from django_ws.edge.protocol import is_valid_close_code  # pure: no Tornado, no ZeroMQ
+
+    if isinstance(code, bool) or not isinstance(code, int) or not is_valid_close_code(code):
+        raise ValueError(f"close code must be 1000-1003, 1007-1014 or 3000-4999 (4000-4999: your application's), "
+                         f"not {code!r}")
+    if not isinstance(reason, str) or len(reason.encode("utf-8")) > 123:
+        raise ValueError("reason must be a str of at most 123 bytes in UTF-8 (a close frame's limit)")
 
 
 def _check_key(key: str | None) -> str | None:

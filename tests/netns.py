@@ -161,7 +161,7 @@ def _sender(group: str) -> None:
     print("sender ready", flush=True)
     while True:
         try:
-            print(f"sent to {send_to_group(group, 'probe', timeout=1.0)}", flush=True)
+            print(f"sent to {send_to_group(group, 'probe', timeout=1.0).delivered}", flush=True)
         except SendError as exc:
             print(f"failed: {exc}", flush=True)
         time.sleep(0.1)

@@ -20,10 +20,18 @@ import time
 import pytest
 from django.test import override_settings
 
-from django_ws import SendError, group_members, group_size, send_to_connection, send_to_group
+from django_ws import (
+    SendError,
+    close_connection,
+    close_group,
+    group_members,
+    group_size,
+    send_to_connection,
+    send_to_group,
+)
 from django_ws.testing import WebSocketServer
 from tests.conftest import ROOT, SETTINGS, RedisServer, require
-from tests.test_groups import join
+from tests.test_groups import closed_with, join
 from tests.test_history import Positions, joined, recv_app, stats
 from tests.test_hosts import served
 
@@ -105,6 +113,24 @@ def receive_until(ws, marker: str, timeout: float = 10.0) -> list[str]:
         seen.append(message)
 
 
+def test_a_web_process_closes_a_connection_and_a_group_across_edges(cluster):
+    edges = [cluster.edge() for _ in range(2)]
+    cluster.worker()
+    for edge in edges:
+        served(edge, 30)
+    (a, a_id), (b, _), (c, _) = [join(edges[n % 2], "shut") for n in range(3)]
+    with cluster.settings():
+        assert close_connection(a_id, 4003, "banned").delivered == 1, "the connection's edge took it"
+        assert closed_with(a) == (4003, "banned")
+        deadline = time.monotonic() + 10
+        while group_size("room.shut") != 2:  # presence follows the close: b and c, on both edges
+            assert time.monotonic() < deadline, f"room.shut kept {group_members('room.shut')}"
+            time.sleep(0.05)
+        assert close_group("room.shut", 4000, "room closed").delivered is None, "one publish: no count"
+    assert closed_with(b) == (4000, "room closed")
+    assert closed_with(c) == (4000, "room closed")
+
+
 def test_a_group_spanning_three_edges_gets_each_message_once_in_order(cluster):
     edges = [cluster.edge() for _ in range(3)]
     worker = cluster.worker()
@@ -118,7 +144,7 @@ def test_a_group_spanning_three_edges_gets_each_message_once_in_order(cluster):
         assert group_members("room.span") == ids, "presence answers for every edge in one round trip"
         assert group_size("room.span") == 6
         for n in range(50):
-            assert send_to_group("room.span", f"m{n}") is None, "cluster mode does not count clients"
+            assert send_to_group("room.span", f"m{n}").delivered is None, "cluster mode does not count clients"
         send_to_group("room.span", "end")
     for ws, conn_id in members:
         assert receive_until(ws, "end") == [f"m{n}" for n in range(50)], f"{conn_id}: each message once, in order"
@@ -140,8 +166,8 @@ def test_a_group_spanning_three_edges_gets_each_message_once_in_order(cluster):
 
     ws, conn_id = members[4]
     with cluster.settings():
-        assert send_to_connection(conn_id, "just you") is True, "the connection's edge took it"
-        assert send_to_connection("0123456789abcdef.1", "nobody") is False, "no such edge: nobody subscribed"
+        assert send_to_connection(conn_id, "just you").delivered == 1, "the connection's edge took it"
+        assert send_to_connection("0123456789abcdef.1", "nobody").delivered == 0, "no such edge: nobody subscribed"
     assert ws.recv(timeout=10) == "just you"
 
     members[0][0].close()

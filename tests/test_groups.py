@@ -11,7 +11,18 @@ import pytest
 from django.test import override_settings
 from websockets.sync.client import connect
 
-from django_ws import SendError, group_members, group_size, send_to_connection, send_to_group
+from websockets.exceptions import ConnectionClosed
+
+from django_ws import (
+    SendError,
+    SendResult,
+    close_connection,
+    close_group,
+    group_members,
+    group_size,
+    send_to_connection,
+    send_to_group,
+)
 from tests.conftest import ROOT, SETTINGS
 from tests.test_modes import wait_until
 
@@ -61,13 +72,62 @@ def test_send_to_group_excluding_one_and_to_one_connection(threaded_server):
         assert send_to_group("room.direct", "to all but a", exclude=a_id) == 2
         assert b.recv(timeout=10) == "to all but a"
         assert c.recv(timeout=10) == "to all but a"
-        assert send_to_connection(b_id, b"\x00binary for b") is True
+        assert send_to_connection(b_id, b"\x00binary for b").delivered == 1
         assert b.recv(timeout=10) == b"\x00binary for b"  # bytes stay bytes
-        assert send_to_connection("nosuchedge.1", "nobody") is False
+        assert send_to_connection("nosuchedge.1", "nobody").delivered == 0
         assert send_to_group("room.direct", "everyone") == 3
         assert [ws.recv(timeout=10) for ws in (a, b, c)] == ["everyone"] * 3  # a got nothing earlier
         for ws in (a, b, c):
             ws.close()
+
+
+def closed_with(ws, timeout=10.0) -> tuple[int, str]:
+    """Read until the server's close; the code and reason the client got."""
+    deadline = time.monotonic() + timeout
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+    assert closed.value.rcvd is not None, f"the client got no close frame: {closed.value!r}"
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+def test_a_view_closes_one_connection_then_a_group_with_code_and_reason(threaded_server):
+    srv = threaded_server
+    with override_settings(WS_EDGES=[srv.sub_socket]):
+        (a, a_id), (b, b_id), (c, c_id) = [join(srv, "closing") for _ in range(3)]
+        result = close_connection(a_id, 4003, "banned")
+        assert result == SendResult(1) and result.delivered == 1
+        assert closed_with(a) == (4003, "banned")
+        wait_until(lambda: group_size("room.closing") == 2, 10, "the closed connection left its group")
+        assert close_connection(a_id, 4003, "banned").delivered == 0, "it is gone: nothing to close"
+        assert close_group("room.closing", 4000, "room closed").delivered == 2
+        assert closed_with(b) == (4000, "room closed")
+        assert closed_with(c) == (4000, "room closed")
+        assert close_group("room.closing").delivered == 0
+
+
+def test_a_handler_closes_its_whole_group_from_inside_the_worker(threaded_server):
+    (a, _), (b, _) = [join(threaded_server, "selfclose") for _ in range(2)]
+    a.send(json.dumps({"close_room": "closed by a member"}))
+    assert closed_with(a) == (4000, "closed by a member")
+    assert closed_with(b) == (4000, "closed by a member")
+
+
+def test_a_close_code_or_reason_the_protocol_forbids_fails_at_the_call():
+    for code in (999, 1004, 1005, 1006, 1015, 2999, 5000, True):
+        with pytest.raises(ValueError, match="close code must be"):
+            close_connection("e.1", code)
+    with pytest.raises(ValueError, match="123 bytes"):
+        close_group("g", 4000, "é" * 62)
+
+
+def test_a_send_result_reads_as_the_count_and_the_bool_of_0_2():
+    assert SendResult(3) == 3 and int(SendResult(3)) == 3 and SendResult(3) != 2
+    assert SendResult(1) == True and not SendResult(0) and SendResult(0) == False  # noqa: E712
+    assert SendResult(None), "unknown counts as reached, as send_to_connection's True inside a worker did"
+    with pytest.raises(TypeError, match="not known"):
+        int(SendResult(None))
+    assert {SendResult(2): "x"}[SendResult(2)] == "x"
 
 
 def test_a_management_command_sends_one_message_and_exits(threaded_server):

@@ -248,8 +248,8 @@ def test_send_to_connection_reaches_a_socketio_client(sio_server, clients, trans
     client = clients(sio_server, "sio/direct", transports)
     conn_id = client.connected()["id"]
     with override_settings(WS_EDGES=[sio_server.sub_socket]):
-        assert send_to_connection(conn_id, "just for you") is True
-        assert send_to_connection(conn_id, b"\x01\x02") is True
+        assert send_to_connection(conn_id, "just for you").delivered == 1
+        assert send_to_connection(conn_id, b"\x01\x02").delivered == 1
     assert client.until("message")[0]["message"] == "just for you"
     assert client.until("binary")[0]["binary"] == base64.b64encode(b"\x01\x02").decode()
 

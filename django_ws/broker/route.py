@@ -25,9 +25,9 @@ from .keys import EPOCH_LIFE_MS, GROUP_MEMBERS, PUBLISH_ONCE, PUBLISH_WITH_HISTO
 
 
 class BrokerRoute:
-    """Sends as publishes to Redis, presence from Redis; one round trip each.
+    """Sends and closes as publishes to Redis, presence from Redis; one round trip each.
 
-    ``send_to_group`` returns None: Redis tells how many edges took the
+    ``send_to_group`` and ``close_group`` count None: Redis tells how many edges took the
     message, not how many clients it reached (that would take a round trip
     to every edge). ``send_to_connection`` returns whether the connection's
     edge was subscribed, which is whether it was alive.
@@ -44,14 +44,20 @@ class BrokerRoute:
         return config
 
     def send(self, make: typing.Callable[[str], wire.Message], timeout: float | None, key: str | None) -> int | None:
-        """Publish the message ``make`` builds: None for a group, 1 or 0 for a connection (its edge took it, or none)."""
+        """Publish the message ``make`` builds: None for a group, 1 or 0 for a connection (its edge took it, or none).
+
+        A send or a close: GroupSend, SendTo or CloseConnections (sending.py makes only these).
+        """
         message = make("")
         keys = Keys(broker_config.prefix())
         if isinstance(message, wire.GroupSend):
             channel = keys.group_channel(message.group)
         elif isinstance(message, wire.SendTo):
             channel = keys.direct_channel(message.conn_id.rpartition(".")[0])
-        else:  # pragma: no cover  (sending.py makes only these two)
+        elif isinstance(message, wire.CloseConnections):  # a close is never kept in a group's history
+            channel = (keys.direct_channel(message.conn_id.rpartition(".")[0]) if message.conn_id
+                       else keys.group_channel(message.group))
+        else:  # pragma: no cover  (sending.py makes only these three)
             raise TypeError(f"cannot publish a {type(message).__name__}")
         data = pack(message)
         ttl_ms = int(float(ws_settings.WS_SEND_KEY_TTL) * 1000)
@@ -68,6 +74,9 @@ class BrokerRoute:
                 return client.publish(channel, data)
             return client.register_script(PUBLISH_ONCE)(keys=[keys.send_key(key)], args=[channel, data, ttl_ms])
 
+        if isinstance(message, wire.CloseConnections):
+            reached = self._call(lambda client: client.publish(channel, data), timeout, None)
+            return (1 if reached > 0 else 0) if message.conn_id else None
         reached = self._call(publish, timeout, key)
         if isinstance(message, wire.SendTo):
             return 1 if reached > 0 else 0

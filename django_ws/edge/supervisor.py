@@ -40,6 +40,8 @@ class Supervisor:
         project_dir = sys.path[0] or os.getcwd()
         self.env["PYTHONPATH"] = os.pathsep.join(p for p in (project_dir, os.environ.get("PYTHONPATH")) if p)
         self.env["DJANGO_WS_SUPERVISOR_PID"] = str(os.getpid())
+        self._restarting: asyncio.Future | None = None
+        self._again = False
 
     def start(self) -> None:
         for _ in range(self.count):
@@ -62,6 +64,24 @@ class Supervisor:
                     how = f"signal {-code}" if code < 0 else f"code {code}"
                     self.report(f"Worker process {process.pid} exited ({how}); starting a replacement")
                     self._spawn()
+
+    def request_restart(self, joined: typing.Callable[[], int], timeout: float) -> None:
+        """restart(), or, while one is under way, one more once it is done.
+
+        Its new workers may have loaded the code before the change that asks
+        now (an editor saving several files, SIGHUP twice): one more restart
+        serves the newest code; more requests meanwhile fold into that one.
+        """
+        if self._restarting is not None and not self._restarting.done():
+            self._again = True
+            return
+        self._restarting = asyncio.ensure_future(self._restarts(joined, timeout))
+
+    async def _restarts(self, joined: typing.Callable[[], int], timeout: float) -> None:
+        self._again = True
+        while self._again and not self.stopping:
+            self._again = False
+            await self.restart(joined, timeout)
 
     async def restart(self, joined: typing.Callable[[], int], timeout: float) -> None:
         """Replace every worker (new handler code) while the edge keeps its clients.

@@ -8,7 +8,7 @@ The edge binds two ROUTER sockets and never blocks on either:
   Hello heartbeats from workers arrive on the same socket.
 * on the sub endpoint, what workers and other Django processes send to
   clients (Accept, Deny, Send, Close, Join, Leave, GroupSend, SendTo,
-  Presence), each carrying a connection id that the core turns into its
+  CloseConnections, Presence), each carrying a connection id that the core turns into its
   connection with a dict lookup: O(1) per reply.
 
 This module owns the sockets, the edge-triggered FD pump and the batching of

@@ -10,6 +10,7 @@ from django_ws.codes import CloseCode
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from .connection import HandlerConnection
+    from .request import WebSocketRequest
 
 logger = logging.getLogger("django_ws.worker")
 
@@ -39,8 +40,9 @@ class WebSocketHandler:
     ``args``, ``kwargs``
         What the route captured, plus the route's extra kwargs.
     ``request``
-        The handshake as a Django ``HttpRequest`` (path, GET, headers,
-        COOKIES, session, user).
+        The handshake as a :class:`~django_ws.handlers.request.WebSocketRequest`,
+        a Django ``HttpRequest`` (path, GET, headers, COOKIES, session, user);
+        set before ``on_connect``, so never None in a hook.
     ``connection``
         The connection itself, through the small interface of
         :class:`~django_ws.handlers.connection.HandlerConnection`
@@ -58,9 +60,9 @@ class WebSocketHandler:
     def __init__(self, connection: HandlerConnection):
         self.connection = connection
         self.connection_id: str = connection.id
-        self.args: tuple = connection.args
-        self.kwargs: dict = connection.kwargs
-        self.request = connection.request
+        self.args: tuple[typing.Any, ...] = connection.args
+        self.kwargs: dict[str, typing.Any] = connection.kwargs
+        self.request: WebSocketRequest = connection.request
 
     # -- hooks -----------------------------------------------------------------
 
@@ -199,7 +201,7 @@ class WebSocketHandler:
         return self.connection.close_reason
 
 
-def _ack_arguments(value: typing.Any) -> list:
+def _ack_arguments(value: typing.Any) -> list[typing.Any]:
     """What python-socketio does with a handler's return value: None is no argument, a tuple several."""
     if value is None:
         return []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import typing
 
 if typing.TYPE_CHECKING:  # pragma: no cover
-    from django.http import HttpRequest
+    from .request import WebSocketRequest
 
 __all__ = ["HandlerConnection"]
 
@@ -24,10 +24,10 @@ class HandlerConnection(typing.Protocol):
     #: Unique across edges and restarts: store it to address this client later from any Django process.
     id: str
     #: What the route captured (positional and keyword), plus the route's extra kwargs.
-    args: tuple
-    kwargs: dict
-    #: The handshake as a Django request.
-    request: HttpRequest | None
+    args: tuple[typing.Any, ...]
+    kwargs: dict[str, typing.Any]
+    #: The handshake as a Django request: set before the handler is made, so never None in a hook.
+    request: WebSocketRequest
     #: Why the connection ended (a close code and reason), None while it is open.
     close_code: int | None
     close_reason: str

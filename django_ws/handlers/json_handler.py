@@ -38,7 +38,7 @@ def on_type(type_name: str) -> Callable[[_Method], _Method]:
     """
 
     def mark(method: _Method) -> _Method:
-        method._ws_message_type = type_name
+        method._ws_message_type = type_name  # type: ignore[attr-defined]  # a mark on the function
         return method
 
     return mark
@@ -57,9 +57,9 @@ class JsonWebSocketHandler(WebSocketHandler):
     """
 
     encoder_class = DjangoJSONEncoder
-    _type_handlers: dict = {}
+    _type_handlers: dict[str, str] = {}
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         handlers = {}
         for klass in reversed(cls.__mro__):
@@ -107,7 +107,9 @@ class JsonWebSocketHandler(WebSocketHandler):
         """
         if isinstance(content, dict):
             request_id = content.pop(REQUEST_KEY, None)
-            name = self._type_handlers.get(content.get("type"))
+            kind = content.get("type")
+            # Only a str names a handler: {"type": []} must not be a TypeError (unhashable).
+            name = self._type_handlers.get(kind) if isinstance(kind, str) else None
             if request_id is not None and not _is_request_id(request_id):
                 self.close(CloseCode.INVALID_DATA, f"{REQUEST_KEY} must be an integer")
                 return

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import typing
 from importlib import import_module
 
 from django.conf import settings
 from django.http import HttpRequest, QueryDict
 from django.utils.datastructures import MultiValueDict
 from django.utils.functional import SimpleLazyObject
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.sessions.backends.base import SessionBase
 
 
 class WebSocketRequest(HttpRequest):
@@ -35,12 +41,12 @@ class WebSocketRequest(HttpRequest):
     content_type = None
     content_params = None
 
-    def __init__(self, meta: dict):
+    def __init__(self, meta: dict[str, typing.Any]):
         # No HttpRequest.__init__(): what it builds is built here on first use.
         self._ws_meta = meta
         self.path = self.path_info = meta.get("path", "/")
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> typing.Any:
         # Called only for an attribute that is not set yet (see _LAZY).
         build = _LAZY.get(name)
         if build is None or (name in _NEEDS_APP and not _installed(_NEEDS_APP[name])):
@@ -52,13 +58,13 @@ class WebSocketRequest(HttpRequest):
     @property
     def transport(self) -> str:
         """How the client is connected: ``"websocket"``, or ``"socketio"`` (docs/socketio.rst); for logging."""
-        return self._ws_meta.get("transport", "websocket")
+        return str(self._ws_meta.get("transport", "websocket"))
 
     def _get_scheme(self) -> str:
         # HttpRequest.scheme consults SECURE_PROXY_SSL_HEADER first, then this.
-        return self.META["wsgi.url_scheme"]
+        return str(self.META["wsgi.url_scheme"])
 
-    def _build_meta(self) -> dict:
+    def _build_meta(self) -> dict[str, typing.Any]:
         meta = self._ws_meta
         query = meta.get("query", "")
         environ = {
@@ -78,7 +84,7 @@ class WebSocketRequest(HttpRequest):
     def _build_get(self) -> QueryDict:
         return QueryDict(self._ws_meta.get("query", ""), encoding=self._encoding or "utf-8")
 
-    def _build_cookies(self) -> dict:
+    def _build_cookies(self) -> dict[str, str]:
         # From the Cookie header(s) as META would show them, without building META.
         header = None
         for key, value in _header_items(self._ws_meta):
@@ -86,18 +92,19 @@ class WebSocketRequest(HttpRequest):
                 header = value if header is None else f"{header},{value}"
         return _parse_cookies(header or "")
 
-    def _load_session(self):
+    def _load_session(self) -> SessionBase:
         engine = import_module(settings.SESSION_ENGINE)
-        return engine.SessionStore(self.COOKIES.get(settings.SESSION_COOKIE_NAME))
+        store: SessionBase = engine.SessionStore(self.COOKIES.get(settings.SESSION_COOKIE_NAME))
+        return store
 
-    def _load_user(self):
+    def _load_user(self) -> AbstractBaseUser | AnonymousUser:
         from django.contrib.auth import get_user
 
         return get_user(self)
 
 
 #: The attributes WebSocketRequest builds on first access, and how.
-_LAZY = {
+_LAZY: dict[str, typing.Callable[[WebSocketRequest], typing.Any]] = {
     "META": WebSocketRequest._build_meta,
     "GET": WebSocketRequest._build_get,
     "POST": lambda request: QueryDict(mutable=True),
@@ -111,7 +118,7 @@ _LAZY = {
 _NEEDS_APP = {"session": "django.contrib.sessions", "user": "django.contrib.auth"}
 
 
-def _header_items(meta: dict):
+def _header_items(meta: dict[str, typing.Any]) -> typing.Iterator[tuple[str, str]]:
     """The handshake's headers as (META key, value), in order, repeats repeated."""
     for name, value in meta.get("headers", ()):
         if "_" in name:
@@ -124,7 +131,7 @@ def _header_items(meta: dict):
         yield key, value
 
 
-def _parse_cookies(header: str) -> dict:
+def _parse_cookies(header: str) -> dict[str, str]:
     from django.http.cookie import parse_cookie
 
     return parse_cookie(header)

@@ -65,6 +65,11 @@ class WebSocketServer:
     ResourceWarning as errors, and ``stop()`` raises AssertionError if it
     printed one of them: a deprecation in your handlers, or in django-ws,
     fails the test that started the server, not next year's upgrade.
+
+    ``reload`` is run_wsserver's autoreload: off by default (``--noreload``),
+    so that a test's server never restarts its workers under it, even with
+    ``DEBUG = True``; True passes ``--reload``; None passes neither, and the
+    project's ``DEBUG`` decides, as a ``run_wsserver`` typed by hand.
     """
 
     ready_text = "Ready:"
@@ -73,7 +78,8 @@ class WebSocketServer:
                  websocket_url: str = "/socket", extra_args: tuple = (), env: dict | None = None,
                  cwd: str | None = None, ready_timeout: float = 30.0, edge_only: bool = False,
                  push_socket: str | None = None, sub_socket: str | None = None, port: int | None = None,
-                 python: str | None = None, fail_on_warnings: bool = False, project_endpoints: bool = False):
+                 python: str | None = None, fail_on_warnings: bool = False, project_endpoints: bool = False,
+                 reload: bool | None = False):
         self.python = python or sys.executable
         self.fail_on_warnings = fail_on_warnings
         self.settings = settings or os.environ.get("DJANGO_SETTINGS_MODULE")
@@ -85,6 +91,7 @@ class WebSocketServer:
         self.cwd = cwd
         self.ready_timeout = ready_timeout
         self.edge_only = edge_only
+        self.reload = reload
         self.port = port or free_port()
         self._tmp = tempfile.TemporaryDirectory(prefix="django-ws-")
         self.project_endpoints = project_endpoints
@@ -118,6 +125,8 @@ class WebSocketServer:
         if not self.project_endpoints:
             cmd += ["--push-socket", self.push_socket, "--sub-socket", self.sub_socket]
         cmd += ["--edge-only"] if self.edge_only else ["--workers", str(self.workers)]
+        if self.reload is not None and not self.edge_only:
+            cmd.append("--reload" if self.reload else "--noreload")
         return cmd + self.extra_args
 
     def start(self) -> "WebSocketServer":

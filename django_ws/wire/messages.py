@@ -104,8 +104,14 @@ class Message:
         return [header, self.payload]
 
 
-def _message(kind: bytes):
-    def register(cls):
+_M = typing.TypeVar("_M", bound="type[Message]")
+
+
+# Tells type checkers that a decorated class is a frozen dataclass (its
+# fields are its constructor's arguments), as dataclasses.dataclass does.
+@typing.dataclass_transform(frozen_default=True)
+def _message(kind: bytes) -> typing.Callable[[_M], _M]:
+    def register(cls: _M) -> _M:
         cls = dataclasses.dataclass(frozen=True, slots=True)(cls)
         hints = typing.get_type_hints(cls)
         fields = [f.name for f in dataclasses.fields(cls)]
@@ -423,6 +429,23 @@ class SendTo(Message):
     conn_id: str
     binary: bool
     payload: bytes
+    ref: str
+
+
+@_message(b"Z")
+class CloseConnections(Message):
+    """From any Django process: close ``conn_id``, or every member of ``group`` when ``conn_id`` is ''.
+
+    With ``code`` and ``reason``, as a handler's own close would. With a
+    non-empty ``ref`` the edge answers with an Ack: ``delivered`` is how many
+    open connections it started to close. (Close, from a worker, has no ref:
+    a handler closes its own connection and needs no answer.)
+    """
+
+    conn_id: str
+    group: str
+    code: int
+    reason: str
     ref: str
 
 

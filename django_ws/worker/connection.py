@@ -19,8 +19,8 @@ from django.db import connections
 from django.urls import Resolver404
 
 from django_ws import tokens, wire
-from django_ws.exceptions import ConnectionClosed, EdgeUnreachable, HandshakeDenied
 from django_ws.codes import check_close_code
+from django_ws.exceptions import ConnectionClosed, EdgeUnreachable, HandshakeDenied
 from django_ws.handlers import CloseCode
 from django_ws.handlers.request import WebSocketRequest
 from django_ws.routing import resolve_ws

@@ -49,7 +49,7 @@ def announce(request, room):
         return HttpResponseBadRequest("text is required")
     message = json.dumps({"type": "message", "author": "announcer", "text": text})
     try:
-        delivered = send_to_group(f"chat.{room}", message)
+        result = send_to_group(f"chat.{room}", message)
     except SendError as exc:
         return JsonResponse({"ok": False, "error": str(exc)}, status=503)
-    return JsonResponse({"ok": True, "delivered": delivered})
+    return JsonResponse({"ok": True, "delivered": result.delivered})

@@ -5,7 +5,7 @@ import os
 import threading
 import time
 
-from django_ws import JsonWebSocketHandler, WebSocketHandler, send_to_group
+from django_ws import JsonWebSocketHandler, WebSocketHandler, close_group, send_to_group
 
 from .models import Visit
 
@@ -109,6 +109,9 @@ class RoomHandler(JsonWebSocketHandler):
         if content.get("leave"):
             self.leave(f"room.{self.kwargs['room']}")
             self.send_json({"left": True})
+        elif content.get("close_room"):  # tests/test_groups.py: close_group() from inside a worker
+            result = close_group(f"room.{self.kwargs['room']}", 4000, content["close_room"])
+            assert result.delivered is None, "a worker does not wait for a count"
         else:
             send_to_group(f"room.{self.kwargs['room']}", json.dumps(content))
 

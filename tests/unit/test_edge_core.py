@@ -282,6 +282,30 @@ def test_send_to_a_connection_and_presence_answer_the_sender(core):
     assert members.members == {"ids": [conn.id]}
 
 
+def test_a_sender_closes_one_connection_or_a_group_and_is_told_how_many(core):
+    hello(core)
+    a, b, c = open_connection(core), open_connection(core), open_connection(core)
+    for conn in (a, b):
+        core.reply(b"w1", wire.Join(conn.id, "g"))
+    actions = core.reply(b"s", wire.CloseConnections(c.id, "", 4003, "banned", "r1"))
+    assert actions == [CloseClient(c, 4003, "banned"), Answer(b"s", wire.Ack("r1", "e1", 1))]
+    assert c.state is ConnectionState.CLOSING
+    again = core.reply(b"s", wire.CloseConnections(c.id, "", 4003, "banned", "r2"))
+    assert again == [Answer(b"s", wire.Ack("r2", "e1", 0))], "a closing connection is not closed twice"
+    actions = core.reply(b"s", wire.CloseConnections("", "g", 1000, "room closed", "r3"))
+    assert sorted(a.conn.id for a in actions if isinstance(a, CloseClient)) == sorted([a.id, b.id])
+    assert only(actions, Answer).message.delivered == 2
+    assert core.reply(b"w1", wire.CloseConnections("", "nobody", 1000, "", "")) == [], "no ref, no answer"
+
+
+def test_a_close_from_the_broker_closes_without_answering(core):
+    hello(core)
+    conn = open_connection(core)
+    core.reply(b"w1", wire.Join(conn.id, "g"))
+    actions = core.broker_message(wire.CloseConnections("", "g", 4001, "bye", ""))
+    assert actions == [CloseClient(conn, 4001, "bye")]
+
+
 # -- workers falling behind --------------------------------------------------------------------
 
 

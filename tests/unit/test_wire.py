@@ -33,6 +33,8 @@ MESSAGES = [
     wire.GroupSend("room.lobby", "e.1", False, b"to all but e.1", "ref-1"),
     wire.GroupSend("room.lobby", "", True, b"", ""),
     wire.SendTo("e.2", True, NON_UTF8, "ref-2"),
+    wire.CloseConnections("e.2", "", 4003, "banned", "ref-5"),
+    wire.CloseConnections("", "room.lobby", 1000, "", ""),
     wire.Ack("ref-2", "edge-1", 3),
     wire.Presence("ref-3", "room.lobby"),
     wire.Members("ref-3", "edge-1", {"ids": ["e.1", "e.2"]}),

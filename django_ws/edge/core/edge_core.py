@@ -66,7 +66,8 @@ class EdgeCore:
         self.recovery = Recovery(self.connections, self.members, self.history, self.stats, cluster, self.edge_id)
         self.members.on_leave = self.recovery.left
         self.sends = Sends(self.connections, self.members, self.recovery, self.history,
-                           RecentSends(send_key_ttl, self.edge_id, self.stats, clock), self.stats)
+                           RecentSends(send_key_ttl, self.edge_id, self.stats, clock), self.stats,
+                           self._start_close)
         #: The rate limits of docs/security.rst (all off by default here; the edge passes the settings).
         self.admission = Admission(limits or LimitSettings(), self.stats, clock)
         self.limit_settings, self.address_limits = self.admission.settings, self.admission.address_limits
@@ -77,7 +78,8 @@ class EdgeCore:
         sends, members = self.sends, self.members
         self._on_reply = {
             wire.Send: sends.send, wire.GroupSend: sends.group_send, wire.SendTo: sends.send_to,
-            wire.EventAck: sends.event_ack, wire.Presence: members.presence, wire.Watch: members.watch,
+            wire.EventAck: sends.event_ack, wire.CloseConnections: sends.close_connections,
+            wire.Presence: members.presence, wire.Watch: members.watch,
             wire.Leave: members.leave, wire.Join: self._join,
             wire.Accept: self._accept, wire.Deny: self._deny, wire.Close: self._close,
         }

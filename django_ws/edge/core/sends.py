@@ -84,11 +84,14 @@ class RecentSends:
 class Sends:
     """Where each message for clients goes: a connection, a group's open members, or nowhere (gone)."""
 
-    __slots__ = ("connections", "history", "members", "recent", "recovery", "stats")
+    __slots__ = ("connections", "history", "members", "recent", "recovery", "start_close", "stats")
 
     def __init__(self, connections: dict[str, Connection], members: Groups, recovery: Recovery, history: History,
-                 recent: RecentSends, stats: Stats):
+                 recent: RecentSends, stats: Stats,
+                 start_close: typing.Callable[[Connection, int, str], list[Action]]):
         self.connections = connections
+        #: EdgeCore's own way to start closing a connection (the lifecycle's rule).
+        self.start_close = start_close
         self.members = members
         self.recovery = recovery
         self.history = history
@@ -123,6 +126,23 @@ class Sends:
 
         return self.recent.once(identity, message, target)
 
+    def close_connections(self, identity: bytes, message: wire.CloseConnections) -> list[Action]:
+        """A sender's close_connection() or close_group(): close the open ones, Ack how many.
+
+        Not de-duplicated by ref as sends are: closing twice is closing once.
+        """
+        if message.conn_id:
+            found = self.connections.get(message.conn_id)
+            targets = [found] if found is not None and is_open(found) else []
+        else:
+            targets = self.members.members_of(message.group)
+        actions: list[Action] = []
+        for conn in targets:
+            actions += self.start_close(conn, message.code, message.reason)
+        if message.ref:
+            actions.append(Answer(identity, wire.Ack(message.ref, self.recent.edge_id, len(targets))))
+        return actions
+
     def event_ack(self, identity: bytes, message: wire.EventAck) -> list[Action]:
         """A handler's answer to a Socket.IO client's event."""
         conn = self.connections.get(message.conn_id)
@@ -140,5 +160,7 @@ class Sends:
                            message.binary, message.payload)
         if isinstance(message, wire.SendTo):
             return self.send_to(b"", dataclasses.replace(message, ref=""))
+        if isinstance(message, wire.CloseConnections):
+            return self.close_connections(b"", dataclasses.replace(message, ref=""))
         logger.warning("edge dropped an unexpected %s from the broker", type(message).__name__)
         return []

@@ -45,6 +45,11 @@ class Command(BaseCommand):
                                  "0.0.0.0; default: the endpoints as given).")
         parser.add_argument("--max-connections", type=int, default=0, metavar="N",
                             help="Refuse handshakes with 503 past N open connections (default: no limit).")
+        reload = parser.add_mutually_exclusive_group()
+        reload.add_argument("--reload", action="store_true", dest="use_reloader", default=None,
+                            help="Restart the workers when a file of the project changes (default with DEBUG = True).")
+        reload.add_argument("--noreload", action="store_false", dest="use_reloader",
+                            help="Do not restart the workers when a file changes (the default with DEBUG = False).")
 
     def handle(self, *args, **options):
         from django_ws.edge.tornado_compat import TornadoIncompatible
@@ -73,6 +78,9 @@ class Command(BaseCommand):
                 raise CommandError("--gevent needs gevent: pip install 'django-ws-edge[gevent]'") from None
         push = options["push_socket"] or ws_settings.WS_PUSH_SOCKET
         sub = options["sub_socket"] or ws_settings.WS_SUB_SOCKET
+        if options["use_reloader"] and options["edge_only"]:
+            raise CommandError("--reload restarts this server's workers, and with --edge-only it has none "
+                               "(restart each run_wsworker instead)")
         if options["announce_host"] and not ws_settings.WS_BROKER:
             raise CommandError("--announce-host only applies with WS_BROKER set (cluster mode)")
         try:
@@ -103,6 +111,20 @@ class Command(BaseCommand):
         if addr.startswith("["):
             addr = addr[1:-1]
         return addr, int(match["port"])
+
+    @staticmethod
+    def _reloading(options) -> bool:
+        """--reload, --noreload, or else DEBUG, as runserver decides."""
+        return settings.DEBUG if options["use_reloader"] is None else options["use_reloader"]
+
+    def _reload_state(self, options, wanted: int) -> str:
+        """The banner's word on autoreload."""
+        if not wanted:
+            return "off (--edge-only: no workers here to restart)"
+        if not self._reloading(options):
+            return "off" + (" (--noreload)" if options["use_reloader"] is False else " (DEBUG = False; --reload turns it on)")
+        why = "--reload" if options["use_reloader"] else "DEBUG = True"
+        return f"on ({why}): the workers restart when a file of the project changes; --noreload turns it off"
 
     def _say(self, text: str) -> None:
         self.stdout.write(text)
@@ -140,6 +162,7 @@ class Command(BaseCommand):
             f"Workers: {wanted} x {options['mode']}; push {push}, sub {sub}\n"
             + (f"Broker: {edge.broker_config.name}; announced as {edge.broker.announced_endpoints}\n"
                if edge.broker is not None else "")
+            + f"Autoreload: {self._reload_state(options, wanted)}\n"
             + "Quit the server with CONTROL-C."
         )
         supervisor = None
@@ -156,14 +179,24 @@ class Command(BaseCommand):
         # Before "Ready:": a SIGHUP sent as soon as the server says it is
         # ready must find its handler, not the default action (exit).
         timeout = float(ws_settings.WS_SHUTDOWN_TIMEOUT)
+        reloader = None
         if supervisor:
-            def restart_workers():
-                self._say("SIGHUP: restarting the workers; the edge and its clients stay.")
+            def restart_workers(why: str = "SIGHUP"):
+                self._say(f"{why}: restarting the workers; the edge and its clients stay.")
                 # The new workers load the routes now on disk; the edge's may be stale.
                 edge.core.routes_from_workers = True
-                asyncio.ensure_future(supervisor.restart(lambda: len(edge.core.workers), timeout))
+                supervisor.request_restart(lambda: len(edge.core.workers), timeout)
 
             loop.add_signal_handler(signal.SIGHUP, restart_workers)
+            if self._reloading(options):
+                from django_ws.edge.autoreload import WorkerReloader
+
+                def files_changed(paths: list[str]) -> None:
+                    more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
+                    restart_workers(f"Autoreload: {paths[0]}{more} changed")
+
+                reloader = WorkerReloader(loop, files_changed, self._say)
+                reloader.start()
         else:
             loop.add_signal_handler(
                 signal.SIGHUP, lambda: self._say("SIGHUP: no workers here to restart (--edge-only); ignored.")
@@ -174,6 +207,8 @@ class Command(BaseCommand):
         await stop.wait()
         if announcer:
             announcer.cancel()
+        if reloader:
+            reloader.stop()
         self._say("Shutting down: closing clients with 1001.")
         edge.on_worker_change = None
         await edge.shutdown(timeout)

@@ -44,7 +44,7 @@ class Command(BaseCommand):
         try:
             if options["group"]:
                 n = send_to_group(options["group"], options["message"], exclude=options["exclude"],
-                                  timeout=options["timeout"], key=key)
+                                  timeout=options["timeout"], key=key).delivered
                 if n is None:  # cluster mode: one publish, and the edges count no clients
                     self.stdout.write(f"Published to {options['group']!r} through the broker.")
                 else:
