@@ -642,11 +642,17 @@ class TlsRedisServer(RedisServer):
         openssl = shutil.which("openssl")
         require(openssl is not None, "openssl is not installed")
         run = functools.partial(subprocess.run, check=True, capture_output=True, cwd=directory)
+        # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA whose basicConstraints are
+        # critical, and a server certificate naming its issuer's key.
         run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-             "-days", "1", "-subj", "/CN=django-ws test CA"])
+             "-days", "1", "-subj", "/CN=django-ws test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-addext", "subjectKeyIdentifier=hash"])
         run([openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
              "-subj", "/CN=127.0.0.1"])
-        (directory / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+        (directory / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                                           "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                                           "extendedKeyUsage=serverAuth\nauthorityKeyIdentifier=keyid,issuer\n"
+                                           "subjectKeyIdentifier=hash\n")
         run([openssl, "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
              "-out", "server.pem", "-days", "1", "-extfile", "san.cnf"])
 

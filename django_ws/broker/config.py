@@ -6,6 +6,7 @@ which import redis-py when called: a project without ``WS_BROKER`` never imports
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import socket
 import typing
@@ -100,6 +101,40 @@ class BrokerConfig:
         if self.sentinel_password:
             kwargs["password"] = self.sentinel_password
         return kwargs
+
+
+def _sentinels_of(client) -> list:
+    """The clients a Sentinel master's pool asks for the master (none for a URL's client).
+
+    ``close()``/``aclose()`` of a master client closes its own pool only; the
+    connections to the sentinels would stay open until the garbage collector
+    (a ResourceWarning) or the end of the process.
+    """
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    return list(getattr(manager, "sentinels", ()))
+
+
+def close_client(client) -> None:
+    """Close a client from sync_client(), and its connections to the sentinels if it has any."""
+    try:
+        client.close()
+    finally:
+        for sentinel in _sentinels_of(client):
+            sentinel.close()
+
+
+async def aclose_client(client, timeout: float = 5.0) -> None:
+    """Close a client from async_client(), and its connections to the sentinels, within ``timeout`` each.
+
+    A broken connection (a broker killed, a partition) may not close cleanly:
+    whatever happens, each client is asked, so nothing is left to the
+    garbage collector after the loop has closed.
+    """
+    for each in (client, *_sentinels_of(client)):
+        try:
+            await asyncio.wait_for(each.aclose(), timeout)
+        except Exception:  # noqa: BLE001  (closing what failed: nothing more to do)
+            pass
 
 
 def _keepalive_options() -> dict:

@@ -32,7 +32,7 @@ import typing
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .config import BrokerConfig
+from .config import BrokerConfig, close_client
 from .keys import LIVE_EDGES, Keys
 
 logger = logging.getLogger("django_ws.worker")
@@ -160,7 +160,7 @@ class EdgeFollower:
                 try:
                     if pubsub is not None:
                         pubsub.close()
-                    client.close()
+                    close_client(client)
                 except Exception:  # noqa: BLE001
                     pass
 

@@ -23,7 +23,7 @@ import typing
 
 from django_ws import wire
 
-from .config import BrokerConfig
+from .config import BrokerConfig, aclose_client
 from .keys import EPOCH_LIFE_MS, MEMBER_CHANGED, MEMBERS_REWRITTEN, READ_GAP, SWEEP_DEAD_EDGES, Keys, unpack
 
 logger = logging.getLogger("django_ws.edge")
@@ -171,7 +171,7 @@ class BrokerLink:
             logger.warning("edge %s could not withdraw from the broker %s (%s); its lease lapses within %.1fs",
                            self.edge_id, self.config.name, _why(exc), self.lease)
         finally:
-            await client.aclose()
+            await aclose_client(client, timeout)
 
     async def _run(self) -> None:
         backoff, said = 0.1, False
@@ -234,11 +234,12 @@ class BrokerLink:
         finally:
             self._session_commands = None
             self._client = None
-            for closing in (pubsub.aclose(), listener.aclose(), client.aclose()):
-                try:
-                    await asyncio.wait_for(closing, 1.0)
-                except Exception:  # noqa: BLE001  (a broken connection may not close cleanly)
-                    pass
+            try:
+                await asyncio.wait_for(pubsub.aclose(), 5.0)
+            except Exception:  # noqa: BLE001  (a broken connection may not close cleanly)
+                pass
+            await aclose_client(listener)
+            await aclose_client(client)
 
     async def _announce(self, client, up: bool) -> bool:
         """Announce (``up``) or renew; True if the lease was still there (a renewal in time)."""
