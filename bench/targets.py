@@ -61,8 +61,10 @@ class DjwsServer(Server):
     def __init__(self, mode: str, workers: int, env: dict | None = None, root: Path = REPO):
         # The django_ws of ``root`` (this checkout, or another commit's for --compare) comes first.
         env = dict(env or {}, PYTHONPATH=os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p))
+        # reload=None: no --noreload, which a commit from before autoreload does not know (the bench
+        # project has DEBUG = False, so autoreload is off either way).
         self.inner = WebSocketServer(settings="djws_project.settings", mode=mode, workers=workers,
-                                     cwd=str(SERVERS), ready_timeout=60, env=env)
+                                     cwd=str(SERVERS), ready_timeout=60, env=env, reload=None)
         self.port = self.inner.port
 
     def start(self) -> None:

@@ -4,7 +4,7 @@ The public names below are imported lazily (PEP 562), so that importing
 ``django_ws`` pulls in neither Django nor threading: the gevent worker must be
 able to monkey-patch before either is imported. Type checkers, which never
 run ``__getattr__``, read the same names from the ``TYPE_CHECKING`` imports
-(tests/test_typing.py checks that the two lists agree).
+(tests/e2e/test_typing.py checks that the two lists agree).
 """
 
 import typing

@@ -10,7 +10,7 @@
 #    constraints, and the suite run from an unpacked copy of the sdist whose
 #    django_ws/ was removed. Every import of django_ws, in the tests and in the
 #    servers they start, then comes from the virtualenv's site-packages
-#    (tests/test_packaging.py checks it).
+#    (tests/e2e/test_packaging.py checks it).
 #
 #    newest    Python 3.13, the newest Django (6.1), Tornado, pyzmq, redis-py and
 #              python-socketio that the package allows: the whole suite.
@@ -53,7 +53,7 @@ EOF
 # Each set's Python, and the tests it runs when no pytest arguments are given ("": all).
 declare -A set_python=([newest]=3.13 [oldest]=3.11 [django60]=3.12)
 declare -A set_tests=([newest]="" [oldest]=""
-                      [django60]="tests/unit tests/test_e2e_core.py tests/test_packaging.py tests/test_startproject.py")
+                      [django60]="tests/unit tests/e2e/test_e2e_core.py tests/e2e/test_packaging.py tests/e2e/test_startproject.py")
 
 find_python() {  # find_python 3.13: the path of a CPython 3.13, or a clear error
     local want=$1 pyenv_root candidate

@@ -1,4 +1,4 @@
-"""The test project with permessage-deflate on (tests/test_rfc6455.py)."""
+"""The test project with permessage-deflate on (tests/e2e/test_rfc6455.py)."""
 
 from .settings import *
 

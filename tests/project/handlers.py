@@ -109,7 +109,7 @@ class RoomHandler(JsonWebSocketHandler):
         if content.get("leave"):
             self.leave(f"room.{self.kwargs['room']}")
             self.send_json({"left": True})
-        elif content.get("close_room"):  # tests/test_groups.py: close_group() from inside a worker
+        elif content.get("close_room"):  # tests/e2e/test_groups.py: close_group() from inside a worker
             result = close_group(f"room.{self.kwargs['room']}", 4000, content["close_room"])
             assert result.delivered is None, "a worker does not wait for a count"
         else:
@@ -166,7 +166,7 @@ class InfoHandler(JsonWebSocketHandler):
         })
 
 
-# -- request context and defences (tests/test_security.py) ----------------------------
+# -- request context and defences (tests/e2e/test_security.py) ----------------------------
 
 
 class RequestInfoHandler(JsonWebSocketHandler):
@@ -253,7 +253,7 @@ class GatedConnectHandler(WebSocketHandler):
         self.send(message)
 
 
-# -- tokens (tests/test_tokens.py) ------------------------------------------------------
+# -- tokens (tests/e2e/test_tokens.py) ------------------------------------------------------
 
 
 class ScopedHandler(WhoAmIHandler):

@@ -24,7 +24,7 @@ class EagerHandler(JsonWebSocketHandler):
 
 
 class RequestHandler(JsonWebSocketHandler):
-    """Answers django-ws.js's request(): what an @on_type method returns is the reply (tests/test_js_client.py)."""
+    """Answers django-ws.js's request(): what an @on_type method returns is the reply (tests/e2e/test_js_client.py)."""
 
     @on_type("add")
     def add(self, content):

@@ -22,7 +22,7 @@ ROOT_URLCONF = "tests.project.urls"
 WS_URLCONF = "tests.project.ws_urls"
 TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
 
-if os.environ.get("DJANGO_WS_TEST_POSTGRES"):  # set per server by tests/test_database.py
+if os.environ.get("DJANGO_WS_TEST_POSTGRES"):  # set per server by tests/e2e/test_database.py
     # name=...;user=...;host=...;port=... (set by .ci/run when a server is there)
     params = dict(part.split("=", 1) for part in os.environ["DJANGO_WS_TEST_POSTGRES"].split(";"))
     DATABASES = {
@@ -71,14 +71,14 @@ WS_SHUTDOWN_TIMEOUT = float(os.environ.get("DJANGO_WS_SHUTDOWN_TIMEOUT", "10"))
 if os.environ.get("DJANGO_WS_EDGES"):
     WS_EDGES = os.environ["DJANGO_WS_EDGES"].split(",")
 
-# Cluster mode (tests/test_cluster.py): the Redis the test started, its lease and prefix.
+# Cluster mode (tests/e2e/test_cluster.py): the Redis the test started, its lease and prefix.
 if os.environ.get("DJANGO_WS_BROKER"):
     WS_BROKER = (json.loads(os.environ["DJANGO_WS_BROKER"]) if os.environ["DJANGO_WS_BROKER"].startswith("{")
                  else os.environ["DJANGO_WS_BROKER"])
     WS_BROKER_LEASE = float(os.environ.get("DJANGO_WS_BROKER_LEASE", "10"))
     WS_BROKER_PREFIX = os.environ.get("DJANGO_WS_BROKER_PREFIX", "django_ws:")
 
-# tests/test_security.py starts servers with these.
+# tests/e2e/test_security.py starts servers with these.
 if os.environ.get("DJANGO_WS_ALLOWED_ORIGINS"):
     WS_ALLOWED_ORIGINS = os.environ["DJANGO_WS_ALLOWED_ORIGINS"].split(",")
 if os.environ.get("DJANGO_WS_MAX_BUFFER_SIZE"):
@@ -92,10 +92,10 @@ WS_HEADER_TIMEOUT = float(os.environ.get("DJANGO_WS_HEADER_TIMEOUT", "10"))
 _idle = os.environ.get("DJANGO_WS_THREAD_IDLE_TIMEOUT", "30")
 WS_THREAD_IDLE_TIMEOUT = None if _idle == "None" else float(_idle)  # None: idle pool threads never end
 WS_EVENT_LOOP = os.environ.get("DJANGO_WS_EVENT_LOOP", "auto")
-# Groups with history (tests/test_history.py passes other bounds as JSON).
+# Groups with history (tests/e2e/test_history.py passes other bounds as JSON).
 WS_GROUP_HISTORY = json.loads(os.environ.get("DJANGO_WS_GROUP_HISTORY", '{"hist.*": {"size": 100, "ttl": 300}}'))
 
-# Socket.IO: tests/test_socketio.py turns it on, with a short keepalive for its faults.
+# Socket.IO: tests/e2e/test_socketio.py turns it on, with a short keepalive for its faults.
 WS_SOCKETIO = bool(os.environ.get("DJANGO_WS_SOCKETIO"))
 WS_SOCKETIO_PING_INTERVAL = float(os.environ.get("DJANGO_WS_SOCKETIO_PING_INTERVAL", "25"))
 WS_SOCKETIO_PING_TIMEOUT = float(os.environ.get("DJANGO_WS_SOCKETIO_PING_TIMEOUT", "20"))
@@ -112,7 +112,7 @@ if _limits == "off":
 elif _limits != "defaults":
     globals().update(json.loads(_limits))
 
-# Tokens: tests/test_tokens.py passes WS_JWT as JSON.
+# Tokens: tests/e2e/test_tokens.py passes WS_JWT as JSON.
 if os.environ.get("DJANGO_WS_JWT"):
     WS_JWT = json.loads(os.environ["DJANGO_WS_JWT"])
 

@@ -1,4 +1,4 @@
-"""A handler tests/test_socketio.py drives over Socket.IO (and WebSocket): events, acks, denial, on_close."""
+"""A handler tests/e2e/test_socketio.py drives over Socket.IO (and WebSocket): events, acks, denial, on_close."""
 
 from django_ws import HandshakeDenied, JsonWebSocketHandler, on_type
 

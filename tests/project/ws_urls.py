@@ -22,7 +22,7 @@ urlpatterns = [
     ws_path(r"^eager$", "tests.project.json_handlers.EagerHandler", name="eager"),
     ws_path(r"^requests$", "tests.project.json_handlers.RequestHandler", name="requests"),
     ws_path(r"^rel/", include("tests.project.reliability_ws_urls", namespace="rel")),
-    # tests/test_security.py
+    # tests/e2e/test_security.py
     ws_path(r"^request/(?P<tag>\w+)$", handlers.RequestInfoHandler, name="request"),
     ws_path(r"^perm$", handlers.PermissionHandler, name="perm"),
     ws_path(r"^connectlog/(?P<tag>[\w-]+)$", handlers.ConnectReportHandler, name="connectlog"),
@@ -30,9 +30,9 @@ urlpatterns = [
     ws_path(r"^subprotocol$", handlers.SubprotocolHandler, name="subprotocol"),
     ws_path(r"^flood/(?P<tag>[\w-]+)$", handlers.FloodHandler, name="flood"),
     ws_path(r"^gated$", handlers.GatedConnectHandler, name="gated"),
-    # tests/test_tokens.py
+    # tests/e2e/test_tokens.py
     ws_path(r"^scoped$", handlers.ScopedHandler, name="scoped"),
     ws_path(r"^tokenlog/(?P<tag>[\w-]+)$", handlers.TokenConnectReportHandler, name="tokenlog"),
-    # tests/test_socketio.py
+    # tests/e2e/test_socketio.py
     ws_path(r"^sio/(?P<tag>[\w-]+)$", "tests.project.socketio_handlers.EventsHandler", name="sio"),
 ]

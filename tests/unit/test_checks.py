@@ -20,30 +20,30 @@ def test_test_project_configuration_has_no_errors():
 
 
 def test_missing_dotted_handler_is_e003():
-    with override_settings(WS_URLCONF="tests.unit.bad_ws_urls"):
+    with override_settings(WS_URLCONF="tests.fixtures.bad_ws_urls"):
         errors = check_ws_routes(None)
     assert ids(errors) == ["django_ws.E003"]
     assert errors[0].level == checks.ERROR
     assert "tests.project.handlers.NoSuchHandler" in errors[0].msg
-    assert errors[0].obj == "tests.unit.bad_ws_urls"
+    assert errors[0].obj == "tests.fixtures.bad_ws_urls"
 
 
 def test_dotted_handler_that_is_not_a_handler_class_is_e003():
-    with override_settings(WS_URLCONF="tests.unit.not_a_handler_ws_urls"):
+    with override_settings(WS_URLCONF="tests.fixtures.not_a_handler_ws_urls"):
         errors = check_ws_routes(None)
     assert ids(errors) == ["django_ws.E003"]
     assert "not a WebSocketHandler subclass" in errors[0].msg
 
 
 def test_django_path_instead_of_ws_path_is_e004():
-    with override_settings(WS_URLCONF="tests.unit.django_path_ws_urls"):
+    with override_settings(WS_URLCONF="tests.fixtures.django_path_ws_urls"):
         errors = check_ws_routes(None)
     assert ids(errors) == ["django_ws.E004"]
     assert "ws_path()" in errors[0].hint
 
 
 def test_include_of_a_module_without_urlpatterns_is_e002():
-    with override_settings(WS_URLCONF="tests.unit.broken_include_ws_urls"):
+    with override_settings(WS_URLCONF="tests.fixtures.broken_include_ws_urls"):
         errors = check_ws_routes(None)
     assert ids(errors) == ["django_ws.E002"]
 
@@ -81,7 +81,7 @@ def test_wss_base_url_is_accepted():
 
 
 def test_check_is_registered_with_the_urls_tag():
-    with override_settings(WS_URLCONF="tests.unit.bad_ws_urls", WS_BASE_URL="http://x"):
+    with override_settings(WS_URLCONF="tests.fixtures.bad_ws_urls", WS_BASE_URL="http://x"):
         found = ids(checks.run_checks(tags=[checks.Tags.urls]))
     assert "django_ws.E003" in found
     assert "django_ws.E005" in found
@@ -90,10 +90,10 @@ def test_check_is_registered_with_the_urls_tag():
 def test_override_of_ws_urlconf_clears_the_route_cache_on_enter_and_exit():
     good = get_ws_urlconf()
     assert get_ws_urlconf() is good  # cached
-    with override_settings(WS_URLCONF="tests.unit.bad_ws_urls"):
+    with override_settings(WS_URLCONF="tests.fixtures.bad_ws_urls"):
         bad = get_ws_urlconf()
         assert bad is not good
-        assert bad.source == "tests.unit.bad_ws_urls"
+        assert bad.source == "tests.fixtures.bad_ws_urls"
         assert check_ws_routes(None) != []
     restored = get_ws_urlconf()
     assert restored is not bad
@@ -140,7 +140,7 @@ def test_manage_py_check_warns_about_a_misspelled_setting():
 
 
 def test_channels_method_names_on_a_handler_are_w011_and_on_type_off_a_json_handler_is_w012():
-    with override_settings(WS_URLCONF="tests.unit.mistakes_ws_urls"):
+    with override_settings(WS_URLCONF="tests.fixtures.mistakes_ws_urls"):
         errors = check_ws_routes(None)
     channels = [e for e in errors if e.id == "django_ws.W011"]
     # connect, receive and disconnect of one class, reported once although two routes serve it.

@@ -1,6 +1,6 @@
 """django_ws.tokens in process: the handshake through HandlerCommunicator, and the edge's log redaction.
 
-The same behaviour on real servers, logs included, is in tests/test_tokens.py.
+The same behaviour on real servers, logs included, is in tests/e2e/test_tokens.py.
 """
 
 import time

@@ -35,7 +35,7 @@ it, with an explicit :class:`ConnectionState`; the transport's own object
 is only its ``transport`` handle. Every close race the end-to-end tests met
 (a worker's Close overtaking the upgrade, a worker lost mid-handshake, a
 client leaving while a worker decides) is a state transition here, unit-tested
-event by event in tests/unit/test_edge_core.py.
+event by event in tests/unit/edge/test_core.py.
 
 The modules, one job each (none imports Tornado, ZeroMQ or asyncio):
 

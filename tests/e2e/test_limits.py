@@ -1,7 +1,7 @@
 """The edge's rate limits on real servers: per client address at the handshake, per connection after it.
 
 docs/security.rst, "Rate limits", is what these hold the server to. The limit
-logic itself is unit-tested in tests/unit/test_limits.py; here the servers run
+logic itself is unit-tested in tests/unit/edge/test_limits.py; here the servers run
 conf.py's defaults (DJANGO_WS_RATE_LIMITS=defaults) unless a test says otherwise.
 """
 
@@ -24,8 +24,8 @@ from websockets.sync.client import connect
 
 from django_ws.conf import DEFAULTS
 from tests.conftest import ROOT, SETTINGS
-from tests.test_modes import stats, wait_until
-from tests.test_security import RawClient, refused_status
+from tests.e2e.test_modes import stats, wait_until
+from tests.e2e.test_security import RawClient, refused_status
 
 DEFAULT_LIMITS = {"DJANGO_WS_RATE_LIMITS": "defaults"}
 

@@ -1,6 +1,6 @@
 """django-ws.js under Node against a real server: when it reconnects and when it stops, request(), events.
 
-Each test runs one scenario of tests/js_client_rules.js (Node and the ws npm package, see node_client()).
+Each test runs one scenario of tests/fixtures/js_client_rules.js (Node and the ws npm package, see node_client()).
 """
 
 import json
@@ -22,7 +22,7 @@ def client_server(server_db):
 def run(server, scenario: str, *args: str) -> dict:
     client = node_client("django-ws.js")
     result = subprocess.run(
-        [client.node, os.path.join(ROOT, "tests", "js_client_rules.js"), client.script, scenario, server.url(""), *args],
+        [client.node, os.path.join(ROOT, "tests", "fixtures", "js_client_rules.js"), client.script, scenario, server.url(""), *args],
         env=dict(os.environ, NODE_PATH=client.node_path), capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -86,7 +86,7 @@ def test_zero_is_a_value_for_the_options():
 
 
 def test_a_typical_use_type_checks_against_the_declarations(tmp_path):
-    """tsc --strict on tests/js_typed_use.ts, with "django-ws-edge" resolved to the installed django-ws.d.ts."""
+    """tsc --strict on tests/fixtures/js_typed_use.ts, with "django-ws-edge" resolved to the installed django-ws.d.ts."""
     import shutil
 
     client = node_client("django-ws.d.ts")
@@ -101,7 +101,7 @@ def test_a_typical_use_type_checks_against_the_declarations(tmp_path):
             "lib": ["es2020", "dom"], "types": [], "baseUrl": ".",
             "paths": {"django-ws-edge": [client.script]},
         },
-        "files": [os.path.join(ROOT, "tests", "js_typed_use.ts")],
+        "files": [os.path.join(ROOT, "tests", "fixtures", "js_typed_use.ts")],
     }
     (tmp_path / "tsconfig.json").write_text(json.dumps(config))
     result = subprocess.run([tsc, "-p", str(tmp_path / "tsconfig.json")], capture_output=True, text=True,

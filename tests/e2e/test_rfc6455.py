@@ -5,7 +5,7 @@ The Autobahn|Testsuite's case categories are the checklist (1 framing,
 7 close, 9 limits, 12/13 permessage-deflate); the suite itself needs
 Python 2. Each failure must give the client a close frame with the
 documented code and then the end of the TCP connection. The same cases are
-unit-tested on bytes in tests/unit/test_protocol.py.
+unit-tested on bytes in tests/unit/edge/test_protocol.py.
 
 Tornado's own WebSocket code, which the edge used before it spoke the
 protocol itself (django_ws.edge.protocol), failed 39 of these: it dropped
@@ -26,7 +26,7 @@ import pytest
 from django_ws.edge.protocol import accept_key
 from django_ws.testing import WebSocketServer
 from tests.conftest import ROOT, start_server
-from tests.unit.test_protocol import (
+from tests.unit.edge.test_protocol import (
     BINARY,
     CLOSE,
     CONT,

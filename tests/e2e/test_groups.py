@@ -24,7 +24,7 @@ from django_ws import (
     send_to_group,
 )
 from tests.conftest import ROOT, SETTINGS
-from tests.test_modes import wait_until
+from tests.e2e.test_modes import wait_until
 
 
 def join(server, room):

@@ -10,7 +10,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests import procinfo
-from tests.test_modes import stats, wait_until
+from tests.e2e.test_modes import stats, wait_until
 
 CONNECTIONS = 1000
 SECONDS = float(os.environ.get("DJANGO_WS_SOAK_SECONDS", "40"))

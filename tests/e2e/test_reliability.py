@@ -14,7 +14,7 @@ from websockets.sync.client import connect
 
 from tests import procinfo
 from tests.conftest import ROOT, SETTINGS
-from tests.test_modes import stats, wait_until
+from tests.e2e.test_modes import stats, wait_until
 
 
 @pytest.fixture

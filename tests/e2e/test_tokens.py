@@ -16,7 +16,7 @@ from websockets.sync.client import connect
 
 from django_ws.testing.server import free_port
 from tests.conftest import ROOT, SETTINGS, Observer, django_script, node_client, start_server
-from tests.test_security import refused_status
+from tests.e2e.test_security import refused_status
 
 jwt = pytest.importorskip("jwt", reason="PyJWT is in the [jwt] and [test] extras")
 
@@ -267,7 +267,7 @@ def test_the_js_client_fetches_a_fresh_token_before_each_connect(token_server, t
     mode, failing = token_in.split("-")[0], token_in.endswith("failed-fetch")
     sequence = [tokens["alice"], "REJECT", tokens["bob"]] if failing else [tokens["alice"], tokens["bob"]]
     result = subprocess.run(
-        [client.node, os.path.join(ROOT, "tests", "js_token_client.js"), client.script, token_server.url("whoami"),
+        [client.node, os.path.join(ROOT, "tests", "fixtures", "js_token_client.js"), client.script, token_server.url("whoami"),
          mode, *sequence],
         env=dict(os.environ, NODE_PATH=client.node_path), capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -16,8 +16,8 @@ from websockets.sync.client import connect
 from django_ws import SendError, security, send_to_group
 from tests import netns
 from tests.conftest import ROOT, SETTINGS, require
-from tests.test_groups import join
-from tests.test_security import require_curve
+from tests.e2e.test_groups import join
+from tests.e2e.test_security import require_curve
 
 #: After a partition of any length heals, each link serves again within this (docs/reliability.rst).
 RECOVERY_BOUND = 5.0

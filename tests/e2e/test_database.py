@@ -77,7 +77,7 @@ def test_500_connections_that_used_the_orm_leave_no_backends_behind(make_server,
         stop.set()
         sampler.join()
     assert sorted(counts)[-1] == 500, "every connection wrote its row through the ORM"
-    from tests.test_modes import wait_until
+    from tests.e2e.test_modes import wait_until
 
     wait_until(lambda: backends(params) == 0, 10, "the worker holds no database connection once clients left")
     print(f"{mode}: peak PostgreSQL backends during 500 connections (50 at a time): {peak[0]}")

@@ -23,7 +23,7 @@ from websockets.sync.client import connect
 
 from django_ws import send_to_group
 from tests import procinfo
-from tests.test_modes import wait_until
+from tests.e2e.test_modes import wait_until
 
 
 class Positions:
@@ -346,7 +346,7 @@ class NodeClient:
 
         client = node_client("django-ws.mjs")
         self.process = subprocess.Popen(
-            [client.node, os.path.join(ROOT, "tests", "js_recovery_client.mjs"), client.script, url, str(base_delay_ms)],
+            [client.node, os.path.join(ROOT, "tests", "fixtures", "js_recovery_client.mjs"), client.script, url, str(base_delay_ms)],
             env=dict(os.environ, NODE_PATH=client.node_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.events: list[dict] = []
 

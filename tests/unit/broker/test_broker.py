@@ -14,7 +14,7 @@ from django_ws.broker.keys import Keys, pack, unpack
 from django_ws.edge.core import CatchUp, Deliver, EdgeCore, FetchGap, MemberChanged, Subscribe, ToWorker, Unsubscribe
 from django_ws.history import History, HistoryBound, Position, Positions
 
-from .test_edge_core import ROUTES, hello, open_connection
+from tests.unit.edge.test_core import ROUTES, hello, open_connection
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Real processes throughout: redis-server, the edges, a run_wsworker started
 without --edge, and this process sending through WS_BROKER. The same
-scenarios across hosts, with CURVE, are in tests/test_cluster_hosts.py.
+scenarios across hosts, with CURVE, are in tests/e2e/test_cluster_hosts.py.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from django_ws import (
 )
 from django_ws.testing import WebSocketServer
 from tests.conftest import ROOT, SETTINGS, RedisServer, require
-from tests.test_groups import closed_with, join
-from tests.test_history import Positions, joined, recv_app, stats
-from tests.test_hosts import served
+from tests.e2e.test_groups import closed_with, join
+from tests.e2e.test_history import Positions, joined, recv_app, stats
+from tests.e2e.test_hosts import served
 
 #: WS_BROKER_LEASE for these tests: short, so that a dead edge is forgotten quickly.
 LEASE = 1.5
@@ -195,7 +195,7 @@ def test_a_lease_that_lapses_while_the_edge_lives_loses_no_connection(cluster):
     with redis.Redis.from_url(cluster.redis.url) as broker:
         assert broker.delete(f"{cluster.prefix}edge:{edge_id}") == 1, "the edge's announcement was there"
     # (The worker may or may not read the registry before the edge's next renewal: the rule it follows
-    # then is unit-tested in tests/unit/test_broker.py.)
+    # then is unit-tested in tests/unit/broker/test_broker.py.)
     edge.wait_for("renewed its lease too late", timeout=LEASE * 2, start=edge_mark)
     with cluster.settings():
         deadline = time.monotonic() + 10
@@ -390,7 +390,7 @@ def test_a_client_recovers_its_gap_on_another_edge_with_live_messages_in_order(c
 
 
 def test_a_handler_watching_a_group_hears_joins_and_leaves_on_every_edge(cluster):
-    from tests.test_groups import watch
+    from tests.e2e.test_groups import watch
 
     here, there = cluster.edge(), cluster.edge()
     cluster.worker()
@@ -433,7 +433,7 @@ class PresenceEvents:
 
 
 def test_a_watcher_hears_the_members_of_an_edge_killed_with_9_leave_once_within_the_bound(cluster):
-    from tests.test_groups import watch
+    from tests.e2e.test_groups import watch
 
     here, there = cluster.edge(), cluster.edge()
     cluster.worker()
@@ -468,7 +468,7 @@ def test_after_a_late_renewal_a_watcher_hears_the_edge_s_members_join_again(clus
     import redis
 
     from django_ws.broker.keys import SWEEP_DEAD_EDGES, Keys
-    from tests.test_groups import watch
+    from tests.e2e.test_groups import watch
 
     here, there = cluster.edge(), cluster.edge()
     cluster.worker()

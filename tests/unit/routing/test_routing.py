@@ -10,7 +10,7 @@ from django.urls import NoReverseMatch, Resolver404
 from django_ws.routing import Mount, WebSocketRoute, get_ws_urlconf, include, resolve_ws, reverse_ws, ws_path
 from tests.project import handlers
 
-LAZY_MODULE = "tests.unit.lazy_handlers"
+LAZY_MODULE = "tests.fixtures.lazy_handlers"
 
 
 # -- ws_path -----------------------------------------------------------------------
@@ -182,7 +182,7 @@ def test_ws_base_url_setting_changes_the_base():
 
 
 def test_reverse_ws_of_a_good_route_works_while_another_route_has_a_broken_dotted_handler():
-    with override_settings(WS_URLCONF="tests.unit.bad_ws_urls"):
+    with override_settings(WS_URLCONF="tests.fixtures.bad_ws_urls"):
         assert resolve_ws("echo").func is handlers.EchoHandler  # resolving is fine
         assert reverse_ws("echo") == "ws://testserver:8888/socket/echo"
 
@@ -226,8 +226,8 @@ def test_override_default_ws_handlers_is_picked_up_and_restored():
 
 
 def test_override_ws_urlconf_is_picked_up():
-    with override_settings(WS_URLCONF="tests.unit.not_a_handler_ws_urls"):
-        assert get_ws_urlconf().source == "tests.unit.not_a_handler_ws_urls"
+    with override_settings(WS_URLCONF="tests.fixtures.not_a_handler_ws_urls"):
+        assert get_ws_urlconf().source == "tests.fixtures.not_a_handler_ws_urls"
         with pytest.raises(Resolver404):
             resolve_ws("echo")
     assert resolve_ws("echo").func is handlers.EchoHandler

@@ -25,7 +25,7 @@ from websockets.sync.client import connect
 
 from django_ws import group_members, send_to_connection, send_to_group
 from tests.conftest import ROOT, SETTINGS, Observer, node_client, require, start_server
-from tests.test_modes import wait_until
+from tests.e2e.test_modes import wait_until
 
 TRANSPORTS = {"polling": ["polling"], "websocket": ["websocket"], "upgrade": ["polling", "websocket"]}
 SOCKETIO = {"DJANGO_WS_SOCKETIO": "1"}
@@ -40,7 +40,7 @@ def node_path() -> tuple[str, str]:
 
 
 class SocketIOClient:
-    """socket.io-client in Node (tests/js_socketio_client.mjs), driven by JSON lines."""
+    """socket.io-client in Node (tests/fixtures/js_socketio_client.mjs), driven by JSON lines."""
 
     def __init__(self, server, namespace: str, transports: list[str] | None = None, port: int | None = None,
                  **options):
@@ -49,7 +49,7 @@ class SocketIOClient:
         if transports is not None:
             options["transports"] = transports
         self.process = subprocess.Popen(
-            [node, os.path.join(ROOT, "tests", "js_socketio_client.mjs"),
+            [node, os.path.join(ROOT, "tests", "fixtures", "js_socketio_client.mjs"),
              f"http://127.0.0.1:{port or server.port}/{namespace}", json.dumps(options)],
             env=dict(os.environ, NODE_PATH=modules), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.events: list[dict] = []
@@ -646,7 +646,7 @@ def test_socketio_off_imports_nothing_of_it_and_its_path_is_a_route_like_any(mak
 def test_example_chat_over_long_polling_when_websockets_are_blocked(chromium, tmp_path):
     from playwright.sync_api import expect
 
-    from tests.test_browser import SEED, TIMEOUT_MS, Example, lines, open_pages, say
+    from tests.e2e.test_browser import SEED, TIMEOUT_MS, Example, lines, open_pages, say
 
     expect.set_options(timeout=TIMEOUT_MS)
     example = Example()

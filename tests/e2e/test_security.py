@@ -25,7 +25,7 @@ from django_ws import group_members, security, wire
 from django_ws.testing.server import free_port
 from tests import procinfo
 from tests.conftest import ROOT, SETTINGS, Observer, django_script, start_server
-from tests.test_modes import stats, wait_until
+from tests.e2e.test_modes import stats, wait_until
 
 # -- helpers ---------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 The groups follow the case categories of the Autobahn|Testsuite (1 framing,
 2 pings and pongs, 3 reserved bits, 4 opcodes, 5 fragmentation, 6 UTF-8,
 7 close, 9 limits and performance, 12/13 permessage-deflate); the same
-categories run end to end against a real server in tests/test_rfc6455.py.
+categories run end to end against a real server in tests/e2e/test_rfc6455.py.
 """
 
 from __future__ import annotations

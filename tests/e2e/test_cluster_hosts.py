@@ -17,9 +17,9 @@ from django.test import override_settings
 from django_ws import group_members, send_to_group
 from tests import netns
 from tests.conftest import RedisServer, require_redis
-from tests.test_cluster import FORGOTTEN_BOUND, LEASE, receive_until
-from tests.test_groups import join
-from tests.test_hosts import PUSH_PORT, SUB_PORT, curve, network, served, start  # noqa: F401  (fixtures)
+from tests.e2e.test_cluster import FORGOTTEN_BOUND, LEASE, receive_until
+from tests.e2e.test_groups import join
+from tests.e2e.test_hosts import PUSH_PORT, SUB_PORT, curve, network, served, start  # noqa: F401  (fixtures)
 
 
 def test_a_cluster_across_hosts_finds_its_edges_and_survives_an_edge_and_redis_dying(network, start, curve,
