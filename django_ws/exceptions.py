@@ -5,7 +5,7 @@
     Exception
      +-- WebSocketError
      |    +-- ConnectionClosed       send() or close() on a connection that has ended
-     |    +-- HandshakeDenied        raised by a handler's connect() to refuse a client
+     |    +-- HandshakeDenied        raised by a handler's on_connect() to refuse a client
      |    +-- SendError              a message for clients could not be handed to an edge
      |         +-- EdgeUnreachable   (inside a worker) the edge took nothing within the heartbeat timeout
      +-- django.urls.NoReverseMatch  reverse_ws() with an unknown name or bad kwargs
@@ -33,7 +33,7 @@ class ConnectionClosed(WebSocketError):
 
 
 class HandshakeDenied(WebSocketError):
-    """Raise from ``WebSocketHandler.connect()`` to refuse the handshake."""
+    """Raise from ``WebSocketHandler.on_connect()`` to refuse the handshake."""
 
     def __init__(self, status: int = 403, reason: str = ""):
         self.status = status
