@@ -86,11 +86,11 @@ def check_ws_routes(app_configs, **kwargs):
             seen.add(handler)
             errors.extend(_check_handler(handler, where))
     base = ws_settings.WS_BASE_URL
-    if not isinstance(base, str) or not base.startswith(("ws://", "wss://")):
+    if not isinstance(base, str) or not base.startswith(("ws://", "wss://", "/")):
         errors.append(
             checks.Error(
-                f"WS_BASE_URL must start with ws:// or wss://, not {base!r}",
-                hint="For example WS_BASE_URL = 'wss://example.com/socket'.",
+                f"WS_BASE_URL must start with ws://, wss:// or / (relative to the page's host), not {base!r}",
+                hint="For example WS_BASE_URL = 'wss://example.com/socket', or '/socket' behind one host.",
                 id="django_ws.E005",
             )
         )

@@ -20,7 +20,8 @@ DEFAULTS = {
     # Dotted path of the root route module. None: "<ROOT_URLCONF's package>.ws_urls",
     # and no routes at all if that module does not exist.
     "WS_URLCONF": None,
-    # Scheme, host, port and mount prefix that reverse_ws() puts in front of a route.
+    # Scheme, host, port and mount prefix that reverse_ws() puts in front of a route; or a
+    # path alone ("/socket"), whose scheme and host come from the request ({% reverse_ws %}).
     "WS_BASE_URL": "ws://localhost:8888/socket",
     # The original namespace -> handler mapping (still honoured).
     "DEFAULT_WS_HANDLERS": {},

@@ -81,12 +81,18 @@ def legacy_namespace(match: ResolverMatch) -> str | None:
 
 
 def reverse_ws(viewname: str, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, *,
-               base_url: str | None = None, **kw: Any) -> str:
+               base_url: str | None = None, request: Any = None, **kw: Any) -> str:
     """The absolute ws:// (or wss://) URL of a named route.
 
     Takes its route arguments as Django's ``reverse`` does (``args=``,
     ``kwargs=``) or, for convenience, as keyword arguments:
     ``reverse_ws('chat', room='x')``. Raises NoReverseMatch like ``reverse``.
+
+    A relative WS_BASE_URL (``"/socket"``: the edge behind the same host and
+    port as the site, through a proxy) takes its scheme and host from
+    ``request`` (wss:// when the request is secure); without one, the URL
+    stays relative (``/socket/chat/x``), which browsers resolve against the
+    page since 2024 (the WebSocket standard allows relative URLs).
     """
     if kw:
         if kwargs:
@@ -94,6 +100,10 @@ def reverse_ws(viewname: str, args: Sequence[Any] | None = None, kwargs: dict[st
         kwargs = kw
     path = reverse(viewname, urlconf=get_ws_urlconf(), args=args, kwargs=kwargs)
     base = (base_url if base_url is not None else ws_settings.WS_BASE_URL).rstrip("/")
+    if base.startswith("/") or not base:
+        if request is not None:
+            scheme = "wss" if request.is_secure() else "ws"
+            base = f"{scheme}://{request.get_host()}{base}"
     return base + path
 
 

@@ -23,7 +23,8 @@ class ReverseWsNode(template.Node):
         args = [arg.resolve(context) for arg in self.args]
         kwargs = {key: value.resolve(context) for key, value in self.kwargs.items()}
         try:
-            url = _reverse_ws(name, args=args or None, kwargs=kwargs or None)
+            # A relative WS_BASE_URL takes its scheme and host from the page's request.
+            url = _reverse_ws(name, args=args or None, kwargs=kwargs or None, request=context.get("request"))
         except NoReverseMatch:
             if self.asvar is None:
                 raise

@@ -179,3 +179,8 @@ def test_ws_base_url_on_a_tls_site_in_production_is_w014(tls_setting):
             assert check_base_url_scheme(None) == []
     with override_settings(DEBUG=False, WS_BASE_URL="ws://example.com/socket"):
         assert check_base_url_scheme(None) == []  # nothing says the site is on HTTPS
+
+
+def test_a_relative_ws_base_url_is_accepted():
+    with override_settings(WS_BASE_URL="/socket"):
+        assert check_ws_routes(None) == []

@@ -62,3 +62,12 @@ def test_reverse_ws_tag_without_arguments_is_a_syntax_error():
 def test_reverse_ws_tag_positional_after_keyword_is_a_syntax_error():
     with pytest.raises(TemplateSyntaxError, match="positional arguments cannot follow keyword"):
         render("{% reverse_ws 'open' result='true' 'x' %}")
+
+
+def test_a_relative_ws_base_url_takes_scheme_and_host_from_the_request(rf):
+    with override_settings(WS_BASE_URL="/socket", ALLOWED_HOSTS=["example.com"]):
+        plain = rf.get("/", HTTP_HOST="example.com")
+        assert render("{% reverse_ws 'echo' %}", request=plain) == "ws://example.com/socket/echo"
+        secure = rf.get("/", HTTP_HOST="example.com", secure=True)
+        assert render("{% reverse_ws 'echo' %}", request=secure) == "wss://example.com/socket/echo"
+        assert render("{% reverse_ws 'echo' %}") == "/socket/echo", "no request: the URL stays relative"
