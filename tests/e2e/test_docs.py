@@ -101,3 +101,22 @@ def test_the_api_page_shows_signatures(name, tmp_path_factory):
                 "send_to_group": "send_to_group(group: str, data: str | bytes",
                 "ws_path": "ws_path(route: str, handler:"}[name]
     assert expected in text, f"api.txt lacks {expected!r}"
+
+
+def test_the_settings_page_gives_each_setting_its_real_default():
+    """docs/settings.rst's ``Default:`` line of every setting is conf.DEFAULTS' value."""
+    import ast
+
+    from django_ws.conf import DEFAULTS
+
+    page = (Path(ROOT) / "docs" / "settings.rst").read_text(encoding="utf-8")
+    wrong = []
+    for name, value in DEFAULTS.items():
+        entry = re.search(rf"^``{name}``\n    Default: (None\b|``(.+?)``)", page, re.MULTILINE)
+        if entry is None:
+            wrong.append(f"{name}: no 'Default:' line right under its name")
+            continue
+        documented = None if entry[1] == "None" else ast.literal_eval(entry[2])
+        if documented != value:
+            wrong.append(f"{name}: the page says {documented!r}, conf.py has {value!r}")
+    assert not wrong, "docs/settings.rst and django_ws/conf.py disagree:\n" + "\n".join(wrong)
