@@ -249,10 +249,6 @@ class Worker:
             except zmq.Again:
                 pass  # the edge is not there (yet): nothing to tell it
             if link.edge_id is not None and now - link.last_seen > self.heartbeat_timeout:
-                if link.events.poll(0, zmq.POLLIN):
-                    # This worker fell behind (a busy machine, a long drain), not the edge:
-                    # what waits unread is the edge's, sent since last_seen. Read it first.
-                    continue
                 ended = self.dispatcher.edge_lost(link.edge_id)
                 self.ended_while_away[link.edge_id] = ended
                 logger.warning(
