@@ -12,7 +12,7 @@ import functools
 import importlib
 import re
 import types
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import ResolverMatch, resolve, reverse
@@ -20,6 +20,9 @@ from django.urls import ResolverMatch, resolve, reverse
 from django_ws.conf import ws_settings
 
 from .patterns import ws_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    from django.http import HttpRequest
 
 #: Name of the kwarg that carries the original namespace to legacy handlers.
 NAMESPACE_KWARG = "namespace"
@@ -81,7 +84,7 @@ def legacy_namespace(match: ResolverMatch) -> str | None:
 
 
 def reverse_ws(viewname: str, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, *,
-               base_url: str | None = None, request: Any = None, **kw: Any) -> str:
+               base_url: str | None = None, request: HttpRequest | None = None, **kw: Any) -> str:
     """The absolute ws:// (or wss://) URL of a named route.
 
     Takes its route arguments as Django's ``reverse`` does (``args=``,

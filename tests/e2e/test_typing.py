@@ -39,7 +39,7 @@ EXPECTED = {
         "key: str | None =) -> django_ws.sending.SendResult",
     "reveal_type(reverse_ws)":
         "def (viewname: str, args: typing.Sequence[Any] | None =, kwargs: dict[str, Any] | None =, *, "
-        "base_url: str | None =, **kw: Any) -> str",
+        "base_url: str | None =, request: django.http.request.HttpRequest | None =, **kw: Any) -> str",
     "reveal_type(ws_path)":
         "def (route: str, handler: type[django_ws.handlers.base.WebSocketHandler] | str | typing.Sequence[Any], "
         "kwargs: dict[str, Any] | None =, name: str | None =) -> "
