@@ -39,5 +39,5 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     else:
         log_method = access_log.error
     request = handler.request
-    log_method("%d %s %s (%s) %.2fms", status, request.method, redact_uri(request.uri), request.remote_ip,
+    log_method("%d %s %s (%s) %.2fms", status, request.method, redact_uri(request.uri or ""), request.remote_ip,
                1000.0 * request.request_time())
