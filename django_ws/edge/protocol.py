@@ -258,13 +258,13 @@ class ServerProtocol:
     is a faster one).
 
     An idle connection holds this object and nothing else: the buffers of a
-    partial frame or message, the UTF-8 decoder of a fragmented text message,
-    and zlib's state exist only while they are needed (zlib's state between
-    messages only with context takeover).
+    partial frame or message, the UTF-8 decoder of a text message that comes
+    in several frames or reads, and zlib's state exist only while they are
+    needed (zlib's state between messages only with context takeover).
     """
 
-    __slots__ = ("_buffer", "_checked", "_close_received", "_close_sent", "_decoder", "_deflate", "_deflater", "_inflater", "_mask",
-                 "_max_size", "_message", "_out", "_parts", "_size", "_state", "_wire")
+    __slots__ = ("_buffer", "_checked", "_close_received", "_close_sent", "_decoder", "_deflate", "_deflater",
+                 "_inflater", "_mask", "_max_size", "_message", "_out", "_parts", "_size", "_state", "_wire")
 
     def __init__(self, max_message_size: int, deflate: DeflateParams | None = None,
                  mask: Callable[[bytes, bytes], bytes] = apply_mask):
