@@ -343,4 +343,5 @@ def limit_settings() -> LimitSettings:
         messages_per_window=int(ws_settings.WS_MESSAGES_PER_CONNECTION or 0),
         bytes_per_window=int(ws_settings.WS_BYTES_PER_CONNECTION or 0),
         message_window=float(ws_settings.WS_MESSAGE_WINDOW),
+        trust_proxy_headers=bool(ws_settings.WS_TRUST_PROXY_HEADERS),
     )

@@ -30,6 +30,10 @@ class LimitSettings:
     messages_per_window: int = 0
     bytes_per_window: int = 0
     message_window: float = 10.0
+    #: WS_TRUST_PROXY_HEADERS: the address is the proxy's view of the client.
+    #: Off, a refused request that names a client in its proxy headers means
+    #: that the limits count a whole proxy (or NAT) as one client.
+    trust_proxy_headers: bool = False
 
     def __post_init__(self) -> None:
         if self.new_per_window and not self.window > 0:

@@ -57,9 +57,11 @@ with the code shown and then the end of the connection:
   fragmented message is open; a 64-bit length with its top bit set; a close
   frame with a 1-byte payload or an invalid close code.
 - 1007 (invalid data): a close reason that is not UTF-8; a text message that
-  is not UTF-8 (a fragment fails as soon as it holds an invalid sequence; a
-  code point split across fragments is fine); a compressed message that does
-  not inflate.
+  is not UTF-8, failed as soon as the invalid bytes arrive: at the fragment
+  that holds them, and inside a frame at the read that brings them, before
+  the rest of the frame (a code point split across fragments or reads is fine
+  until its next bytes prove it invalid; a compressed message is checked as
+  it inflates, frame by frame); a compressed message that does not inflate.
 - 1009 (too big): a message over ``max_message_size`` after reassembly and
   after inflation, refused from the frame header before the excess is
   buffered, and inflated at most one byte past the limit.
@@ -256,13 +258,13 @@ class ServerProtocol:
     is a faster one).
 
     An idle connection holds this object and nothing else: the buffers of a
-    partial frame or message, the UTF-8 decoder of a fragmented text message,
-    and zlib's state exist only while they are needed (zlib's state between
-    messages only with context takeover).
+    partial frame or message, the UTF-8 decoder of a text message that comes
+    in several frames or reads, and zlib's state exist only while they are
+    needed (zlib's state between messages only with context takeover).
     """
 
-    __slots__ = ("_buffer", "_close_received", "_close_sent", "_decoder", "_deflate", "_deflater", "_inflater", "_mask",
-                 "_max_size", "_message", "_out", "_parts", "_size", "_state", "_wire")
+    __slots__ = ("_buffer", "_checked", "_close_received", "_close_sent", "_decoder", "_deflate", "_deflater",
+                 "_inflater", "_mask", "_max_size", "_message", "_out", "_parts", "_size", "_state", "_wire")
 
     def __init__(self, max_message_size: int, deflate: DeflateParams | None = None,
                  mask: Callable[[bytes, bytes], bytes] = apply_mask):
@@ -280,7 +282,10 @@ class ServerProtocol:
         self._parts: list[bytes] | None = None
         self._size = 0  # its bytes so far (inflated)
         self._wire = 0  # its bytes so far on the wire, when compressed
-        self._decoder = None  # UTF-8 check of a text message, from its first non-ASCII fragment
+        self._decoder = None  # UTF-8 check of a text message, from its first non-ASCII bytes
+        # The payload bytes of the frame not complete yet that the UTF-8 check
+        # has seen already (a text frame arriving in several reads).
+        self._checked = 0
         self._inflater = None
         self._deflater = None
 
@@ -408,6 +413,10 @@ class ServerProtocol:
                     break
             stop = start + length
             if end < stop:
+                if end > start and not first & 0x08:
+                    # Not the common case (a frame in one read): fail a text
+                    # frame on the read with the invalid bytes, not its last.
+                    self._check_partial(first, buf, start, end, events)
                 break
             if type(buf) is bytes:
                 key = buf[start - 4:start]
@@ -480,11 +489,44 @@ class ServerProtocol:
             return 1009, f"message over {self._max_size} bytes"
         return None
 
+    def _check_partial(self, first: int, buf: bytes | bytearray, start: int, end: int, events: list[Event]) -> None:
+        """Check the bytes so far of an incomplete uncompressed text frame's payload (``buf[start:end]``).
+
+        Only the bytes no earlier read brought are unmasked and decoded, so a
+        frame in many reads costs one pass over its payload in all; the
+        decoder keeps a code point cut at ``end`` until its next bytes come.
+        A compressed frame waits to be whole: it is checked once inflated.
+        """
+        kind = first if first & 0x0F else self._message  # a continuation: what its message is
+        if kind & (_RSV1 | 0x0F) != _TEXT:
+            return
+        checked = self._checked
+        new = start + checked
+        if new >= end:
+            return
+        key = bytes(buf[start - 4:start])
+        if checked & 3:  # the mask goes on from where the last read stopped
+            key = key[checked & 3:] + key[:checked & 3]
+        chunk = self._mask(key, bytes(buf[new:end]))
+        self._checked = end - start
+        decoder = self._decoder
+        if decoder is None:
+            if chunk.isascii():
+                return  # no code point can be left half-read: no decoder yet
+            decoder = self._decoder = _utf8_decoder()
+        try:
+            decoder.decode(chunk)
+        except UnicodeDecodeError:
+            self._fail(1007, "text message is not valid UTF-8", events)
+
     def _receive_data_frame(self, first: int, payload: bytes, events: list[Event]) -> None:
         opcode = first & 0x0F
         fin = first & _FIN
+        checked = self._checked  # the start of the payload checked already, read by read
+        if checked:
+            self._checked = 0
         if opcode:
-            if fin and not first & _RSV1:  # a whole message in one frame: the common case
+            if fin and not first & _RSV1 and not checked:  # a whole message in one frame and one read: the common case
                 if opcode == _TEXT and not payload.isascii():
                     try:
                         payload.decode("utf-8")
@@ -504,12 +546,12 @@ class ServerProtocol:
                 return
         self._size += len(payload)
         if message & 0x0F == _TEXT and (self._decoder is not None or not payload.isascii()):
-            # Only the fragments since the first non-ASCII one need the
-            # decoder: before it, no code point can be left half-read.
+            # Only the bytes since the first non-ASCII ones need the
+            # decoder: before them, no code point can be left half-read.
             if self._decoder is None:
                 self._decoder = _utf8_decoder()
             try:
-                self._decoder.decode(payload, bool(fin))
+                self._decoder.decode(payload[checked:] if checked else payload, bool(fin))
             except UnicodeDecodeError:
                 self._fail(1007, "text message is not valid UTF-8", events)
                 return
@@ -588,4 +630,4 @@ class ServerProtocol:
         """Drop what only an open connection needs (buffers, zlib's state)."""
         self._buffer = b""
         self._parts = self._decoder = self._inflater = self._deflater = None
-        self._message = 0
+        self._message = self._checked = 0

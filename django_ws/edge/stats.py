@@ -72,6 +72,9 @@ def _rate_limits(core: EdgeCore) -> dict:
         "windows_s": {"new_connections": settings.window, "messages": settings.message_window},
         "hits": {name: stats.rate_limited[name] for name in RATE_LIMITS},
         "addresses_tracked": len(limits.addresses),
+        #: Of the 429s, those whose request carried X-Forwarded-For or X-Real-IP while
+        #: WS_TRUST_PROXY_HEADERS is off: a proxy's clients counted as one (docs/security.rst).
+        "proxy_limited": stats.proxy_limited,
     }
 
 
@@ -104,6 +107,9 @@ def prometheus(data: dict) -> str:
            [({**edge, "limit": k}, v) for k, v in rate["hits"].items()])
     metric("rate_limit_addresses", "gauge", "Client addresses the per-address limits are tracking.",
            [(edge, rate["addresses_tracked"])])
+    metric("proxy_limited_total", "counter",
+           "Handshakes refused with 429 by a per-address limit that carried X-Forwarded-For or X-Real-IP while "
+           "WS_TRUST_PROXY_HEADERS is off.", [(edge, rate["proxy_limited"])])
     metric("worker_load", "gauge", "Connections each worker holds (all edges).",
            [({**edge, "worker": w["id"]}, w["load"]) for w in data["workers"]])
     metric("workers", "gauge", "Workers connected to this edge.", [(edge, len(data["workers"]))])

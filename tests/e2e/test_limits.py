@@ -131,6 +131,30 @@ def test_behind_a_trusted_proxy_the_limits_apply_to_the_forwarded_address(make_s
         assert ws.recv(timeout=10) == "fine"
 
 
+
+def test_limits_that_strike_a_proxy_say_so_once_per_address_and_count_every_time(make_server):
+    """Proxy headers not trusted (the default): everyone behind the proxy is one address, and the log says why."""
+    srv = make_server(env=limits_env(WS_CONNECTIONS_PER_ADDRESS=2, WS_NEW_CONNECTIONS_PER_ADDRESS=0))
+    forwarded = {"X-Forwarded-For": "203.0.113.7"}
+    held = [connect(srv.url("echo"), additional_headers=forwarded) for _ in range(2)]
+    try:
+        results, _ = burst(srv, 5, headers="X-Forwarded-For: 203.0.113.9\r\n")
+        assert [status for status, _ in results] == [429] * 5
+        assert refused_status(srv.url("echo")) == 429, "no proxy header: one client over its limit, not counted"
+        # Another proxied address: its own warning, and the mark that the server has printed all of the first's.
+        results, _ = burst(srv, 3, source="127.0.0.2", headers="X-Real-IP: 203.0.113.8\r\n")
+        assert [status for status, _ in results].count(429) == 1
+        srv.wait_for("refused a handshake from 127.0.0.2 ", timeout=10)
+    finally:
+        for ws in held:
+            ws.close()
+    warned = [line for line in srv.lines if "refused a handshake from 127.0.0.1 " in line]
+    assert len(warned) == 1, f"one warning for the address, not one per 429: {warned}"
+    assert "WS_TRUST_PROXY_HEADERS = True" in warned[0] and "raise WS_CONNECTIONS_PER_ADDRESS" in warned[0], warned
+    data = stats(srv)["rate_limits"]
+    assert (data["proxy_limited"], data["hits"]["concurrent"]) == (6, 7), data
+    assert f'django_ws_proxy_limited_total{{edge="{stats(srv)["edge_id"]}"}} 6' in metrics(srv)
+
 # -- per connection ---------------------------------------------------------------------------------
 
 

@@ -242,6 +242,31 @@ def test_invalid_utf8_fails_at_its_fragment_before_the_message_ends(edge):
         client.close()
 
 
+
+@pytest.mark.parametrize("bad", [b"\xf4\x90\x80\x80", b"\xf4"], ids=["6.4.3", "6.4.4"])
+def test_invalid_utf8_fails_inside_a_frame_before_the_frame_is_complete(edge, bad):
+    """Autobahn 6.4.3/6.4.4: one text frame in reads; the close comes though the frame's end never does."""
+    client = RawClient(edge, timeout=5.0)
+    try:
+        data = frame(TEXT, "κόσμε".encode() + b"\xf4\x90\x80\x80" + b"edited")
+        head = len(data) - len(b"edited") - 4  # the frame up to its invalid bytes
+        client.send(data[:head])
+        client.send(data[head:head + len(bad)])  # "\xf4" alone may still be valid: 6.4.4 fails at "\x90"
+        if len(bad) == 1:
+            client.send(data[head + 1:head + 2])
+        client.expect_close(1007)
+    finally:
+        client.close()
+
+
+def test_a_character_cut_between_reads_inside_a_frame_is_echoed(client):
+    payload = "κόσμε 𝄞 €".encode()
+    data = frame(TEXT, payload)
+    cut = len(data) - len("𝄞 €".encode()) + 2  # inside the 4 bytes of 𝄞
+    client.send(data[:cut])
+    client.send(data[cut:])
+    client.expect_echo(TEXT, payload)
+
 # --- Autobahn category 7: close -------------------------------------------------------------
 
 @pytest.mark.parametrize("code", VALID_CODES)

@@ -119,7 +119,7 @@ class EdgeCore:
         # must not carry the server past its limit.
         if self.max_connections and len(self.connections) >= self.max_connections:
             return None, [self._refused(None, 503, "too many connections")]
-        refusal = self.admission.refusal(address)
+        refusal = self.admission.refusal(address, request)
         if refusal is not None:
             return None, [refusal]
         self._next_id += 1

@@ -121,7 +121,8 @@ class WorkerState:
 class Stats:
     """Counters for the stats endpoint and the shutdown report."""
 
-    __slots__ = ("closed_by_code", "connections_total", "frames_in", "frames_out", "rate_limited", "refused")
+    __slots__ = ("closed_by_code", "connections_total", "frames_in", "frames_out", "proxy_limited", "rate_limited",
+                 "refused")
 
     def __init__(self):
         self.frames_in = 0
@@ -132,3 +133,6 @@ class Stats:
         #: Handshakes refused and connections closed by a rate limit, by limit
         #: ("new_connections", "concurrent", "messages", "bytes").
         self.rate_limited: collections.Counter = collections.Counter()
+        #: Of the handshakes refused by a per-address limit, those that carried
+        #: X-Forwarded-For or X-Real-IP while WS_TRUST_PROXY_HEADERS is off.
+        self.proxy_limited = 0

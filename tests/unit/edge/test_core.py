@@ -376,6 +376,78 @@ def test_an_address_over_its_limit_gets_429_with_retry_after_and_is_released_on_
     assert conn is not None, "its slot was released when the first one ended"
 
 
+
+def _proxied(name="X-Forwarded-For"):
+    return {"headers": [("Host", "example.com"), (name, "198.51.100.7")]}
+
+
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "X-Real-Ip", "x-real-ip"])
+def test_a_limit_that_strikes_a_proxy_is_counted_each_time_and_logged_once_per_address(clock, caplog, header):
+    from django_ws.edge.limits import LimitSettings
+
+    core = EdgeCore(resolve=lambda r: r, heartbeat_timeout=2, clock=clock,
+                    limits=LimitSettings(new_per_window=0, concurrent=1))
+    hello(core)
+    with caplog.at_level("WARNING", logger="django_ws.edge"):
+        assert core.connect("a", _proxied(header), "t", address="10.0.0.1")[0] is not None
+        for _ in range(5):
+            conn, (refusal,) = core.connect("a", _proxied(header), "t", address="10.0.0.1")
+            assert conn is None and refusal.status == 429
+        core.connect("a", {"headers": [("Host", "example.com")]}, "t", address="10.0.0.1")  # no proxy header
+        core.connect("a", _proxied(header), "t", address="10.0.0.2")
+        core.connect("a", _proxied(header), "t", address="10.0.0.2")
+    assert core.stats.rate_limited["concurrent"] == 7
+    assert core.stats.proxy_limited == 6, "every refusal that carried a proxy header is counted"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2, f"one warning per address, not per refusal: {warnings}"
+    assert "from 10.0.0.1 " in warnings[0] and "from 10.0.0.2 " in warnings[1], warnings
+    assert "WS_TRUST_PROXY_HEADERS = True" in warnings[0], warnings[0]
+    assert warnings[0].startswith("WS_CONNECTIONS_PER_ADDRESS refused"), warnings[0]
+
+
+def test_a_proxy_warning_names_the_new_connections_limit_when_that_one_struck(clock, caplog):
+    from django_ws.edge.limits import LimitSettings
+
+    core = EdgeCore(resolve=lambda r: r, heartbeat_timeout=2, clock=clock,
+                    limits=LimitSettings(new_per_window=1, window=10, concurrent=0))
+    hello(core)
+    with caplog.at_level("WARNING", logger="django_ws.edge"):
+        core.connect("a", _proxied(), "t", address="10.0.0.1")
+        core.connect("a", _proxied(), "t", address="10.0.0.1")
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith("WS_NEW_CONNECTIONS_PER_ADDRESS refused") and (
+        "raise WS_NEW_CONNECTIONS_PER_ADDRESS" in warning), warning
+    assert core.stats.proxy_limited == 1
+
+
+def test_with_trusted_proxy_headers_a_refusal_is_one_clients_and_says_nothing(clock, caplog):
+    from django_ws.edge.limits import LimitSettings
+
+    core = EdgeCore(resolve=lambda r: r, heartbeat_timeout=2, clock=clock,
+                    limits=LimitSettings(concurrent=1, trust_proxy_headers=True))
+    hello(core)
+    with caplog.at_level("WARNING", logger="django_ws.edge"):
+        for _ in range(3):
+            core.connect("a", _proxied(), "t", address="198.51.100.7")
+    assert core.stats.rate_limited["concurrent"] == 2 and core.stats.proxy_limited == 0
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_the_addresses_a_proxy_warning_remembers_are_bounded(clock, caplog, monkeypatch):
+    from django_ws.edge.core import admission
+    from django_ws.edge.limits import LimitSettings
+
+    monkeypatch.setattr(admission, "PROXY_WARNINGS_KEPT", 2)
+    core = EdgeCore(resolve=lambda r: r, heartbeat_timeout=2, clock=clock, limits=LimitSettings(concurrent=1))
+    hello(core)
+    with caplog.at_level("WARNING", logger="django_ws.edge"):
+        for n in range(5):
+            for _ in range(2):
+                core.connect("a", _proxied(), "t", address=f"10.0.0.{n}")
+    assert len(core.admission.proxy_warned) == 2, "a scan from many addresses leaves a bounded record"
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 2
+    assert core.stats.proxy_limited == 5, "the counter counts past the bound"
+
 def test_a_connection_over_its_message_budget_is_failed_with_1008_and_its_worker_told_at_once(clock):
     from django_ws.edge.limits import LimitSettings
 

@@ -341,6 +341,100 @@ def test_text_in_one_byte_fragments():
     assert protocol.receive_data(data + frame(CONT)) == [Message(False, payload)]
 
 
+
+# Autobahn 6.4.3 and 6.4.4: one text frame in three reads, the invalid bytes in the middle one.
+SPLIT_FRAMES = {
+    "6.4.3": ["κόσμε".encode(), b"\xf4\x90\x80\x80", b"edited"],
+    "6.4.4": ["κόσμε".encode() + b"\xf4", b"\x90", b"\x80\x80edited"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(SPLIT_FRAMES))
+def test_invalid_utf8_fails_at_the_read_that_brings_it_before_the_frame_is_complete(case):
+    parts = SPLIT_FRAMES[case]
+    data = frame(TEXT, b"".join(parts))
+    header = len(data) - len(b"".join(parts))
+    first, second = header + len(parts[0]), header + len(parts[0]) + len(parts[1])
+    protocol = ServerProtocol(LIMIT)
+    assert protocol.receive_data(data[:first]) == [], "valid so far: nothing to say"
+    assert protocol.data_to_send() == b""
+    events = protocol.receive_data(data[first:second])
+    assert events == [ProtocolFailed(1007, "text message is not valid UTF-8")], (
+        f"the read with the invalid bytes fails the connection, not the frame's last one: {events}")
+    assert close_code_of(protocol.data_to_send()) == 1007
+    assert protocol.receive_data(data[second:]) == [], "the rest of the frame is ignored"
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7])
+@pytest.mark.parametrize("fragmented", [False, True])
+def test_valid_text_in_reads_cut_anywhere_is_delivered_once_whole(chunk, fragmented):
+    payload = "ascii first, then κόσμε 𝄞 € and ascii again".encode()
+    if fragmented:  # the message's second frame is the one arriving read by read
+        data = frame(TEXT, payload[:10], fin=False) + frame(CONT, payload[10:])
+    else:
+        data = frame(TEXT, payload)
+    protocol = ServerProtocol(LIMIT)
+    assert feed(protocol, data, chunk) == [Message(False, payload)], f"reads of {chunk} bytes"
+    assert protocol.data_to_send() == b""
+    # The connection carries on: the next message, in one read, is checked from scratch.
+    assert protocol.receive_data(frame(TEXT, "é".encode())) == [Message(False, "é".encode())]
+
+
+def test_a_code_point_cut_between_two_reads_is_valid_at_every_cut():
+    payload = "κόσμε 𝄞 €".encode()
+    data = frame(TEXT, payload)
+    for cut in range(len(data) + 1):
+        protocol = ServerProtocol(LIMIT)
+        events = protocol.receive_data(data[:cut]) + protocol.receive_data(data[cut:])
+        assert events == [Message(False, payload)], f"split at byte {cut}"
+
+
+@pytest.mark.parametrize("payload", [p for p in INVALID_UTF8 if len(p) > 1])
+def test_invalid_utf8_in_reads_of_one_byte_fails_before_the_frame_is_complete(payload):
+    data = frame(TEXT, payload + b"-and more after it")
+    protocol = ServerProtocol(LIMIT)
+    for i in range(len(data)):
+        events = protocol.receive_data(data[i:i + 1])
+        if events:
+            break
+    assert events == [ProtocolFailed(1007, "text message is not valid UTF-8")]
+    assert i < len(data) - 1, "failed by the bytes that made it invalid, not by the frame's end"
+
+
+def test_invalid_utf8_in_a_continuation_frame_fails_at_its_read():
+    protocol = ServerProtocol(LIMIT)
+    assert protocol.receive_data(frame(TEXT, "κό".encode(), fin=False)) == []
+    data = frame(CONT, b"\xce\xbc" + b"\xff" + b"x" * 100)
+    assert protocol.receive_data(data[:6 + 2]) == []
+    assert protocol.receive_data(data[6 + 2:6 + 3]) == [ProtocolFailed(1007, "text message is not valid UTF-8")]
+
+
+def test_a_text_frame_in_many_reads_is_unmasked_and_decoded_in_one_pass():
+    """Each read checks only its own bytes: a big frame in small reads costs linear time, not quadratic."""
+    unmasked = []
+
+    def counting_mask(key, data):
+        unmasked.append(len(data))
+        return websocket_mask(key, data)
+
+    payload = ("é" * 32768).encode()
+    protocol = ServerProtocol(LIMIT, mask=counting_mask)
+    assert feed(protocol, frame(TEXT, payload), 1000) == [Message(False, payload)]
+    # Once read by read, once more when the frame is whole (the message is those bytes).
+    assert sum(unmasked) <= 2 * len(payload), f"{sum(unmasked)} bytes unmasked for a payload of {len(payload)}"
+
+
+def test_binary_frames_in_many_reads_are_not_checked():
+    protocol = ServerProtocol(LIMIT)
+    assert feed(protocol, frame(BINARY, b"\xff\xfe" * 50), 7) == [Message(True, b"\xff\xfe" * 50)]
+
+
+def test_a_compressed_text_frame_in_many_reads_is_checked_once_inflated():
+    protocol = ServerProtocol(LIMIT, DeflateParams())
+    data = frame(TEXT, compress_message(b"ok \xed\xa0\x80 and more"), rsv=4)
+    assert feed(protocol, data[:-1], 3) == [], "compressed bytes are not UTF-8: nothing to check before inflating"
+    assert protocol.receive_data(data[-1:]) == [ProtocolFailed(1007, "text message is not valid UTF-8")]
+
 # --- Autobahn category 7: close -------------------------------------------------------------
 
 VALID_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999]
