@@ -40,7 +40,8 @@ sends a TCP reset that can destroy the close frame before the client reads
 it); calling ``data_to_send()`` after ``send_*`` is not needed (those return
 their bytes), but after every ``receive_data``.
 
-For the handshake: :func:`invalid_handshake` checks the client's request,
+For the handshake (:mod:`django_ws.edge.handshake`, re-exported here):
+:func:`invalid_handshake` checks the client's request,
 :func:`accept_key` answers its ``Sec-WebSocket-Key``, and
 :func:`django_ws.edge.deflate.negotiate_deflate` its
 ``Sec-WebSocket-Extensions`` (permessage-deflate, RFC 7692, has a module of
@@ -81,26 +82,22 @@ and ``send_*`` return ``b""``: nothing may follow a close frame.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import codecs
 import enum
-import hashlib
 import struct
 import typing
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .deflate import compress, inflate
+from .handshake import accept_key, invalid_handshake
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from .deflate import DeflateParams
 
 __all__ = ["CloseReceived", "Event", "Message", "Ping", "Pong", "ProtocolFailed", "ProtocolState", "ServerProtocol",
            "accept_key", "apply_mask", "invalid_handshake", "is_valid_close_code"]
-
-_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 _CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 _FIN, _RSV1, _RSV_ALL, _MASKED = 0x80, 0x40, 0x70, 0x80
@@ -126,40 +123,6 @@ def apply_mask(mask: bytes, data: bytes) -> bytes:
         return b""
     key = (mask * (size // 4 + 1))[:size]
     return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
-
-
-def accept_key(sec_websocket_key: str) -> str:
-    """The ``Sec-WebSocket-Accept`` value that answers ``Sec-WebSocket-Key`` (RFC 6455 4.2.2)."""
-    digest = hashlib.sha1((sec_websocket_key + _GUID).encode("ascii")).digest()
-    return base64.b64encode(digest).decode("ascii")
-
-
-def invalid_handshake(method: str, headers: Mapping[str, str]) -> tuple[int, str, dict[str, str]] | None:
-    """What is wrong with a request as an RFC 6455 opening handshake (4.2.1), or None if nothing is.
-
-    ``headers`` must look names up whatever their case (Tornado's
-    ``HTTPHeaders`` does). The answer is the HTTP status to refuse with, its
-    reason, and the headers the refusal carries: a 426 names the version this
-    server speaks (4.4).
-    """
-    if headers.get("Upgrade", "").lower() != "websocket":
-        return 400, 'Can "Upgrade" only to "WebSocket".', {}
-    if "upgrade" not in (token.strip().lower() for token in headers.get("Connection", "").split(",")):
-        return 400, 'the "Connection" header must include "Upgrade"', {}
-    if method != "GET":
-        return 405, "a WebSocket handshake is a GET", {}
-    if headers.get("Sec-WebSocket-Version") != "13":
-        return 426, "only WebSocket version 13 is supported", {"Sec-WebSocket-Version": "13"}
-    key = headers.get("Sec-WebSocket-Key", "")
-    try:
-        valid_key = len(base64.b64decode(key, validate=True)) == 16
-    except (binascii.Error, ValueError):
-        valid_key = False
-    if not valid_key:
-        return 400, "Sec-WebSocket-Key is missing or not 16 bytes in base64", {}
-    if not headers.get("Host"):
-        return 400, "the Host header is missing", {}
-    return None
 
 
 def is_valid_close_code(code: int) -> bool:
