@@ -264,9 +264,20 @@ def test_redis_killed_and_restarted_under_traffic(cluster):
     cluster.worker()
     served(edge, 30)
     member, member_id = join(edge, "outage")
+    # The join returns before the edge's SUBSCRIBE reaches Redis, and a publish before it is
+    # delivered to nobody (at most once): probe until one arrives, then read up to a marker.
+    deadline = time.monotonic() + 30
     with cluster.settings():
-        send_to_group("room.outage", "before")
-    assert member.recv(timeout=10) == "before"
+        while True:
+            send_to_group("room.outage", "before")
+            try:
+                assert member.recv(timeout=0.5) == "before"
+                break
+            except TimeoutError:
+                assert time.monotonic() < deadline, "the edge never received the group's messages from Redis"
+        send_to_group("room.outage", "subscribed")
+    while member.recv(timeout=10) != "subscribed":
+        pass
 
     cluster.redis.kill()
     with cluster.settings():
