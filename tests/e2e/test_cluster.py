@@ -256,6 +256,26 @@ def test_a_new_edge_is_found_by_the_running_worker_and_a_dead_one_forgotten_with
         assert group_members("room.dead") == [], "its members left presence with it"
 
 
+def subscribed(member, group: str, timeout: float = 30.0) -> None:
+    """Wait until ``member``'s edge gets ``group``'s messages from Redis (call in cluster.settings()).
+
+    A join returns before the edge's SUBSCRIBE reaches Redis, and a publish before it is delivered
+    to nobody (at most once): probe until one arrives, then read up to a marker, so that the
+    member's next message is the test's own.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        send_to_group(group, "probe")
+        try:
+            assert member.recv(timeout=0.5) == "probe"
+            break
+        except TimeoutError:
+            assert time.monotonic() < deadline, f"the edge never received {group}'s messages from Redis"
+    send_to_group(group, "subscribed")
+    while member.recv(timeout=10) != "subscribed":
+        pass
+
+
 def test_redis_killed_and_restarted_under_traffic(cluster):
     cluster.redis.stop()
     cluster.redis.password = "s3cret-pw"
@@ -264,20 +284,8 @@ def test_redis_killed_and_restarted_under_traffic(cluster):
     cluster.worker()
     served(edge, 30)
     member, member_id = join(edge, "outage")
-    # The join returns before the edge's SUBSCRIBE reaches Redis, and a publish before it is
-    # delivered to nobody (at most once): probe until one arrives, then read up to a marker.
-    deadline = time.monotonic() + 30
     with cluster.settings():
-        while True:
-            send_to_group("room.outage", "before")
-            try:
-                assert member.recv(timeout=0.5) == "before"
-                break
-            except TimeoutError:
-                assert time.monotonic() < deadline, "the edge never received the group's messages from Redis"
-        send_to_group("room.outage", "subscribed")
-    while member.recv(timeout=10) != "subscribed":
-        pass
+        subscribed(member, "room.outage")
 
     cluster.redis.kill()
     with cluster.settings():
@@ -611,8 +619,7 @@ def test_a_sentinel_failover_is_survived(cluster, tmp_path):
         served(edge, 30)
         member, member_id = join(edge, "failover")
         with cluster.settings(WS_BROKER=broker):
-            send_to_group("room.failover", "before")
-            assert member.recv(timeout=10) == "before"
+            subscribed(member, "room.failover")
 
             master.kill()
             killed = time.monotonic()
