@@ -36,6 +36,7 @@ import uuid
 import weakref
 
 from django_ws import links, wire
+from django_ws.codes import is_valid_close_code
 from django_ws.conf import ws_settings
 from django_ws.exceptions import SendError
 from django_ws.security import curve_keys, secure_client
@@ -204,8 +205,6 @@ def close_group(group: str, code: int = 1000, reason: str = "", *, timeout: floa
 def _check_close(code: int, reason: str) -> None:
     # Checked here, at the call site: the edge would otherwise close with a code
     # that the client's side refuses (RFC 6455, 7.4), far from the mistake.
-    from django_ws.edge.protocol import is_valid_close_code  # pure: no Tornado, no ZeroMQ
-
     if isinstance(code, bool) or not isinstance(code, int) or not is_valid_close_code(code):
         raise ValueError(f"close code must be 1000-1003, 1007-1014 or 3000-4999 (4000-4999: your application's), "
                          f"not {code!r}")

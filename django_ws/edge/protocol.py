@@ -90,6 +90,8 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django_ws.codes import is_valid_close_code
+
 from .deflate import compress, inflate
 from .handshake import accept_key, invalid_handshake
 
@@ -123,11 +125,6 @@ def apply_mask(mask: bytes, data: bytes) -> bytes:
         return b""
     key = (mask * (size // 4 + 1))[:size]
     return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
-
-
-def is_valid_close_code(code: int) -> bool:
-    """Whether a peer may send ``code`` in a close frame (see the module docstring)."""
-    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 class ProtocolState(enum.Enum):
