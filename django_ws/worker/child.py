@@ -12,13 +12,13 @@ import json
 import signal
 import threading
 
-from django_ws import sending, wire
+from django_ws import wire
 from django_ws.codes import CloseCode
 from django_ws.conf import ws_settings
 
 from .connection import Connection, ConnectionRunner
 from .pipes import ChildMailbox, read_record
-from .zmq_link import ReplySocket, broadcast
+from .zmq_link import ReplySocket, broadcast, use_worker_route
 
 
 def run_handler_process(mailbox_fd: int) -> int:
@@ -37,13 +37,8 @@ def run_handler_process(mailbox_fd: int) -> int:
             replies[endpoint] = ReplySocket(
                 zmq, context, endpoint, queue_limit=int(ws_settings.WS_QUEUE_LIMIT),
                 send_timeout=float(ws_settings.WS_HEARTBEAT_TIMEOUT), lock=threading.Lock())
-        if ws_settings.WS_BROKER:
-            from django_ws.broker.route import BrokerRoute
-
-            sending.use_route(BrokerRoute())
-        else:
-            outboxes = list(replies.values())
-            sending.use_route(sending.WorkerRoute(lambda message: broadcast(outboxes, message), list(replies)))
+        outboxes = list(replies.values())
+        use_worker_route(lambda message: broadcast(outboxes, message), list(replies))
         connection = Connection(connect.conn_id, connect.route, connect.request, replies[start["reply_to"]])
         # The worker saw the client leave: a handler busy in a loop notices at
         # its next send(), as it would in a thread. Provisional: the Disconnect

@@ -14,7 +14,7 @@ from django_ws.exceptions import EdgeUnreachable
 
 from .dispatcher import Dispatcher
 from .modes import Mode
-from .zmq_link import EdgeLink, broadcast
+from .zmq_link import EdgeLink, broadcast, use_worker_route
 
 logger = logging.getLogger("django_ws.worker")
 
@@ -51,16 +51,8 @@ class Worker:
         # Started by run_wsserver: stop when it is gone, even if it died by kill -9.
         parent = os.environ.get("DJANGO_WS_SUPERVISOR_PID")
         self.supervisor_pid = int(parent) if parent and parent.isdigit() else None
-        from django_ws import sending
-
-        if ws_settings.WS_BROKER:
-            from django_ws.broker.route import BrokerRoute
-
-            # send_to_group() and friends, called from handlers: one publish each.
-            sending.use_route(BrokerRoute())
-        else:
-            # send_to_group() and friends, called from handlers, use our links.
-            sending.use_route(sending.WorkerRoute(self.broadcast, [link.sub_endpoint for link in self.links]))
+        # send_to_group() and friends, called from handlers.
+        use_worker_route(self.broadcast, [link.sub_endpoint for link in self.links])
         mode.on_child_exit = self._child_exited
         mode.edges = lambda: [link.sub_endpoint for link in self.links]
 

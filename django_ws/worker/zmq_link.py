@@ -84,6 +84,23 @@ def broadcast(outboxes: typing.Iterable[ReplySocket], message: wire.Message) -> 
         raise EdgeUnreachable("; ".join(failed))
 
 
+def use_worker_route(broadcast_to_edges: typing.Callable[[wire.Message], None], endpoints: list[str]) -> None:
+    """How handlers' send_to_group() and friends travel, in a worker or a handler process.
+
+    In cluster mode (WS_BROKER), one publish each; else on this process's
+    own links to its edges (``broadcast_to_edges``), fire-and-forget.
+    """
+    from django_ws import sending
+    from django_ws.conf import ws_settings
+
+    if ws_settings.WS_BROKER:
+        from django_ws.broker.route import BrokerRoute
+
+        sending.use_route(BrokerRoute())
+    else:
+        sending.use_route(sending.WorkerRoute(broadcast_to_edges, endpoints))
+
+
 class EdgeLink:
     """The worker's two sockets to one edge, and what it knows of that edge."""
 
