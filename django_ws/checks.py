@@ -9,7 +9,7 @@ import difflib
 from django.conf import settings as django_settings
 from django.core import checks
 
-from .conf import DEFAULTS, ws_settings
+from .conf import DEFAULTS, api_keys, ws_settings
 
 #: Method names of Django Channels' consumers that a handler would define in vain -> what django-ws calls.
 CHANNELS_METHODS = {
@@ -233,3 +233,25 @@ def check_base_url_scheme(app_configs, **kwargs):
         hint=f"Use wss://, e.g. WS_BASE_URL = {'wss://' + base[len('ws://'):]!r}, with TLS at the proxy in "
              "front of the edge (docs/deployment.rst).",
         id="django_ws.W014")]
+
+
+#: The shortest publish API key that W015 accepts: 32 characters (``secrets.token_urlsafe(24)``, 192 bits).
+API_KEY_MIN_LENGTH = 32
+
+
+@checks.register(checks.Tags.security)
+def check_api_keys(app_configs, **kwargs):
+    """WS_API_KEYS of the wrong shape (E010), or a key short enough to guess (W015)."""
+    try:
+        keys = api_keys(ws_settings.WS_API_KEYS)
+    except (TypeError, AttributeError) as exc:
+        return [checks.Error(str(exc), hint='For example WS_API_KEYS = {"billing": os.environ["WS_BILLING_KEY"]}.',
+                             id="django_ws.E010")]
+    short = sorted(name for name, key in keys.items() if len(key) < API_KEY_MIN_LENGTH)
+    if not short:
+        return []
+    return [checks.Warning(
+        f"WS_API_KEYS: the key(s) {', '.join(map(repr, short))} are shorter than {API_KEY_MIN_LENGTH} characters: "
+        "anyone who can reach the edge's port could guess one and publish to every client.",
+        hint='Make each with python -c "import secrets; print(secrets.token_urlsafe(32))".',
+        id="django_ws.W015")]

@@ -118,6 +118,12 @@ DEFAULTS = {
     "WS_SOCKETIO": False,
     "WS_SOCKETIO_PING_INTERVAL": 25.0,
     "WS_SOCKETIO_PING_TIMEOUT": 20.0,
+    # The edge's HTTP publish API (POST /_django_ws/publish, docs/operating.rst): the keys
+    # that may use it, a list or a dict of name -> key; empty: the API is off (404).
+    "WS_API_KEYS": [],
+    # Publish requests per second each key may make (a token bucket holding a
+    # second's worth, at least 1); past it, 429 with Retry-After. 0 or None: no limit.
+    "WS_API_RATE": 100.0,
 }
 
 
@@ -144,6 +150,21 @@ class WebSocketSettings:
 
 
 ws_settings = WebSocketSettings()
+
+
+def api_keys(setting) -> dict[str, str]:
+    """WS_API_KEYS as ``{name: key}``: a dict as it is, a list named by position ("0", "1", ...)."""
+    if not setting:
+        return {}
+    if isinstance(setting, str):
+        raise TypeError("WS_API_KEYS must be a list of keys or a dict of name -> key, not one str")
+    items = setting.items() if isinstance(setting, dict) else ((str(i), k) for i, k in enumerate(setting))
+    keys = {}
+    for name, key in items:
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"WS_API_KEYS: the key {name!r} must be a non-empty str")
+        keys[str(name)] = key
+    return keys
 
 
 _ENDPOINTS = {"WS_PUSH_SOCKET": "push", "WS_SUB_SOCKET": "sub"}

@@ -45,6 +45,7 @@ from .deflate import deflate_settings
 from .keepalive import Keepalive
 from .limits import LimitSettings
 from .logs import log_request
+from .publish import Publisher, publish_routes
 from .stats import stats_routes
 from .transports.websocket import WebSocketHandshake
 from .zmq_link import ZmqLink
@@ -92,14 +93,16 @@ class Edge:
         self.on_worker_change: typing.Callable[[str, WorkerState], None] | None = None
         #: The Socket.IO server (WS_SOCKETIO), or None: then nothing of python-socketio is imported.
         self.socketio = None
-        extra_routes = []
+        #: The HTTP publish API (WS_API_KEYS; off, answering 404, without keys).
+        self.publisher = Publisher(sub_endpoint, self.broker_config)
+        extra_routes = publish_routes(self.publisher)
         if ws_settings.WS_SOCKETIO:
             from .transports.socketio import SocketIOServer
 
             self.socketio = SocketIOServer(self)
-            extra_routes = self.socketio.routes()
+            extra_routes += self.socketio.routes()
         self.application = tornado.web.Application(
-            # The stats and Socket.IO routes first: the websocket pattern
+            # The stats, publish and Socket.IO routes first: the websocket pattern
             # would match them too.
             [*stats_routes(self.core, self.broker), *extra_routes,
              (mount.tornado_pattern, WebSocketHandshake, {"edge": self})],
@@ -329,6 +332,7 @@ class Edge:
             conn.transport.abort()
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
+        self.publisher.close()
         if self.broker is not None:
             await self.broker.stop()
         self.link.stop()

@@ -124,3 +124,9 @@ if os.environ.get("DJANGO_WS_LOG_ALL"):
         "handlers": {"console": {"class": "logging.StreamHandler"}},
         "root": {"handlers": ["console"], "level": "DEBUG"},
     }
+
+# The edge's publish API (tests/e2e/test_publish_api.py): its keys as JSON (a list or a dict), its rate.
+if os.environ.get("DJANGO_WS_API_KEYS"):
+    WS_API_KEYS = json.loads(os.environ["DJANGO_WS_API_KEYS"])
+if os.environ.get("DJANGO_WS_API_RATE"):
+    WS_API_RATE = float(os.environ["DJANGO_WS_API_RATE"])

@@ -184,3 +184,22 @@ def test_ws_base_url_on_a_tls_site_in_production_is_w014(tls_setting):
 def test_a_relative_ws_base_url_is_accepted():
     with override_settings(WS_BASE_URL="/socket"):
         assert check_ws_routes(None) == []
+
+
+def test_api_keys_of_the_wrong_shape_are_e010_and_short_ones_w015():
+    from django_ws.checks import check_api_keys
+
+    assert check_api_keys(None) == []  # none: the API is off
+    long_key = "x" * 32
+    with override_settings(WS_API_KEYS=[long_key, long_key + "y"]):
+        assert check_api_keys(None) == []
+    with override_settings(WS_API_KEYS="a-single-str-key-is-a-mistake-0123456789"):
+        (error,) = check_api_keys(None)
+    assert error.id == "django_ws.E010" and "list of keys or a dict" in error.msg
+    with override_settings(WS_API_KEYS={"billing": None}):
+        (error,) = check_api_keys(None)
+    assert error.id == "django_ws.E010" and "'billing'" in error.msg
+    with override_settings(WS_API_KEYS={"billing": "hunter2", "search": long_key}):
+        (warning,) = check_api_keys(None)
+    assert warning.id == "django_ws.W015" and "'billing'" in warning.msg and "'search'" not in warning.msg
+    assert "hunter2" not in warning.msg, "a check never prints a key"
