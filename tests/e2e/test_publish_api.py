@@ -224,3 +224,35 @@ def test_a_get_is_405(edges):
         urllib.request.urlopen(f"{edges[0].http_url}/_django_ws/publish", timeout=10)
     refused.value.close()
     assert refused.value.code == 405
+
+
+def test_in_cluster_mode_a_publish_reaches_every_edge_through_the_broker(redis_server, server_db):
+    from tests.e2e.test_cluster import Cluster
+    from tests.e2e.test_hosts import served
+
+    class KeyedCluster(Cluster):
+        @property
+        def env(self):
+            return {**super().env, "DJANGO_WS_API_KEYS": json.dumps([KEY])}
+
+    cluster = KeyedCluster(redis_server, server_db)
+    try:
+        edges = [cluster.edge() for _ in range(2)]
+        cluster.worker()
+        for edge in edges:
+            served(edge, 30)
+        (a, a_id), (b, b_id) = [join(edge, "wide") for edge in edges]
+        body = {"group": "room.wide", "data": "through redis", "key": "cluster-once"}
+        assert post(edges[0], body)[:2] == (200, {"delivered": None}), "one publish: Redis counts no clients"
+        assert post(edges[1], body)[:2] == (200, {"delivered": None})
+        assert post(edges[0], {"connection": b_id, "data": "to b"})[:2] == (200, {"delivered": 1})
+        assert post(edges[1], {"group": "room.wide", "data": "next", "exclude": b_id})[:2] == \
+            (200, {"delivered": None})
+        assert post(edges[1], {"group": "room.wide", "data": "last"})[:2] == (200, {"delivered": None})
+        assert [a.recv(timeout=10) for _ in range(3)] == ["through redis", "next", "last"], "once, despite the retry"
+        assert [b.recv(timeout=10) for _ in range(3)] == ["through redis", "to b", "last"], "b was excluded"
+        a.close()
+        b.close()
+    finally:
+        failed = cluster.stop()
+    assert not failed, f"every process exits as expected on SIGTERM: {failed}"
