@@ -40,6 +40,13 @@ from django_ws.sending import EdgeRoute, SendResult, _check_key
 
 from .limits import TokenBucket
 
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from django_ws.broker.config import BrokerConfig
+    from django_ws.broker.route import BrokerRoute
+
+#: What a request asks for: a function of the message reference making the wire message, and the idempotency key.
+MakeMessage = typing.Callable[[str], wire.Message]
+
 logger = logging.getLogger("django_ws.edge")
 
 #: The fields a body may have.
@@ -70,13 +77,14 @@ class BadRequest(Exception):
 class Publisher:
     """The API's state on one edge: its keys, a token bucket per key, the threads that send."""
 
-    def __init__(self, own_endpoint: str, broker_config=None):
+    def __init__(self, own_endpoint: str, broker_config: BrokerConfig | None = None):
         self.keys = api_keys(ws_settings.WS_API_KEYS)
         # Bytes, for compare_digest: it takes str only when ASCII.
         self._secrets = [(name, key.encode()) for name, key in self.keys.items()]
         self.rate = float(ws_settings.WS_API_RATE or 0)
         self.max_message_size = int(ws_settings.WS_MAX_MESSAGE_SIZE)
         self.buckets: dict[str, TokenBucket] = {}
+        self.route: BrokerRoute | _Edges
         if broker_config is not None:
             from django_ws.broker.route import BrokerRoute
 
@@ -117,7 +125,7 @@ class Publisher:
             return None
         return bucket.wait(1, now)
 
-    def parse(self, body: bytes) -> tuple[wire.Message, str | None]:
+    def parse(self, body: bytes) -> tuple[MakeMessage, str | None]:
         """What ``body`` asks for: a function of ``ref`` that builds the message, and its key; or BadRequest."""
         # base64 makes 3 bytes 4, and JSON may escape more: bound what is worth parsing at all.
         if len(body) > 2 * self.max_message_size + 65536:
@@ -173,9 +181,10 @@ class Publisher:
                                   f"({self.max_message_size})")
         if group is not None:
             return (lambda ref: wire.GroupSend(group, exclude or "", binary, payload, ref)), key
+        assert connection is not None  # one of the two, checked above
         return (lambda ref: wire.SendTo(connection, binary, payload, ref)), key
 
-    def send(self, make: typing.Callable[[str], wire.Message], key: str | None) -> dict:
+    def send(self, make: MakeMessage, key: str | None) -> dict[str, typing.Any]:
         """Carry out one send (in a pool thread); the answer's body. SendError when nobody was reached."""
         try:
             return {"delivered": SendResult(self.route.send(make, None, key)).delivered}
@@ -208,7 +217,7 @@ class PublishHandler(tornado.web.RequestHandler):
     def check_xsrf_cookie(self) -> None:  # a bearer key, not a cookie, authorizes: nothing to forge
         pass
 
-    def answer(self, status: int, body: dict) -> None:
+    def answer(self, status: int, body: dict[str, typing.Any]) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
@@ -238,10 +247,10 @@ class PublishHandler(tornado.web.RequestHandler):
             return self.answer(503, {"error": str(error), "unreached": error.unreached, "key": error.key})
         self.answer(200, body)
 
-    def write_error(self, status_code: int, **kwargs) -> None:
+    def write_error(self, status_code: int, **kwargs: typing.Any) -> None:
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": self._reason}))
 
 
-def publish_routes(publisher: Publisher) -> list:
+def publish_routes(publisher: Publisher) -> list[tuple[str, type[PublishHandler], dict[str, Publisher]]]:
     return [(r"/_django_ws/publish", PublishHandler, {"publisher": publisher})]
