@@ -29,7 +29,7 @@ def snapshot(core: EdgeCore, broker=None) -> dict:
     stats = core.stats
     data = {
         "edge_id": core.edge_id,
-        "uptime_s": round(now - core.started, 1),
+        "uptime_s": round(core.clock() - core.started, 1),
         "connections": core.open_count,
         #: Connections not yet ended, by the name of their route in WS_URLCONF ("": unnamed).
         "connections_by_route": dict(core.by_route),
