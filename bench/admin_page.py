@@ -95,7 +95,8 @@ def main() -> int:
         setup_test_environment()
         client = Client()
         client.force_login(User.objects.create_superuser("bench", "bench@example.com", "bench"))
-        pages = {"page": "/admin/django_ws/realtime/", "page with a group searched": "/admin/django_ws/realtime/?group=g7"}
+        pages = {"page": "/admin/django_ws/realtime/",
+                 "page with a group searched": "/admin/django_ws/realtime/?group=g7"}
         for url in pages.values():
             timed(client, url)  # warm: sockets to the edge, templates
         figures: dict[str, list[float]] = {name: [] for name in pages}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import time
+import typing
 
 from django_ws.conf import ws_settings
 from django_ws.exceptions import SendError
@@ -19,10 +20,10 @@ GROUPS_SHOWN = 20
 PAGE_SIZE = 50
 
 
-def parse_query(raw: dict) -> dict:
+def parse_query(raw: typing.Mapping[str, typing.Any]) -> dict[str, typing.Any]:
     """The part of a page's query the edges read: a group to search, its page; anything else dropped."""
     group = raw.get("group")
-    query: dict = {"groups": GROUPS_SHOWN}
+    query: dict[str, typing.Any] = {"groups": GROUPS_SHOWN}
     if isinstance(group, str) and group.strip():
         query["group"] = group.strip()[:200]
         try:
@@ -33,25 +34,25 @@ def parse_query(raw: dict) -> dict:
     return query
 
 
-def gather(query: dict | None = None, timeout: float | None = None) -> dict:
+def gather(query: typing.Mapping[str, typing.Any] | None = None, timeout: float | None = None) -> dict[str, typing.Any]:
     """Ask every edge (WS_EDGES, or the broker's live edges) and sum up what they said.
 
     Never raises for an edge that does not answer (it is listed with why) nor for an
     unreachable broker (``error`` says so): the page must show what it can.
     """
-    query = parse_query(query or {})
+    asked = parse_query(query or {})
     started = time.monotonic()
     timeout = float(ws_settings.WS_ADMIN_TIMEOUT if timeout is None else timeout)
     try:
-        edges = inspect_edges(query, timeout=timeout)
+        edges = inspect_edges(asked, timeout=timeout)
         error = None
     except SendError as exc:
         edges, error = [], str(exc)
     reports = [edge["report"] for edge in edges if "report" in edge]
-    by_route: collections.Counter = collections.Counter()
-    closed: collections.Counter = collections.Counter()
-    strikes: collections.Counter = collections.Counter()
-    groups: dict[str, dict] = {}
+    by_route: collections.Counter[str] = collections.Counter()
+    closed: collections.Counter[str] = collections.Counter()
+    strikes: collections.Counter[str] = collections.Counter()
+    groups: dict[str, dict[str, typing.Any]] = {}
     for report in reports:
         by_route.update(report.get("connections_by_route", {}))
         closed.update(report.get("closed_by_code", {}))
@@ -79,14 +80,14 @@ def gather(query: dict | None = None, timeout: float | None = None) -> dict:
         "closed_by_code": dict(sorted(closed.items(), key=lambda item: int(item[0]))),
         "rate_limit_strikes": dict(strikes),
         "series": series(reports),
-        "group": _group(query, edges),
-        "query": query,
+        "group": _group(asked, edges),
+        "query": asked,
     }
     view["took_ms"] = round((time.monotonic() - started) * 1000, 1)
     return view
 
 
-def _edge(edge: dict) -> dict:
+def _edge(edge: dict[str, typing.Any]) -> dict[str, typing.Any]:
     """One edge's line: what it said about itself, or why it said nothing."""
     report = edge.get("report")
     if report is None:
@@ -105,7 +106,7 @@ def _edge(edge: dict) -> dict:
     }
 
 
-def _group(query: dict, edges: list[dict]) -> dict | None:
+def _group(query: dict[str, typing.Any], edges: list[dict[str, typing.Any]]) -> dict[str, typing.Any] | None:
     """The searched group: its size on all edges, and this page of members, with the edge that holds each."""
     if "group" not in query:
         return None
@@ -121,7 +122,7 @@ def _group(query: dict, edges: list[dict]) -> dict | None:
             "members": members, "history": history}
 
 
-def series(reports: list[dict], step: float = 5.0) -> list[list[float]]:
+def series(reports: list[dict[str, typing.Any]], step: float = 5.0) -> list[list[float]]:
     """[[unix time, connections, messages per second], ...] on all edges, one point per ``step`` seconds.
 
     Each edge samples on its own clock; samples are put in ``step``-second

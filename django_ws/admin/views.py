@@ -7,6 +7,7 @@ the changelist's (there are no objects to list).
 
 from __future__ import annotations
 
+import typing
 import urllib.parse
 
 from django.contrib import admin, messages
@@ -18,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 
 from django_ws.exceptions import SendError
+from django_ws.models import Realtime
 from django_ws.routing import reverse_ws
 from django_ws.sending import close_connection, send_to_group
 
@@ -27,22 +29,33 @@ from .live import gather
 LIVE_ROUTE = "django_ws_realtime"
 
 
-class RealtimeAdmin(admin.ModelAdmin):
+if typing.TYPE_CHECKING:  # django-stubs makes ModelAdmin generic; Django 4.2's is not subscriptable
+    _ModelAdmin = admin.ModelAdmin[Realtime]
+else:
+    _ModelAdmin = admin.ModelAdmin
+
+
+def allowed(user: typing.Any, permission: str) -> bool:
+    """Whether ``user`` (the request's: maybe anonymous) is active and has ``permission``."""
+    return bool(user.is_active and user.has_perm(permission))
+
+
+class RealtimeAdmin(_ModelAdmin):
     """The "Realtime" page: ``django_ws.view_realtime`` to see it, one more permission per action."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Realtime | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Realtime | None = None) -> bool:
         return False
 
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return request.user.is_active and request.user.has_perm("django_ws.view_realtime")
+    def has_view_permission(self, request: HttpRequest, obj: Realtime | None = None) -> bool:
+        return allowed(request.user, "django_ws.view_realtime")
 
-    def get_urls(self) -> list:
+    def get_urls(self) -> list[typing.Any]:
         wrap = self.admin_site.admin_view
         return [
             path("", wrap(self.realtime_view), name="django_ws_realtime"),
@@ -70,8 +83,8 @@ class RealtimeAdmin(admin.ModelAdmin):
                 "data": reverse("admin:django_ws_realtime_data"),
                 "close": reverse("admin:django_ws_realtime_close"),
                 "send": reverse("admin:django_ws_realtime_send"),
-                "can_close": user.has_perm("django_ws.close_connection"),
-                "can_send": user.has_perm("django_ws.send_test_message"),
+                "can_close": allowed(user, "django_ws.close_connection"),
+                "can_send": allowed(user, "django_ws.send_test_message"),
             },
         }
         return TemplateResponse(request, "admin/django_ws/realtime.html", context)
@@ -136,7 +149,7 @@ class RealtimeAdmin(admin.ModelAdmin):
 
     @staticmethod
     def _require(request: HttpRequest, permission: str) -> None:
-        if not (request.user.is_active and request.user.has_perm(permission)):
+        if not allowed(request.user, permission):
             raise PermissionDenied(f"{permission} is required")
 
     def _back(self, request: HttpRequest) -> HttpResponseRedirect:
