@@ -16,12 +16,17 @@ import urllib.error
 import urllib.request
 
 import pytest
+from django.test import override_settings
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from django_ws.admin.live import gather
 from django_ws.testing import WebSocketServer
 from django_ws.testing.server import free_port
 from tests.conftest import ROOT
+from tests.e2e.test_cluster import cluster  # noqa: F401  (the fixture)
+from tests.e2e.test_groups import join
+from tests.e2e.test_hosts import served
 
 SETTINGS = "tests.project.admin_settings"
 TIMEOUT_MS = 20_000
@@ -178,3 +183,39 @@ def test_staff_watch_a_connection_come_and_go_and_close_one_from_the_admin(chrom
     finally:
         for context in contexts:
             context.close()
+
+
+def test_the_live_view_shows_every_edge_and_names_one_that_does_not_answer(make_server):
+    server = make_server()
+    ws, conn_id = join(server, "gathered")
+    dead = "ipc:///nonexistent/django-ws-admin-test/sub"
+    try:
+        with override_settings(WS_EDGES=[server.sub_socket, dead], WS_ADMIN_TIMEOUT=0.5):
+            view = gather({"group": "room.gathered"})
+        live, gone = view["edges"]
+        assert gone == {"endpoint": dead, "error": "not connected within 0.5s"}
+        assert live["connections"] == 1 and [w["mode"] for w in live["workers"]] == ["threaded"]
+        assert live["delivery_latency"] is None or "count" in live["delivery_latency"]
+        assert view["connections_by_route"] == {"room": 1}
+        assert [(g["name"], g["size"]) for g in view["largest_groups"]] == [("room.gathered", 1)]
+        assert [m["id"] for m in view["group"]["members"]] == [conn_id]
+    finally:
+        ws.close()
+
+
+def test_in_cluster_mode_the_live_view_asks_the_edges_the_broker_knows(cluster):
+    edges = [cluster.edge() for _ in range(2)]
+    cluster.worker()
+    for edge in edges:
+        served(edge, 30)
+    sockets = [join(edge, "spread")[0] for edge in edges]
+    try:
+        with cluster.settings(WS_EDGES=None):
+            view = gather({"group": "room.spread"})
+        assert view["error"] is None and view["totals"]["answering"] == 2, view["edges"]
+        assert sorted(edge["edge_id"] for edge in view["edges"]) == sorted(
+            member["edge_id"] for member in view["group"]["members"])
+        assert view["largest_groups"][0] == {"name": "room.spread", "size": 2, "edges": 2, "history": None}
+    finally:
+        for ws in sockets:
+            ws.close()
