@@ -175,12 +175,14 @@ def prometheus(data: dict) -> str:
         lines.append(f"# HELP django_ws_{name} {help_text}")
         lines.append(f"# TYPE django_ws_{name} {kind}")
         for labels, value in samples:
-            label_text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+            label_text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
             lines.append(f"django_ws_{name}{{{label_text}}} {value}" if label_text else f"django_ws_{name} {value}")
 
     edge = {"edge": data["edge_id"]}
     metric("connections", "gauge", "Open client connections.", [(edge, data["connections"])])
     metric("connections_total", "counter", "Client connections opened.", [(edge, data["connections_total"])])
+    metric("connections_by_route", "gauge", "Connections not yet ended, by the name of their route.",
+           [({**edge, "route": k}, v) for k, v in data["connections_by_route"].items()])
     metric("frames_in_total", "counter", "Messages from clients to workers.", [(edge, data["frames_in"])])
     metric("frames_out_total", "counter", "Messages written to clients.", [(edge, data["frames_out"])])
     metric("groups", "gauge", "Groups with at least one member.", [(edge, data["groups"])])
@@ -212,6 +214,11 @@ def prometheus(data: dict) -> str:
         metric("broker_lease_lapses_total", "counter", "Renewals of the edge's announcement that came after its "
                "lease had lapsed (the edge's loop too busy for WS_BROKER_LEASE).", [(edge, broker["lease_lapses"])])
     return "\n".join(lines) + "\n"
+
+
+def _label(value: object) -> str:
+    """A label value as Prometheus' text format escapes it (a route's name may hold anything)."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 class _StatsBase(tornado.web.RequestHandler):

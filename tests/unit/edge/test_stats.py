@@ -8,12 +8,12 @@ import pytest
 
 from django_ws import wire
 from django_ws.edge.core import EdgeCore
-from django_ws.edge.stats import Samples, inspect
+from django_ws.edge.stats import Samples, inspect, prometheus
 from django_ws.history import History, HistoryBound
 
 from .test_core import hello, open_connection
 
-NAMES = {"echo": "echo", "room/a": "room", "room/b": "room"}
+NAMES = {"echo": 'say "echo"', "room/a": "room", "room/b": "room"}
 
 
 @pytest.fixture
@@ -36,7 +36,10 @@ def test_connections_are_counted_by_route_name_as_they_come_and_go(core, clock):
     rooms = [open_connection(core, "room/a"), open_connection(core, "room/b")]
     clock.now += 5
     report = inspect(core, address="127.0.0.1:8888")
-    assert report["connections_by_route"] == {"echo": 1, "room": 2}
+    assert report["connections_by_route"] == {'say "echo"': 1, "room": 2}
+    metrics = prometheus(report)
+    assert 'django_ws_connections_by_route{edge="e1",route="room"} 2' in metrics
+    assert 'django_ws_connections_by_route{edge="e1",route="say \\"echo\\""} 1' in metrics
     assert report["uptime_s"] == 5 and report["address"] == "127.0.0.1:8888"
     assert [(w["id"], w["mode"]) for w in report["workers"]] == [("w1", "threaded")]
     core.closed(echo, (1000, ""), clean=True)
