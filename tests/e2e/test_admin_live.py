@@ -38,7 +38,7 @@ from django.contrib.auth.models import Permission, User
 def perms(*names):
     return [Permission.objects.get(content_type__app_label="django_ws", codename=n) for n in names]
 watcher = User.objects.create_user("watcher", password="pw", is_staff=True)
-watcher.user_permissions.set(perms("view_realtime", "close_connection"))
+watcher.user_permissions.set(perms("view_realtime", "close_connection", "send_test_message"))
 User.objects.create_user("clerk", password="pw", is_staff=True)
 User.objects.create_user("visitor", password="pw")
 """
@@ -166,6 +166,13 @@ def test_staff_watch_a_connection_come_and_go_and_close_one_from_the_admin(chrom
             page.press("#rt-group", "Enter")
             row = page.locator(f"#rt-members tr[data-connection='{conn_id}']")
             expect(row).to_have_count(1)
+            # A test message to its group reaches it first.
+            send = page.locator("form[action$='/send/']")
+            send.locator("input[name=group]").fill("room.adminclose")
+            send.locator("input[name=data]").fill('{"from": "staff"}')
+            send.locator("button").click()
+            expect(page.locator(".messagelist")).to_contain_text("Sent a test message to group room.adminclose: 1")
+            assert json.loads(client.recv(timeout=10)) == {"from": "staff"}
             row.locator("input[name=reason]").fill("closed by the test")
             row.locator("button").click()
             expect(page.locator(".messagelist")).to_contain_text(f"Closed connection {conn_id} with 4000")
@@ -174,8 +181,10 @@ def test_staff_watch_a_connection_come_and_go_and_close_one_from_the_admin(chrom
             assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4000, "closed by the test")
         expect(page.locator("#rt-status")).to_have_attribute("data-mode", "live")
         expect(total).to_have_text("1")
-        assert f"('watcher', '{conn_id}', 'Closed connection {conn_id} with 4000 (closed by the test)')" in \
-            site.python(LOG)
+        history = site.python(LOG)
+        assert ("('watcher', 'room.adminclose', 'Sent a test message to group room.adminclose: 1 connection(s)')"
+                in history)
+        assert f"('watcher', '{conn_id}', 'Closed connection {conn_id} with 4000 (closed by the test)')" in history
 
         screenshot = tmp_path / "admin-realtime.png"
         page.screenshot(path=str(screenshot), full_page=True)

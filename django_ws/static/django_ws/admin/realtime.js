@@ -86,8 +86,9 @@
   function latency(edge) {
     var d = edge.delivery_latency;
     if (!d) return "not measured";
-    return d.count + " deliveries; p50 " + seconds(d.p50_s) + ", p90 " + seconds(d.p90_s) +
-      ", p99 " + seconds(d.p99_s);
+    // What was measured (the edge's own sentence) on hover: the figures are read at a glance.
+    return el("span", {title: d.measured || ""}, [d.count + " deliveries; p50 " + seconds(d.p50_s) + ", p90 " +
+      seconds(d.p90_s) + ", p99 " + seconds(d.p99_s)]);
   }
 
   function render(v) {
@@ -121,7 +122,7 @@
         return {cells: [g.name, g.size, g.edges, h ? h.size + " messages / " + h.ttl_s + " s (kept " + h.kept + ")" : "none"]};
       }), {id: "rt-groups"})]));
     parts.push(groupSection(v.group));
-    parts.push(section("Recent closes by code", [table(["Code", "Connections"],
+    parts.push(section("Closes by code, since each edge started", [table(["Code", "Connections"],
       Object.keys(v.closed_by_code).map(function (k) { return {cells: [k, v.closed_by_code[k]]}; }))]));
     parts.push(section("Rate-limit strikes", [table(["Limit", "Strikes"],
       Object.keys(v.rate_limit_strikes).map(function (k) { return {cells: [k, v.rate_limit_strikes[k]]}; }))]));
