@@ -468,7 +468,8 @@ class Presence(Message):
     group: str
 
 
-@_message(b"I")
+# Lower case: the capitals are all taken.
+@_message(b"i")
 class Inspect(Message):
     """Sender -> edge: what do you hold? ``query`` narrows it (docs/operating.rst); answered with Report.
 
@@ -480,7 +481,7 @@ class Inspect(Message):
     query: dict
 
 
-@_message(b"O")
+@_message(b"o")
 class Report(Message):
     """Edge -> sender: ``report`` is the edge's stats (as ``/_django_ws/stats``) and what ``query`` asked for."""
 
