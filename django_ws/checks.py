@@ -255,3 +255,14 @@ def check_api_keys(app_configs, **kwargs):
         "anyone who can reach the edge's port could guess one and publish to every client.",
         hint='Make each with python -c "import secrets; print(secrets.token_urlsafe(32))".',
         id="django_ws.W015")]
+
+
+@checks.register()
+def check_admin_timeout(app_configs, **kwargs):
+    """WS_ADMIN_TIMEOUT that is not a positive number of seconds (E011)."""
+    value = ws_settings.WS_ADMIN_TIMEOUT
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return []
+    return [checks.Error(f"WS_ADMIN_TIMEOUT must be a positive number of seconds, not {value!r}: the admin's "
+                         "live view waits that long for the edges' reports.",
+                         hint="For example WS_ADMIN_TIMEOUT = 1.0 (the default).", id="django_ws.E011")]

@@ -124,6 +124,9 @@ DEFAULTS = {
     # Publish requests per second each key may make (a token bucket holding a
     # second's worth, at least 1); past it, 429 with Retry-After. 0 or None: no limit.
     "WS_API_RATE": 100.0,
+    # The admin's live view (docs/operating.rst): seconds it waits for each edge's
+    # report (all edges are asked at once); an edge later than that shows as not answering.
+    "WS_ADMIN_TIMEOUT": 1.0,
 }
 
 

@@ -218,6 +218,33 @@ def _check_key(key: str | None) -> str | None:
     return key
 
 
+def inspect_edges(query: dict | None = None, *, timeout: float = 1.0) -> list[dict]:
+    """Ask every edge what it holds (the admin's live view); one dict per edge, answered or not.
+
+    The edges are those sends reach: WS_EDGES (or the one local edge), or in
+    cluster mode those the broker knows. Each is asked at once with one
+    deadline, so a dead edge costs ``timeout`` once and hides nothing of the
+    others: it comes back as ``{"endpoint": ..., "error": why}``, the others as
+    ``{"endpoint": ..., "report": the edge's stats.inspect()}``. An unreachable
+    broker raises SendError.
+    """
+    if ws_settings.WS_BROKER:
+        from django_ws.broker.route import BrokerRoute
+
+        endpoints = BrokerRoute().endpoints(timeout)
+    else:
+        endpoints = current_route().endpoints()
+    answered, unreached = _client().exchange(lambda ref: wire.Inspect(ref, dict(query or {})), float(timeout),
+                                             uuid.uuid4().hex, endpoints)
+    found = []
+    for endpoint in endpoints:
+        if endpoint in answered:
+            found.append({"endpoint": endpoint, "report": answered[endpoint].report})
+        else:
+            found.append({"endpoint": endpoint, "error": unreached.get(endpoint, "no answer")})
+    return found
+
+
 def group_members(group: str, *, timeout: float | None = None) -> list[str]:
     """The connection ids in ``group``, across every edge."""
     return current_route().members(group, timeout)
@@ -273,9 +300,20 @@ class _EdgeClient:
         One deadline for all: a dead edge costs ``timeout`` once, whatever
         its place in WS_EDGES, and never keeps the others from the message.
         """
-        zmq = self.zmq
         timeout = float(ws_settings.WS_SEND_TIMEOUT if timeout is None else timeout)
         ref = key or uuid.uuid4().hex
+        answered, unreached = self.exchange(make, timeout, ref, endpoints)
+        if unreached:
+            raise _partial(unreached, answered, ref)
+        return list(answered.values())
+
+    def exchange(self, make, timeout: float, ref: str, endpoints: list[str]) -> tuple[dict, dict[str, str]]:
+        """Send ``make(ref)`` to every edge at once; return (endpoint -> answer, endpoint -> why it is missing).
+
+        For callers that show what they got and what they did not (the admin's
+        live view), where request() would raise at the first edge missing.
+        """
+        zmq = self.zmq
         frames = make(ref).encode()
         deadline = _now() + timeout
         unsent, watches = {}, {}
@@ -314,14 +352,12 @@ class _EdgeClient:
                     continue
                 if getattr(message, "ref", None) == ref:  # not a late answer to an earlier request
                     answered[waiting.pop(sock)] = message
-        if unsent or waiting or refused:
-            unreached = dict(refused)
-            for endpoint in unsent.values():
-                unreached[endpoint] = f"not connected within {timeout}s"
-            for endpoint in waiting.values():
-                unreached[endpoint] = f"no answer within {timeout}s"
-            raise _partial(unreached, answered, ref)
-        return list(answered.values())
+        unreached = dict(refused)
+        for endpoint in unsent.values():
+            unreached[endpoint] = f"not connected within {timeout}s"
+        for endpoint in waiting.values():
+            unreached[endpoint] = f"no answer within {timeout}s"
+        return answered, unreached
 
 
 def _partial(unreached: dict[str, str], answered: dict, key: str) -> SendError:

@@ -89,6 +89,14 @@ class BrokerRoute:
             keys=[keys.members(group)], args=[keys.lease_prefix, keys.presence_channel(group)]), timeout, None)
         return sorted(conn_id.decode() if isinstance(conn_id, bytes) else conn_id for conn_id in found)
 
+    def endpoints(self, timeout: float | None = None) -> list[str]:
+        """The sub endpoints of the live edges, as they announce them (the admin's live view asks each one)."""
+        from .discovery import read_registry
+
+        keys = Keys(broker_config.prefix())
+        found = self._call(lambda client: read_registry(client, keys), timeout, None)
+        return sorted(announced["sub"] for announced in found.values())
+
     def _call(self, call: typing.Callable, timeout: float | None, key: str | None):
         import redis
 

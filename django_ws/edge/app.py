@@ -18,6 +18,7 @@ import tornado.web
 from django.conf import settings
 from django.http.request import validate_host
 
+from django_ws import wire
 from django_ws.conf import ws_settings
 from django_ws.history import History, parse_settings
 from django_ws.routing import Mount
@@ -46,7 +47,7 @@ from .keepalive import Keepalive
 from .limits import LimitSettings
 from .logs import log_request
 from .publish import Publisher, publish_routes
-from .stats import stats_routes
+from .stats import Samples, inspect, stats_routes
 from .transports.websocket import WebSocketHandshake
 from .zmq_link import ZmqLink
 
@@ -112,6 +113,10 @@ class Edge:
             log_function=log_request,
         )
         self.server = None
+        #: Where the HTTP listener is (host:port), for the admin's live view.
+        self.address = ""
+        #: The last minutes of connections and messages, for the admin's plots.
+        self.samples = Samples()
         self._heartbeat_task: asyncio.Task | None = None
         #: Transports with frames written during the current execute(): flushed, one write each, at its end.
         self._unflushed: list = []
@@ -242,6 +247,10 @@ class Edge:
         self.execute(self.core.worker_event(identity, message))
 
     def reply_message(self, identity: bytes, message) -> None:
+        if type(message) is wire.Inspect:  # the stats live here, beside the core (the broker's are the adapter's)
+            report = inspect(self.core, self.broker, self.samples, self.address, message.query)
+            self.link.answer(identity, wire.Report(message.ref, self.core.edge_id, report))
+            return
         self.execute(self.core.reply(identity, message))
 
     def send_failed(self, worker: WorkerState, message, connections) -> None:
@@ -299,6 +308,7 @@ class Edge:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self, address: str, port: int) -> None:
+        self.address = f"{address or '0.0.0.0'}:{port}"
         self.link.start()
         if self.broker is not None:
             self.broker.start()
@@ -316,6 +326,7 @@ class Edge:
     async def _heartbeat(self) -> None:
         while True:
             self.execute(self.core.tick())
+            self.samples.sample(self.core)
             await asyncio.sleep(self.heartbeat_interval)
 
     async def shutdown(self, timeout: float) -> None:

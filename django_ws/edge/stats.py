@@ -3,10 +3,17 @@
 ``GET /_django_ws/health``   200 "ok" while at least one worker is connected, else 503
 ``GET /_django_ws/stats``    JSON: connections, workers and their load, frames, groups
 ``GET /_django_ws/metrics``  the same figures in Prometheus' text format
+
+and :func:`inspect`, the same snapshot with what the admin's live view asks
+for besides (the largest groups, a group's members, the recent samples),
+answered on the sub endpoint (wire.Inspect) so that it reaches every edge a
+sender reaches.
 """
 
 from __future__ import annotations
 
+import collections
+import heapq
 import json
 import time
 import typing
@@ -22,7 +29,10 @@ def snapshot(core: EdgeCore, broker=None) -> dict:
     stats = core.stats
     data = {
         "edge_id": core.edge_id,
+        "uptime_s": round(core.clock() - core.started, 1),
         "connections": core.open_count,
+        #: Connections not yet ended, by the name of their route in WS_URLCONF ("": unnamed).
+        "connections_by_route": dict(core.by_route),
         "connections_total": stats.connections_total,
         "handshakes_pending": core.handshakes_pending,
         "frames_in": stats.frames_in,
@@ -37,6 +47,7 @@ def snapshot(core: EdgeCore, broker=None) -> dict:
         "workers": [
             {
                 "id": w.worker_id,
+                "mode": w.mode,
                 "load": w.load,
                 "connections_here": len(w.connections),
                 "capacity": w.capacity,
@@ -51,6 +62,85 @@ def snapshot(core: EdgeCore, broker=None) -> dict:
                           "lease_lapses": broker.lapses,
                           "channels": len(broker.channels) + 1}
     return data
+
+
+#: At most this many groups (the largest) and members (one page) in a report.
+MAX_GROUPS = 100
+MAX_PAGE = 500
+
+
+def inspect(core: EdgeCore, broker=None, samples: Samples | None = None, address: str = "",
+            query: dict | None = None) -> dict:
+    """:func:`snapshot` and what ``query`` asks for: the admin's live view gets this from each edge.
+
+    ``query``: ``{"groups": n}`` the ``n`` largest groups here (size, history
+    window); ``{"group": name, "offset": o, "limit": n}`` a page of that
+    group's members here (sorted ids, with their routes). Groups cost
+    O(groups) per request, a page O(members of that group); nothing walks the
+    connection table.
+    """
+    query = query or {}
+    data = snapshot(core, broker)
+    data["address"] = address
+    data["samples"] = samples.figures() if samples is not None else []
+    top = min(_int(query.get("groups"), 20), MAX_GROUPS)
+    data["largest_groups"] = [_group_figures(core, group, len(members))
+                              for group, members in heapq.nlargest(top, core.groups.items(), key=_size)]
+    group = query.get("group")
+    if isinstance(group, str) and group:
+        offset, limit = _int(query.get("offset"), 0), min(_int(query.get("limit"), 50), MAX_PAGE)
+        ids = sorted(core.groups.get(group, ()))
+        page = []
+        for conn_id in ids[offset:offset + limit]:
+            conn = core.connections.get(conn_id)
+            page.append({"id": conn_id, "route": conn.route_name if conn else "",
+                         "path": conn.route if conn else ""})
+        data["group"] = {**_group_figures(core, group, len(ids)), "offset": offset, "members": page}
+    return data
+
+
+def _size(item: tuple[str, set]) -> int:
+    return len(item[1])
+
+
+def _int(value, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+
+
+def _group_figures(core: EdgeCore, group: str, size: int) -> dict:
+    """A group's size here and its history window (None: it keeps none)."""
+    bound = core.history.bound_for(group)
+    window = None
+    if bound is not None:
+        log = core.history.logs.get(group)
+        entries = log.entries if log is not None else ()
+        window = {"size": bound.size, "ttl_s": bound.ttl, "kept": len(entries),
+                  "first": entries[0].offset if entries else None, "last": log.last if log is not None else 0}
+    return {"name": group, "size": size, "history": window}
+
+
+class Samples:
+    """Connections and message counters every ``every`` seconds, the last ``keep``: the admin's plots.
+
+    Kept by the edge, not the page, so that a page just opened plots the last
+    minutes at once. One tuple per sample: a few kB in all.
+    """
+
+    def __init__(self, every: float = 5.0, keep: int = 120, clock: typing.Callable[[], float] = time.time):
+        self.every, self.clock = every, clock
+        self._last = 0.0
+        self._samples: collections.deque[tuple[float, int, int, int]] = collections.deque(maxlen=keep)
+
+    def sample(self, core: EdgeCore) -> None:
+        """Take a sample if ``every`` seconds passed since the last one (called on each heartbeat)."""
+        now = self.clock()
+        if now - self._last >= self.every:
+            self._last = now
+            self._samples.append((round(now, 3), core.open_count, core.stats.frames_in, core.stats.frames_out))
+
+    def figures(self) -> list[list]:
+        """[[unix time, connections, frames in, frames out], ...], oldest first."""
+        return [list(sample) for sample in self._samples]
 
 
 #: The limits of limits.py, by the name the stats and the metrics give them.
@@ -85,12 +175,14 @@ def prometheus(data: dict) -> str:
         lines.append(f"# HELP django_ws_{name} {help_text}")
         lines.append(f"# TYPE django_ws_{name} {kind}")
         for labels, value in samples:
-            label_text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+            label_text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
             lines.append(f"django_ws_{name}{{{label_text}}} {value}" if label_text else f"django_ws_{name} {value}")
 
     edge = {"edge": data["edge_id"]}
     metric("connections", "gauge", "Open client connections.", [(edge, data["connections"])])
     metric("connections_total", "counter", "Client connections opened.", [(edge, data["connections_total"])])
+    metric("connections_by_route", "gauge", "Connections not yet ended, by the name of their route.",
+           [({**edge, "route": k}, v) for k, v in data["connections_by_route"].items()])
     metric("frames_in_total", "counter", "Messages from clients to workers.", [(edge, data["frames_in"])])
     metric("frames_out_total", "counter", "Messages written to clients.", [(edge, data["frames_out"])])
     metric("groups", "gauge", "Groups with at least one member.", [(edge, data["groups"])])
@@ -122,6 +214,11 @@ def prometheus(data: dict) -> str:
         metric("broker_lease_lapses_total", "counter", "Renewals of the edge's announcement that came after its "
                "lease had lapsed (the edge's loop too busy for WS_BROKER_LEASE).", [(edge, broker["lease_lapses"])])
     return "\n".join(lines) + "\n"
+
+
+def _label(value: object) -> str:
+    """A label value as Prometheus' text format escapes it (a route's name may hold anything)."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 class _StatsBase(tornado.web.RequestHandler):

@@ -323,12 +323,14 @@ class Hello(Message):
 
     ``capacity`` is how many connections the worker takes (0: no limit) and
     ``load`` how many it holds now, across every edge; the edge uses both to
-    place new connections on the least-loaded worker.
+    place new connections on the least-loaded worker. ``mode`` is how it runs
+    handlers ("threaded", "gevent", "multiprocess"), for the admin's live view.
     """
 
     worker_id: str
     capacity: int
     load: int
+    mode: str
 
 
 @_message(b"B")
@@ -464,6 +466,28 @@ class Presence(Message):
 
     ref: str
     group: str
+
+
+# Lower case: the capitals are all taken.
+@_message(b"i")
+class Inspect(Message):
+    """Sender -> edge: what do you hold? ``query`` narrows it (docs/operating.rst); answered with Report.
+
+    The admin's live view asks every edge at once on the sub endpoint, as
+    group_members() does, so static WS_EDGES and cluster mode reach the same edges.
+    """
+
+    ref: str
+    query: dict
+
+
+@_message(b"o")
+class Report(Message):
+    """Edge -> sender: ``report`` is the edge's stats (as ``/_django_ws/stats``) and what ``query`` asked for."""
+
+    ref: str
+    edge_id: str
+    report: dict
 
 
 @_message(b"M")

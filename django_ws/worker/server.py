@@ -232,7 +232,7 @@ class Worker:
         if self.supervisor_pid is not None and os.getppid() != self.supervisor_pid:
             logger.warning("worker %s: run_wsserver (pid %d) is gone; stopping", self.worker_id, self.supervisor_pid)
             self.stopping = True
-        hello = wire.Hello(self.worker_id, self.mode.capacity, len(self.dispatcher)).encode()
+        hello = wire.Hello(self.worker_id, self.mode.capacity, len(self.dispatcher), self.mode.name).encode()
         for link in self.links:
             for watch in link.watches:
                 watch.poll()  # logs a refused handshake, once per cause

@@ -709,7 +709,7 @@ def test_curve_secures_tcp_endpoints_end_to_end(make_server):
         assert srv.wait_for("unknown CURVE key " + wrong["client_public"])
         # Nor can such a peer pose as a worker on the push endpoint.
         fake_worker, fake_monitor = _monitored_dealer(ctx, push, wrong)
-        _try_send(fake_worker, wire.Hello("w-fake", 0, 0).encode())
+        _try_send(fake_worker, wire.Hello("w-fake", 0, 0, "threaded").encode())
         assert _handshake_event(fake_monitor) == zmq.EVENT_HANDSHAKE_FAILED_AUTH
         assert all(w["id"] != "w-fake" for w in stats(srv)["workers"])
         for sock in (keyed, plain, stranger, fake_worker, keyed_monitor, plain_monitor, stranger_monitor, fake_monitor):

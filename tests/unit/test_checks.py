@@ -203,3 +203,13 @@ def test_api_keys_of_the_wrong_shape_are_e010_and_short_ones_w015():
         (warning,) = check_api_keys(None)
     assert warning.id == "django_ws.W015" and "'billing'" in warning.msg and "'search'" not in warning.msg
     assert "hunter2" not in warning.msg, "a check never prints a key"
+
+
+def test_the_admin_timeout_must_be_a_positive_number_of_seconds():
+    from django_ws.checks import check_admin_timeout
+
+    assert check_admin_timeout(None) == []
+    for wrong in (0, -1, "1", None, True):
+        with override_settings(WS_ADMIN_TIMEOUT=wrong):
+            (error,) = check_admin_timeout(None)
+        assert error.id == "django_ws.E011" and repr(wrong) in error.msg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 import typing
@@ -59,6 +60,11 @@ class EdgeCore:
         #: The groups' history (WS_GROUP_HISTORY); falsy when no pattern is set.
         self.history = history if history is not None else History([], clock=clock)
         self.stats = Stats()
+        #: When this core started (its clock): the edge's uptime.
+        self.started = clock()
+        #: Connections not yet ended, by the name of their route (kept at connect and end,
+        #: so the stats never walk the connection table for it).
+        self.by_route: collections.Counter[str] = collections.Counter()
         self.lifecycle = Lifecycle()
         self.members = Groups(self.connections, cluster, self.edge_id)
         #: group -> the ids of its members here; group -> the ids of its watchers (the same dicts as members').
@@ -113,7 +119,8 @@ class EdgeCore:
         ``positions``: the client asked for positions, and presented the last
         ones it saw (the transport read them from its handshake).
         """
-        if not self.knows(route):
+        match = self.resolve(route)
+        if match is None and not self.routes_from_workers:
             return None, [self._refused(None, 404, "no websocket route here")]
         # Handshakes still waiting for a worker count too: a burst of them
         # must not carry the server past its limit.
@@ -123,8 +130,9 @@ class EdgeCore:
         if refusal is not None:
             return None, [refusal]
         self._next_id += 1
-        conn = Connection(f"{self.edge_id}.{self._next_id:x}", route, transport)
+        conn = Connection(f"{self.edge_id}.{self._next_id:x}", route, transport, route_name(match))
         self.connections[conn.id] = conn
+        self.by_route[conn.route_name] += 1
         self.admission.admitted(conn, address)  # released by _end(), which every admitted connection reaches
         conn.request = request
         conn.positions = positions
@@ -267,6 +275,9 @@ class EdgeCore:
         if not self.lifecycle.end(conn):
             return []
         self.connections.pop(conn.id, None)
+        self.by_route[conn.route_name] -= 1
+        if not self.by_route[conn.route_name]:
+            del self.by_route[conn.route_name]
         self.admission.release(conn)
         if count:
             self.stats.closed_by_code[code] += 1
@@ -417,3 +428,8 @@ class EdgeCore:
         for conn in list(self.connections.values()):
             actions += self._start_close(conn, CloseCode.GOING_AWAY, "server shutdown")
         return actions
+
+
+def route_name(match: object) -> str:
+    """The name a route's match has in WS_URLCONF (with its namespaces), or "" for an unnamed or unknown route."""
+    return getattr(match, "view_name", None) or ""

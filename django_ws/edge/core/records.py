@@ -38,12 +38,14 @@ class Connection:
     """One client connection, as the edge knows it."""
 
     __slots__ = ("address", "attempts", "close_after_upgrade", "close_sent", "data_headers", "early", "groups",
-                 "holding", "id", "limits", "positions", "request", "route", "state", "transport", "watching",
-                 "worker")
+                 "holding", "id", "limits", "positions", "request", "route", "route_name", "state", "transport",
+                 "watching", "worker")
 
-    def __init__(self, conn_id: str, route: str, transport: typing.Any):
+    def __init__(self, conn_id: str, route: str, transport: typing.Any, route_name: str = ""):
         self.id = conn_id
         self.route = route
+        #: The name its route has in WS_URLCONF ("" if none): connections are counted by it.
+        self.route_name = route_name
         #: The adapter's handle for this connection; the core never touches it.
         self.transport = transport
         self.state = ConnectionState.CONNECTING
@@ -92,7 +94,7 @@ class Connection:
 class WorkerState:
     """What the edge knows of one worker: liveness, capacity, its connections."""
 
-    __slots__ = ("backlog", "capacity", "connections", "identity", "last_seen", "load", "worker_id")
+    __slots__ = ("backlog", "capacity", "connections", "identity", "last_seen", "load", "mode", "worker_id")
 
     def __init__(self, identity: bytes, hello: wire.Hello, now: float):
         self.identity = identity
@@ -106,6 +108,7 @@ class WorkerState:
     def update(self, hello: wire.Hello, now: float) -> None:
         self.capacity = hello.capacity
         self.load = hello.load
+        self.mode = hello.mode
         self.last_seen = now
 
     @property

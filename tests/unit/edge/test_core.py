@@ -34,7 +34,7 @@ def core(clock):
 
 
 def hello(core, identity=b"w1", capacity=0, load=0):
-    return core.worker_event(identity, wire.Hello(identity.decode(), capacity, load))
+    return core.worker_event(identity, wire.Hello(identity.decode(), capacity, load, "threaded"))
 
 
 def kinds(actions):
@@ -595,6 +595,6 @@ def test_history_of_silent_groups_without_members_is_forgotten_on_tick(hcore, cl
     group_send(hcore, "chat.kept", "a")
     group_send(hcore, "chat.gone", "b")
     clock.now += 61
-    hcore.reply(b"w1", wire.Hello("w1", 0, 1))
+    hcore.reply(b"w1", wire.Hello("w1", 0, 1, "threaded"))
     hcore.tick()
     assert set(hcore.history.logs) == {"chat.kept"}

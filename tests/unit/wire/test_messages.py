@@ -18,7 +18,7 @@ MESSAGES = [
     wire.Recovery("e.1", "chat.lobby", True),
     wire.Recovery("e.1", "chat.lobby", False),
     wire.PresenceDiff("e.1", "chat.lobby", {"joined": ["e.2"], "left": []}),
-    wire.Hello("worker-7", 0, 12),
+    wire.Hello("worker-7", 0, 12, "gevent"),
     wire.Goodbye("worker-7"),
     wire.Accept("e.1", ""),
     wire.Accept("e.1", "graphql-ws"),
@@ -39,6 +39,8 @@ MESSAGES = [
     wire.Presence("ref-3", "room.lobby"),
     wire.Members("ref-3", "edge-1", {"ids": ["e.1", "e.2"]}),
     wire.Members("ref-4", "edge-1", {}),
+    wire.Inspect("ref-6", {"groups": 20, "group": "room.lobby", "offset": 0, "limit": 50}),
+    wire.Report("ref-6", "edge-1", {"connections": 3, "largest_groups": [{"name": "room.lobby", "size": 2}]}),
 ]
 
 
@@ -109,7 +111,7 @@ def test_connect_frames_exactly_with_compact_json():
 
 
 def test_hello_and_ack_frames_exactly():
-    assert wire.Hello("w", 0, 5).encode() == [header(b"H", b"w", b"0", b"5")]
+    assert wire.Hello("w", 0, 5, "threaded").encode() == [header(b"H", b"w", b"0", b"5", b"threaded")]
     assert wire.Ack("r", "edge", 2).encode() == [header(b"K", b"r", b"edge", b"2")]
 
 
@@ -208,7 +210,7 @@ def test_frame_count_error_names_the_message_class():
 
 
 def test_field_count_error_names_the_message_class():
-    with pytest.raises(wire.ProtocolError, match="Hello takes 3 header fields, got 2"):
+    with pytest.raises(wire.ProtocolError, match="Hello takes 4 header fields, got 2"):
         wire.decode(H(b"H", b"w", b"0"))
 
 
@@ -238,7 +240,7 @@ def test_one_message_is_a_batch_of_one():
 
 
 def test_a_payload_that_looks_like_a_header_stays_a_payload():
-    inner = wire.Hello("w", 0, 0).encode()[0]
+    inner = wire.Hello("w", 0, 0, "threaded").encode()[0]
     batch = [wire.Send("e.1", True, inner), wire.Ping("edge")]
     assert list(wire.iter_decode(wire.encode_batch(batch))) == batch
 
