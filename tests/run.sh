@@ -21,6 +21,11 @@
 #              time would add about ten minutes to CI and little coverage: the
 #              other two sets run it on the Pythons and Djangos either side.)
 #
+# The fuzz targets (fuzz/, through tests/unit/test_fuzz.py, 5 s each) and the
+# core's stateful test run in every set: atheris, in the [test] extra, has
+# wheels for CPython 3.11 (atheris 3.0) and 3.12 to 3.13 (3.1). A set that
+# lacked it would fail (DJANGO_WS_REQUIRE_ALL), not skip them.
+#
 # DJANGO_WS_VERSIONS="newest" runs the sets named (pytest arguments given here
 # replace each set's own selection); DJANGO_WS_TEST_WORKDIR keeps the
 # virtualenvs in a directory of your choice. Each set's Python is pythonX.Y on

@@ -302,6 +302,12 @@ class SocketIOConnection:
             else:
                 payload = json.dumps(args, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
                 actions = edge.core.received_event(conn, name, -1 if ack_id is None else ack_id, payload)
+        except UnicodeEncodeError:
+            # JSON may spell a lone surrogate ("\\ud800"): a str Python holds, but no UTF-8 text.
+            logger.info("connection %s: a lone surrogate in the Socket.IO event %r; closing it with 1007", conn.id,
+                        name)
+            edge.execute(edge.core.close(conn, CloseCode.INVALID_DATA, "text that is not valid UTF-8", release=True))
+            return
         except (TypeError, ValueError):
             logger.info("connection %s: binary data in the Socket.IO event %r; closing it with 1003", conn.id, name)
             edge.execute(edge.core.close(conn, CloseCode.UNSUPPORTED_DATA,
