@@ -65,7 +65,7 @@ def _wire() -> list[bytes]:
     messages = [
         wire.Ping("e1"), wire.Connect("c1", "echo", {"path": "/echo", "headers": [["a", "b"]]}),
         wire.Data("c1", "echo", False, b"hi"), wire.Event("c1", "echo", "chat", 3, b"[1]"),
-        wire.Disconnect("c1", "echo", 1000, "bye"), wire.Hello("w", 0, 3), wire.Goodbye("w"),
+        wire.Disconnect("c1", "echo", 1000, "bye"), wire.Hello("w", 0, 3, "threaded"), wire.Goodbye("w"),
         wire.Accept("c1", ""), wire.Deny("c1", 403, "no"), wire.Send("c1", True, b"\x00"),
         wire.Close("c1", 4000, "x"), wire.Join("c1", "g"), wire.Leave("c1", "g"),
     ]

@@ -37,7 +37,7 @@ class _Edge:
 def _open_connection() -> tuple[_Edge, SocketIOConnection]:
     edge = _Edge()
     core = edge.core
-    core.worker_event(b"w", wire.Hello("w", 0, 0))
+    core.worker_event(b"w", wire.Hello("w", 0, 0, "threaded"))
     owner = types.SimpleNamespace(edge=edge)
     transport = SocketIOConnection(owner, "sid", "eio", "/sio")
     conn, actions = core.connect("sio", {"path": "/sio"}, transport)

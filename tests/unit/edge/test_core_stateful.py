@@ -93,7 +93,7 @@ class EdgeCoreMachine(RuleBasedStateMachine):
     @rule(n=st.integers(0, 2), capacity=st.sampled_from([0, 2]))
     def worker_hello(self, n, capacity):
         identity = b"w%d.%d" % (self.generation, n)
-        self.run(self.core.worker_event(identity, wire.Hello(identity.decode(), capacity, 0)))
+        self.run(self.core.worker_event(identity, wire.Hello(identity.decode(), capacity, 0, "threaded")))
 
     @precondition(lambda self: self.core.workers)
     @rule(data=st.data(), goodbye=st.booleans())
@@ -118,7 +118,7 @@ class EdgeCoreMachine(RuleBasedStateMachine):
         self.core.routes_from_workers = True
         for n in range(2):
             identity = b"w%d.%d" % (self.generation, n)
-            self.run(self.core.worker_event(identity, wire.Hello(identity.decode(), 0, 0)))
+            self.run(self.core.worker_event(identity, wire.Hello(identity.decode(), 0, 0, "threaded")))
 
     # -- handshakes -----------------------------------------------------------------------------
 

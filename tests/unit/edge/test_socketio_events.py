@@ -30,7 +30,7 @@ def received():
     """Feed one event packet's data to an open connection; return the actions it led to."""
     def feed(data, ack_id=None):
         edge = Edge()
-        edge.core.worker_event(b"w", wire.Hello("w", 0, 0))
+        edge.core.worker_event(b"w", wire.Hello("w", 0, 0, "threaded"))
         transport = SocketIOConnection(types.SimpleNamespace(edge=edge), "sid", "eio", "/sio")
         conn, _ = edge.core.connect("sio", {"path": "/sio"}, transport)
         edge.core.reply(b"w", wire.Accept(conn.id, ""))
