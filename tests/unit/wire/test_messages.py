@@ -18,6 +18,7 @@ MESSAGES = [
     wire.Recovery("e.1", "chat.lobby", True),
     wire.Recovery("e.1", "chat.lobby", False),
     wire.PresenceDiff("e.1", "chat.lobby", {"joined": ["e.2"], "left": []}),
+    wire.UserPresenceDiff("e.1", "chat.lobby", {"joined": {"7": {"username": "alice"}}, "left": ["8"]}),
     wire.Hello("worker-7", 0, 12),
     wire.Goodbye("worker-7"),
     wire.Accept("e.1", ""),
@@ -28,6 +29,7 @@ MESSAGES = [
     wire.EventAck("e.1", 7, b"[42]"),
     wire.Close("e.1", 4000, "bye"),
     wire.Join("e.1", "room.lobby"),
+    wire.JoinAs("e.1", "room.lobby", "7", {"username": "alice"}),
     wire.Leave("e.1", "room.lobby"),
     wire.Watch("e.1", "room.lobby", True),
     wire.GroupSend("room.lobby", "e.1", False, b"to all but e.1", "ref-1"),
@@ -37,6 +39,7 @@ MESSAGES = [
     wire.CloseConnections("", "room.lobby", 1000, "", ""),
     wire.Ack("ref-2", "edge-1", 3),
     wire.Presence("ref-3", "room.lobby"),
+    wire.PresenceQuery("ref-4", "room.lobby", "users", 100, "7"),
     wire.Members("ref-3", "edge-1", {"ids": ["e.1", "e.2"]}),
     wire.Members("ref-4", "edge-1", {}),
 ]
