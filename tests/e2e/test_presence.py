@@ -88,3 +88,24 @@ def test_two_edges_alice_twice_bob_once_told_once_per_person(cluster, server_db)
     assert watcher.next() == ({keys["alice"]: "alice"}, []), "new info arrives as a join"
     for ws in (again, watcher.ws):
         ws.close()
+
+
+def test_static_mode_counts_pages_and_tells_once(make_server, server_db):
+    from django.test import override_settings
+
+    session = login(server_db, "alice")
+    srv = make_server()
+    with override_settings(WS_EDGES=[srv.sub_socket]):
+        watcher = UserEvents(person(srv, "hall", watch=True))
+        tabs = [person(srv, "hall", session) for _ in range(2)]
+        joined, left = watcher.next()
+        assert list(joined.values()) == ["alice"] and left == []
+        (key,) = joined
+        assert (group_size("people.hall"), group_user_count("people.hall")) == (3, 1)
+        assert group_presence("people.hall") == {"users": {key: {"info": {"username": "alice"}, "connections": 2}},
+                                                 "next": None}
+        tabs[0].close()
+        wait_for(lambda: group_size("people.hall") == 2, "her first tab left")
+        tabs[1].close()
+        assert watcher.next() == ({}, [key]), "told once, when her last tab left"
+        watcher.ws.close()
