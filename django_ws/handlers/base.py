@@ -183,6 +183,23 @@ class WebSocketHandler:
         info = {"username": user.get_username()} if presence is True else presence
         self.connection.join_as(group, str(user.pk), check_info(info, int(ws_settings.WS_PRESENCE_INFO_MAX)))
 
+    def send_presence(self, group: str, joined: dict[str, dict] | None = None, left: list[str] | None = None) -> None:
+        """Share ``group``'s people with the client's ``socket.presence(group)`` (django-ws.js).
+
+        Without ``joined`` and ``left``: a snapshot (``group_presence``, up to
+        1000 people), to send when the client connects; with them, the
+        changes, to send from ``on_user_presence``. The messages carry a
+        ``"dws_presence"`` key, which the JavaScript client keeps out of
+        ``onmessage``. The handler decides who may see which group.
+        """
+        if joined is None and left is None:
+            from django_ws.sending import group_presence
+
+            message: dict = {"dws_presence": group, "users": group_presence(group, limit=1000)["users"]}
+        else:
+            message = {"dws_presence": group, "joined": joined or {}, "left": left or []}
+        self.send(json.dumps(message, separators=(",", ":")))
+
     def update_presence(self, group: str, info: dict) -> None:
         """Give this connection's user new ``info`` in ``group`` (joining it as that user if need be); watchers hear a join.
 
