@@ -178,12 +178,15 @@ def main(argv: list[str]) -> int:
           f"({member_bytes / args.connections:.0f} of them the connection-level presence that was already there)")
 
     watcher = Watcher(client, keys, group, args.window)
-    arrivals, pace = args.arrivals, 10.0 / args.arrivals
+    arrivals, ticks = args.arrivals, 1000  # spread evenly over 10 s: a batch every 10 ms, as edges write theirs
     started = time.monotonic()
-    for n in range(arrivals):
-        edge = edges[n % args.edges]
-        join(None, edge, f"{edge}.new{n:x}", f"new{n}")
-        delay = started + (n + 1) * pace - time.monotonic()
+    for tick in range(ticks):
+        pipe = client.pipeline(transaction=False)
+        for n in range(tick * arrivals // ticks, (tick + 1) * arrivals // ticks):
+            edge = edges[n % args.edges]
+            join(pipe, edge, f"{edge}.new{n:x}", f"new{n}")
+        pipe.execute()
+        delay = started + (tick + 1) * 10.0 / ticks - time.monotonic()
         if delay > 0:
             time.sleep(delay)
     calls, sent, told = watcher.settle(arrivals)
