@@ -12,10 +12,15 @@ from __future__ import annotations
 import json
 import typing
 
-__all__ = ["Coalescer", "UserCounts", "check_info", "merge_pages"]
+__all__ = ["Coalescer", "Info", "UserCounts", "check_info", "merge_pages"]
+
+#: A user's info: a JSON object.
+Info = dict[str, typing.Any]
+#: A page of group_presence: {"users": {key: {"info": ..., "connections": n}}, "next": key or None}.
+Page = dict[str, typing.Any]
 
 
-def check_info(info: typing.Any, limit: int) -> dict:
+def check_info(info: typing.Any, limit: int) -> Info:
     """``info`` if it is a JSON object of at most ``limit`` bytes as JSON, else ValueError saying why.
 
     Checked in the handler's call: a too large or unserialisable info fails
@@ -49,13 +54,13 @@ class UserCounts:
     __slots__ = ("by_connection", "users")
 
     def __init__(self) -> None:
-        self.users: dict[str, list] = {}
+        self.users: dict[str, list[typing.Any]] = {}
         self.by_connection: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self.users)
 
-    def add(self, conn_id: str, user: str, info: dict) -> bool:
+    def add(self, conn_id: str, user: str, info: Info) -> bool:
         """``conn_id`` is ``user``'s, with ``info`` (new info replaces the old); True if the user is new here."""
         previous = self.by_connection.get(conn_id)
         if previous is not None and previous != user:
@@ -83,7 +88,7 @@ class UserCounts:
         del self.users[user]
         return user
 
-    def page(self, limit: int, after: str | None = None) -> dict:
+    def page(self, limit: int, after: str | None = None) -> Page:
         """The first ``limit`` users after ``after``, in key order: ``{"users": {...}, "next": ...}``."""
         keys = sorted(key for key in self.users if after is None or key > after)
         chosen = keys[:limit]
@@ -91,14 +96,14 @@ class UserCounts:
         return {"users": users, "next": chosen[-1] if len(keys) > limit else None}
 
 
-def merge_pages(pages: typing.Iterable[dict], limit: int) -> dict:
+def merge_pages(pages: typing.Iterable[Page], limit: int) -> Page:
     """One page from the pages of several edges (each its first ``limit`` users after the same cursor).
 
     A user on several edges sums their connections. Exact: a key in the
     merged page is below the last key of any edge that returned a full page,
     so that edge returned it too if it has it.
     """
-    merged: dict[str, dict] = {}
+    merged: dict[str, dict[str, typing.Any]] = {}
     more = False
     for page in pages:
         more = more or page.get("next") is not None
@@ -126,12 +131,12 @@ class Coalescer:
 
     def __init__(self) -> None:
         #: group -> user -> (was present when the window opened, info now or None if gone).
-        self.pending: dict[str, dict[str, tuple[bool, dict | None]]] = {}
+        self.pending: dict[str, dict[str, tuple[bool, Info | None]]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.pending)
 
-    def note(self, group: str, joined: dict[str, dict], left: typing.Iterable[str]) -> bool:
+    def note(self, group: str, joined: dict[str, Info], left: typing.Iterable[str]) -> bool:
         """Record a change; True if it opened the window (the caller schedules the drain)."""
         opened = not self.pending
         changes = self.pending.setdefault(group, {})
@@ -143,7 +148,7 @@ class Coalescer:
             changes[user] = (was, info)
         return opened
 
-    def drain(self) -> dict[str, tuple[dict[str, dict], list[str]]]:
+    def drain(self) -> dict[str, tuple[dict[str, Info], list[str]]]:
         """group -> (joined, left): the net changes of the window, which closes."""
         out = {}
         for group, changes in self.pending.items():

@@ -256,7 +256,7 @@ def group_user_count(group: str, *, timeout: float | None = None) -> int:
 
 
 def group_presence(group: str, *, limit: int = 100, after: str | None = None,
-                   timeout: float | None = None) -> dict:
+                   timeout: float | None = None) -> dict[str, typing.Any]:
     """One page of ``group``'s users, in user-key order, across every edge.
 
     ``{"users": {user_key: {"info": {...}, "connections": n}}, "next": cursor}``;

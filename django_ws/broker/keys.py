@@ -186,7 +186,8 @@ end
 """
 
 #: KEYS[1] a group's presence hash; ARGV[1] the lease key prefix, ARGV[2] the
-#: group's presence channel, ARGV[3] the users prefix, ARGV[4] the group. Returns the ids of the members whose edge holds a
+#: group's presence channel, ARGV[3] the users prefix, ARGV[4] the group.
+#: Returns the ids of the members whose edge holds a
 #: lease; drops the others, and tells them as left (the sweep then finds them gone).
 GROUP_MEMBERS = _TELL_LEFT + """
 local alive, out, dead = {}, {}, {}

@@ -8,7 +8,7 @@ import typing
 
 from django_ws.codes import CloseCode
 from django_ws.conf import ws_settings
-from django_ws.presence import check_info
+from django_ws.presence import Info, check_info
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from .connection import HandlerConnection
@@ -125,7 +125,7 @@ class WebSocketHandler:
         order with the messages, one call per change.
         """
 
-    def on_user_presence(self, group: str, joined: dict[str, dict], left: list[str]) -> None:
+    def on_user_presence(self, group: str, joined: dict[str, Info], left: list[str]) -> None:
         """Users joined or left ``group``, which this handler watches (:meth:`watch_presence`).
 
         ``joined`` maps user keys to their info, ``left`` lists user keys. A
@@ -162,7 +162,7 @@ class WebSocketHandler:
         """
         self.connection.close(code, reason)
 
-    def join(self, group: str, presence: bool | dict | None = None) -> None:
+    def join(self, group: str, presence: bool | Info | None = None) -> None:
         """Add this connection to ``group`` (left automatically on close).
 
         ``presence=True`` also counts it as a connection of ``request.user``
@@ -183,7 +183,7 @@ class WebSocketHandler:
         info = {"username": user.get_username()} if presence is True else presence
         self.connection.join_as(group, str(user.pk), check_info(info, int(ws_settings.WS_PRESENCE_INFO_MAX)))
 
-    def send_presence(self, group: str, joined: dict[str, dict] | None = None, left: list[str] | None = None) -> None:
+    def send_presence(self, group: str, joined: dict[str, Info] | None = None, left: list[str] | None = None) -> None:
         """Share ``group``'s people with the client's ``socket.presence(group)`` (django-ws.js).
 
         Without ``joined`` and ``left``: a snapshot (``group_presence``, up to
@@ -195,13 +195,16 @@ class WebSocketHandler:
         if joined is None and left is None:
             from django_ws.sending import group_presence
 
-            message: dict = {"dws_presence": group, "users": group_presence(group, limit=1000)["users"]}
+            users = group_presence(group, limit=1000)["users"]
+            message: dict[str, typing.Any] = {"dws_presence": group, "users": users}
         else:
             message = {"dws_presence": group, "joined": joined or {}, "left": left or []}
         self.send(json.dumps(message, separators=(",", ":")))
 
-    def update_presence(self, group: str, info: dict) -> None:
-        """Give this connection's user new ``info`` in ``group`` (joining it as that user if need be); watchers hear a join.
+    def update_presence(self, group: str, info: Info) -> None:
+        """Give this connection's user new ``info`` in ``group`` (joining it as that user if need be).
+
+        Watchers hear it as a join with the new info.
 
         The info is the user's, whichever of their connections set it last.
         """

@@ -513,7 +513,10 @@ class PresenceQuery(Message):
 
 @_message(b"M")
 class Members(Message):
-    """Edge -> sender: ``members`` is ``{"ids": [...]}``, this edge's connections in the group (or a PresenceQuery's answer)."""
+    """Edge -> sender: ``members`` is ``{"ids": [...]}``, this edge's connections in the group.
+
+    Or the answer to a PresenceQuery (its counts, or a page of users).
+    """
 
     ref: str
     edge_id: str

@@ -14,7 +14,7 @@ from tests.e2e.test_security import login
 
 
 def person(edge, room: str, session: str | None = None, **first) -> tuple:
-    """A client of PeopleHandler in ``room``, logged in with ``session`` (None: anonymous); its first message ``first``."""
+    """A client of PeopleHandler in ``room``, logged in with ``session`` (None: anonymous), which sent ``first``."""
     headers = {"Cookie": f"sessionid={session}"} if session else None
     ws = connect(edge.url(f"people/{room}"), additional_headers=headers)
     ws.send(json.dumps(first))

@@ -1,4 +1,4 @@
-"""Users' presence: the pure counts and window (django_ws.presence), and the edge core telling watchers once per user."""
+"""Users' presence: the pure counts and window (django_ws.presence), and the edge core telling each user once."""
 
 from __future__ import annotations
 
