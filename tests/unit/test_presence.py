@@ -78,3 +78,46 @@ def test_the_edge_tells_a_user_once_per_window_and_answers_counts_without_ids(co
     assert counts == {"size": 1, "users": 1}
     page = only(core.reply(b"s", wire.PresenceQuery("r", "room", "users", 10, "")), Answer).message.members
     assert page == {"users": {"8": {"info": {"username": "bob"}, "connections": 1}}, "next": None}
+
+
+class _Joins:
+    """A handler's connection that records its joins (the HandlerConnection members join() uses)."""
+
+    id = "e.1"
+    args: tuple = ()
+    kwargs: dict = {}
+
+    def __init__(self, user):
+        from types import SimpleNamespace
+
+        self.request = SimpleNamespace(user=user)
+        self.joins: list = []
+
+    def join(self, group):
+        self.joins.append((group,))
+
+    def join_as(self, group, user, info):
+        self.joins.append((group, user, info))
+
+
+@pytest.mark.django_db
+def test_a_handler_joins_as_its_user_and_refuses_too_large_info_in_the_call(settings):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import AnonymousUser
+
+    from django_ws import WebSocketHandler
+
+    alice = get_user_model().objects.create_user("alice")
+    connection = _Joins(alice)
+    handler = WebSocketHandler(connection)
+    handler.join("room", presence=True)
+    handler.join("room", presence={"username": "Alice", "status": "away"})
+    handler.join("plain")
+    assert connection.joins == [("room", str(alice.pk), {"username": "alice"}),
+                                ("room", str(alice.pk), {"username": "Alice", "status": "away"}), ("plain",)]
+    settings.WS_PRESENCE_INFO_MAX = 20
+    with pytest.raises(ValueError, match="presence info is 30 bytes as JSON; WS_PRESENCE_INFO_MAX allows 20"):
+        handler.update_presence("room", {"username": "alice" * 3})
+    anonymous = _Joins(AnonymousUser())
+    WebSocketHandler(anonymous).join("room", presence=True)
+    assert anonymous.joins == [("room",)], "anonymous: a member, not listed"
