@@ -203,3 +203,13 @@ def test_api_keys_of_the_wrong_shape_are_e010_and_short_ones_w015():
         (warning,) = check_api_keys(None)
     assert warning.id == "django_ws.W015" and "'billing'" in warning.msg and "'search'" not in warning.msg
     assert "hunter2" not in warning.msg, "a check never prints a key"
+
+
+@pytest.mark.parametrize("name, value", [("WS_PRESENCE_WINDOW", -1), ("WS_PRESENCE_WINDOW", "0.1"),
+                                         ("WS_PRESENCE_INFO_MAX", 0), ("WS_PRESENCE_INFO_MAX", 1.5)])
+def test_presence_settings_out_of_range_are_e012(name, value):
+    from django_ws.checks import check_presence
+
+    with override_settings(**{name: value}):
+        assert [error.id for error in check_presence(None)] == ["django_ws.E012"]
+    assert check_presence(None) == []
