@@ -24,7 +24,9 @@ __all__ = [
     "close_connection",
     "close_group",
     "group_members",
+    "group_presence",
     "group_size",
+    "group_user_count",
     "include",
     "on_type",
     "reverse_ws",
@@ -52,7 +54,9 @@ _LAZY = {
     "close_group": "django_ws.sending",
     "SendResult": "django_ws.sending",
     "group_members": "django_ws.sending",
+    "group_presence": "django_ws.sending",
     "group_size": "django_ws.sending",
+    "group_user_count": "django_ws.sending",
 }
 
 if typing.TYPE_CHECKING:  # what _LAZY imports at run time, spelled out for mypy and Pyright
@@ -65,7 +69,9 @@ if typing.TYPE_CHECKING:  # what _LAZY imports at run time, spelled out for mypy
         close_connection,
         close_group,
         group_members,
+        group_presence,
         group_size,
+        group_user_count,
         send_to_connection,
         send_to_group,
     )

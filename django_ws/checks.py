@@ -266,3 +266,18 @@ def check_admin_timeout(app_configs, **kwargs):
     return [checks.Error(f"WS_ADMIN_TIMEOUT must be a positive number of seconds, not {value!r}: the admin's "
                          "live view waits that long for the edges' reports.",
                          hint="For example WS_ADMIN_TIMEOUT = 1.0 (the default).", id="django_ws.E011")]
+
+
+@checks.register()
+def check_presence(app_configs, **kwargs):
+    """WS_PRESENCE_WINDOW or WS_PRESENCE_INFO_MAX out of range (E012): the edge would not start, or tell nothing."""
+    window, info_max = ws_settings.WS_PRESENCE_WINDOW, ws_settings.WS_PRESENCE_INFO_MAX
+    found = []
+    if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 <= window <= 10:
+        found.append(checks.Error(f"WS_PRESENCE_WINDOW must be a number of seconds from 0 to 10, not {window!r}",
+                                  hint="The default, 0.1, tells watchers at most ten times a second.",
+                                  id="django_ws.E012"))
+    if isinstance(info_max, bool) or not isinstance(info_max, int) or info_max < 2:
+        found.append(checks.Error(f"WS_PRESENCE_INFO_MAX must be a number of bytes (an int of at least 2), "
+                                  f"not {info_max!r}", hint="The default is 2048.", id="django_ws.E012"))
+    return found

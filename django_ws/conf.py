@@ -64,6 +64,11 @@ DEFAULTS = {
     # edge keeps that much of each matching group's messages, with positions, to
     # replay to a client that comes back (docs/protocol.rst). {}: no history.
     "WS_GROUP_HISTORY": {},
+    # Seconds the edge gathers the user joins and leaves of a group before it
+    # tells the handlers watching it, in one on_user_presence call (0: at once).
+    "WS_PRESENCE_WINDOW": 0.1,
+    # Bytes (as JSON) of the info join(group, presence={...}) may carry per user.
+    "WS_PRESENCE_INFO_MAX": 2048,
     # Keepalive: the edge pings every client this often (seconds; 0 disables) and
     # drops one that has not answered within WS_PING_TIMEOUT.
     "WS_PING_INTERVAL": 20.0,

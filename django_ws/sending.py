@@ -39,10 +39,11 @@ from django_ws import links, wire
 from django_ws.codes import is_valid_close_code
 from django_ws.conf import ws_settings
 from django_ws.exceptions import SendError
+from django_ws.presence import check_page, merge_pages
 from django_ws.security import curve_keys, secure_client
 
-__all__ = ["SendResult", "close_connection", "close_group", "group_members", "group_size", "send_to_connection",
-           "send_to_group"]
+__all__ = ["SendResult", "close_connection", "close_group", "group_members", "group_presence", "group_size",
+           "group_user_count", "send_to_connection", "send_to_group"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -99,6 +100,27 @@ class EdgeRoute:
         """Ask every edge who is in ``group`` (Presence); the ids, sorted."""
         replies = _client().request(lambda ref: wire.Presence(ref, group), timeout, None, self.endpoints())
         return sorted(conn_id for reply in replies for conn_id in reply.members.get("ids", []))
+
+    def counts(self, group: str, timeout: float | None) -> tuple[int, int]:
+        """(connections, users) of ``group``: each edge answers its counts.
+
+        Connections add up. Users do too with one edge; with several (static
+        mode), a user may be on more than one, so each edge also sends its
+        user keys (never connection ids) and the union is counted.
+        """
+        several = len(self.endpoints()) > 1
+        replies = _client().request(lambda ref: wire.PresenceQuery(ref, group, "count", int(several), ""),
+                                    timeout, None, self.endpoints())
+        size = sum(reply.members.get("size", 0) for reply in replies)
+        if several:
+            return size, len({key for reply in replies for key in reply.members.get("keys", [])})
+        return size, sum(reply.members.get("users", 0) for reply in replies)
+
+    def users(self, group: str, limit: int, after: str | None, timeout: float | None) -> dict:
+        """A page of ``group``'s users: each edge's first ``limit`` after ``after``, merged."""
+        replies = _client().request(lambda ref: wire.PresenceQuery(ref, group, "users", limit, after or ""),
+                                    timeout, None, self.endpoints())
+        return merge_pages((reply.members for reply in replies), limit)
 
 
 class WorkerRoute(EdgeRoute):
@@ -251,8 +273,25 @@ def group_members(group: str, *, timeout: float | None = None) -> list[str]:
 
 
 def group_size(group: str, *, timeout: float | None = None) -> int:
-    """How many connections ``group`` has, across every edge."""
-    return len(group_members(group, timeout=timeout))
+    """How many connections ``group`` has, across every edge: a count each edge (or Redis) keeps, no list moved."""
+    return current_route().counts(group, timeout)[0]
+
+
+def group_user_count(group: str, *, timeout: float | None = None) -> int:
+    """How many users ``group`` has (connections joined with ``presence=``), across every edge, from counts."""
+    return current_route().counts(group, timeout)[1]
+
+
+def group_presence(group: str, *, limit: int = 100, after: str | None = None,
+                   timeout: float | None = None) -> dict[str, typing.Any]:
+    """One page of ``group``'s users, in user-key order, across every edge.
+
+    ``{"users": {user_key: {"info": {...}, "connections": n}}, "next": cursor}``;
+    pass ``next`` as ``after`` for the following page (None: this was the last).
+    Only connections joined with ``presence=`` are listed; anonymous ones are not.
+    """
+    check_page(limit, after)
+    return current_route().users(group, limit, after, timeout)
 
 
 class _EdgeClient:

@@ -46,7 +46,9 @@ class BrokerEvents(typing.Protocol):
     def gap_fetched(self, conn_id: str | None, group: str, epoch: str, last: int,
                     entries: list[tuple[int, bool, bytes]] | None) -> None: ...
     def broker_resumed(self) -> None: ...
-    def presence_message(self, group: str, edge_id: str, joined: list[str], left: list[str]) -> None: ...
+    def presence_message(self, group: str, edge_id: str, joined: list[str], left: list[str],
+                         users_joined: dict[str, dict] | None = None, users_left: list[str] | None = None) -> None: ...
+    def user_of(self, group: str, conn_id: str) -> tuple[str, dict] | None: ...
 
 
 class BrokerLink:
@@ -62,8 +64,8 @@ class BrokerLink:
         self.events = events
         #: The channels this edge must receive: its groups' (members here) and their presence (watchers here).
         self.channels: set[str] = set()
-        #: (group, connection id) -> joined: presence changes not yet written to Redis.
-        self._pending: dict[tuple[str, str], bool] = {}
+        #: (group, connection id) -> (joined, its user or '', their info as JSON): presence changes not yet written.
+        self._pending: dict[tuple[str, str], tuple[bool, str, str]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._session_commands: asyncio.Queue | None = None
@@ -92,10 +94,10 @@ class BrokerLink:
     def _channel(self, group: str, presence: bool) -> str:
         return self.keys.presence_channel(group) if presence else self.keys.group_channel(group)
 
-    def member_changed(self, group: str, conn_id: str, joined: bool) -> None:
+    def member_changed(self, group: str, conn_id: str, joined: bool, user: str = "", info: dict | None = None) -> None:
         pending = self._pending
         pending.pop((group, conn_id), None)  # re-inserted last: the newest change is written last
-        pending[(group, conn_id)] = joined
+        pending[(group, conn_id)] = (joined, user, _json(info) if user else "")
         self._wake.set()
 
     def fetch_gap(self, conn_id: str | None, group: str, epoch: str, offset: int, ttl: float) -> None:
@@ -305,11 +307,13 @@ class BrokerLink:
         try:
             change = json.loads(data)
             edge_id, joined, left = change["edge"], change.get("joined", []), change.get("left", [])
+            users_joined = {user: json.loads(info) for user, info in change.get("ujoined", {}).items()}
+            users_left = change.get("uleft", [])
         except (ValueError, KeyError, TypeError) as exc:
             logger.warning("edge dropped a malformed presence change from the broker: %s", exc)
             return
         try:
-            self.events.presence_message(group, edge_id, joined, left)
+            self.events.presence_message(group, edge_id, joined, left, users_joined, users_left)
         except Exception:
             logger.exception("edge failed to handle a presence change of %s from the broker", group)
 
@@ -347,18 +351,27 @@ class BrokerLink:
         async with client.pipeline(transaction=False) as pipe:
             if everything:
                 pipe.delete(edge_groups)
+                user_of = self.events.user_of
                 for group, members in memberships.items():
                     if members:
+                        triples = []
+                        for conn_id in members:
+                            user, info = user_of(group, conn_id) or ("", None)
+                            triples += (conn_id, user, _json(info) if user else "")
                         pipe.evalsha(_SHA[MEMBERS_REWRITTEN], 3, keys.members(group), edge_groups, keys.edges,
-                                     edge_id, group, keys.presence_channel(group), *members)
-            for (group, conn_id), joined in pending.items():
+                                     edge_id, group, keys.presence_channel(group), keys.users_prefix, *triples)
+            for (group, conn_id), (joined, user, info) in pending.items():
                 pipe.evalsha(_SHA[MEMBER_CHANGED], 3, keys.members(group), edge_groups, keys.edges,
                              edge_id, conn_id, int(joined), group, keys.presence_channel(group),
-                             int(not memberships.get(group)))
+                             int(not memberships.get(group)), keys.users_prefix, user, info)
             await pipe.execute()
         for item, joined in pending.items():
             if self._pending.get(item) is joined:
                 del self._pending[item]
+
+
+def _json(info: dict | None) -> str:
+    return json.dumps(info or {}, separators=(",", ":"), sort_keys=True)
 
 
 def _text(value: bytes | str) -> str:

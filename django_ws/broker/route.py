@@ -86,7 +86,8 @@ class BrokerRoute:
         """The ids in ``group``, from Redis, but those of edges whose lease lapsed (dropped on the way)."""
         keys = Keys(broker_config.prefix())
         found = self._call(lambda client: client.register_script(GROUP_MEMBERS)(
-            keys=[keys.members(group)], args=[keys.lease_prefix, keys.presence_channel(group)]), timeout, None)
+            keys=[keys.members(group)], args=[keys.lease_prefix, keys.presence_channel(group), keys.users_prefix,
+                                              group]), timeout, None)
         return sorted(conn_id.decode() if isinstance(conn_id, bytes) else conn_id for conn_id in found)
 
     def endpoints(self, timeout: float | None = None) -> list[str]:
@@ -96,6 +97,43 @@ class BrokerRoute:
         keys = Keys(broker_config.prefix())
         found = self._call(lambda client: read_registry(client, keys), timeout, None)
         return sorted(announced["sub"] for announced in found.values())
+
+    def counts(self, group: str, timeout: float | None) -> tuple[int, int]:
+        """(connections, users) of ``group``: HLEN and ZCARD, one round trip, no member moved.
+
+        A dead edge's share counts until the sweep removes it (within the lease).
+        """
+        keys = Keys(broker_config.prefix())
+
+        def count(client) -> list[int]:
+            pipe = client.pipeline(transaction=False)
+            pipe.hlen(keys.members(group))
+            pipe.zcard(keys.users(group)[2])
+            return pipe.execute()
+
+        size, users = self._call(count, timeout, None)
+        return int(size), int(users)
+
+    def users(self, group: str, limit: int, after: str | None, timeout: float | None) -> dict:
+        """A page of ``group``'s users in key order (ZRANGEBYLEX on ``uz:``), with counts and infos."""
+        keys = Keys(broker_config.prefix())
+        counts_key, infos_key, order_key = keys.users(group)
+
+        def page(client) -> dict:
+            start = "-" if after is None else "(" + after
+            chosen = [_text(key) for key in client.zrangebylex(order_key, start, "+", start=0, num=limit + 1)]
+            more, chosen = len(chosen) > limit, chosen[:limit]
+            if not chosen:
+                return {"users": {}, "next": None}
+            pipe = client.pipeline(transaction=False)
+            pipe.hmget(counts_key, chosen)
+            pipe.hmget(infos_key, chosen)
+            counts, infos = pipe.execute()
+            users = {key: {"info": json.loads(info) if info else {}, "connections": int(n or 0)}
+                     for key, n, info in zip(chosen, counts, infos)}
+            return {"users": users, "next": chosen[-1] if more else None}
+
+        return self._call(page, timeout, None)
 
     def _call(self, call: typing.Callable, timeout: float | None, key: str | None):
         import redis
@@ -108,6 +146,10 @@ class BrokerRoute:
             why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             raise SendError(f"websocket broker not reachable ({config.name}: {why})",
                             unreached={config.name: why}, key=key) from None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 _history: tuple[str, History] | None = None

@@ -32,6 +32,7 @@ from .core import (
     Deliver,
     EdgeCore,
     FetchGap,
+    FlushPresenceLater,
     Forward,
     MemberChanged,
     Refuse,
@@ -75,6 +76,7 @@ class Edge:
             limits=limit_settings(),
             send_key_ttl=float(ws_settings.WS_SEND_KEY_TTL),
             history=History(parse_settings(ws_settings.WS_GROUP_HISTORY)),
+            presence_window=float(ws_settings.WS_PRESENCE_WINDOW),
         )
         self.link = ZmqLink(push_endpoint, sub_endpoint, queue_limit=int(ws_settings.WS_QUEUE_LIMIT), events=self)
         if self.broker_config is not None:
@@ -127,7 +129,7 @@ class Edge:
             Answer: self._answer_sender, WorkerChanged: self._worker_changed,
             Acknowledge: self._acknowledge,
             Subscribe: self._subscribe, Unsubscribe: self._unsubscribe, MemberChanged: self._member_changed,
-            FetchGap: self._fetch_gap, CatchUp: self._catch_up,
+            FetchGap: self._fetch_gap, CatchUp: self._catch_up, FlushPresenceLater: self._flush_presence_later,
         }
 
     def _broker_link(self, push: str, sub: str, announce_host: str | None):
@@ -214,7 +216,10 @@ class Edge:
         self.broker.unsubscribe(action.group, action.presence)
 
     def _member_changed(self, action: MemberChanged) -> None:
-        self.broker.member_changed(action.group, action.conn_id, action.joined)
+        self.broker.member_changed(action.group, action.conn_id, action.joined, action.user, action.info)
+
+    def _flush_presence_later(self, action: FlushPresenceLater) -> None:
+        asyncio.get_running_loop().call_later(action.delay, lambda: self.execute(self.core.flush_presence()))
 
     def _fetch_gap(self, action: FetchGap) -> None:
         ttl = self.core.history.bound_for(action.group).ttl
@@ -229,8 +234,8 @@ class Edge:
     def broker_resumed(self) -> None:
         self.execute(self.core.broker_resumed())
 
-    def presence_message(self, group, edge_id, joined, left) -> None:
-        self.execute(self.core.remote_presence(group, edge_id, joined, left))
+    def presence_message(self, group, edge_id, joined, left, users_joined=None, users_left=None) -> None:
+        self.execute(self.core.remote_presence(group, edge_id, joined, left, users_joined, users_left))
 
     def broker_message(self, message, position) -> None:
         self.execute(self.core.broker_message(message, position))
@@ -240,6 +245,11 @@ class Edge:
 
     def memberships(self) -> dict[str, set[str]]:
         return self.core.groups
+
+    def user_of(self, group: str, conn_id: str) -> tuple[str, dict] | None:
+        users = self.core.members.users.get(group)
+        user = users.by_connection.get(conn_id) if users is not None else None
+        return (user, users.users[user][1]) if user is not None else None
 
     # -- what the ZeroMQ link reports (zmq_link.LinkEvents) ----------------------------------
 

@@ -7,6 +7,8 @@ import logging
 import typing
 
 from django_ws.codes import CloseCode
+from django_ws.conf import ws_settings
+from django_ws.presence import Info, check_info
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from .connection import HandlerConnection
@@ -123,6 +125,16 @@ class WebSocketHandler:
         order with the messages, one call per change.
         """
 
+    def on_user_presence(self, group: str, joined: dict[str, Info], left: list[str]) -> None:
+        """Users joined or left ``group``, which this handler watches (:meth:`watch_presence`).
+
+        ``joined`` maps user keys to their info, ``left`` lists user keys. A
+        user joins with their first connection (``join(group, presence=...)``)
+        and leaves with their last, across edges; new info arrives as a join.
+        The changes of a short window (WS_PRESENCE_WINDOW, default 0.1 s)
+        come in one call.
+        """
+
     # -- protocol dispatch (called by the worker, not meant to be overridden) ----
 
     def dispatch_event(self, name: str, payload: typing.Any) -> typing.Any:
@@ -150,9 +162,56 @@ class WebSocketHandler:
         """
         self.connection.close(code, reason)
 
-    def join(self, group: str) -> None:
-        """Add this connection to ``group`` (left automatically on close)."""
-        self.connection.join(group)
+    def join(self, group: str, presence: bool | Info | None = None) -> None:
+        """Add this connection to ``group`` (left automatically on close).
+
+        ``presence=True`` also counts it as a connection of ``request.user``
+        (keyed by primary key) in the group's users, with the info
+        ``{"username": ...}``; a dict records that info instead (JSON, at most
+        WS_PRESENCE_INFO_MAX bytes: larger raises ValueError). An anonymous
+        connection is a member, but not listed among the users.
+        """
+        if presence is None or presence is False:
+            self.connection.join(group)
+            return
+        user = getattr(self.request, "user", None)
+        if user is None or not user.is_authenticated:
+            if isinstance(presence, dict):
+                check_info(presence, int(ws_settings.WS_PRESENCE_INFO_MAX))
+            self.connection.join(group)
+            return
+        info = {"username": user.get_username()} if presence is True else presence
+        self.connection.join_as(group, str(user.pk), check_info(info, int(ws_settings.WS_PRESENCE_INFO_MAX)))
+
+    def send_presence(self, group: str, joined: dict[str, Info] | None = None, left: list[str] | None = None) -> None:
+        """Share ``group``'s people with the client's ``socket.presence(group)`` (django-ws.js).
+
+        Without ``joined`` and ``left``: a snapshot (``group_presence``, up to
+        1000 people), to send when the client connects; with them, the
+        changes, to send from ``on_user_presence``. The messages carry a
+        ``"dws_presence"`` key, which the JavaScript client keeps out of
+        ``onmessage``. The handler decides who may see which group.
+        """
+        if joined is None and left is None:
+            from django_ws.sending import group_presence
+
+            users = group_presence(group, limit=1000)["users"]
+            message: dict[str, typing.Any] = {"dws_presence": group, "users": users}
+        else:
+            message = {"dws_presence": group, "joined": joined or {}, "left": left or []}
+        self.send(json.dumps(message, separators=(",", ":")))
+
+    def update_presence(self, group: str, info: Info) -> None:
+        """Give this connection's user new ``info`` in ``group`` (joining it as that user if need be).
+
+        Watchers hear it as a join with the new info.
+
+        The info is the user's, whichever of their connections set it last.
+        """
+        user = getattr(self.request, "user", None)
+        if user is None or not user.is_authenticated:
+            raise ValueError("update_presence() needs an authenticated request.user (anonymous users are not listed)")
+        self.connection.join_as(group, str(user.pk), check_info(info, int(ws_settings.WS_PRESENCE_INFO_MAX)))
 
     def leave(self, group: str) -> None:
         """Remove this connection from ``group``."""

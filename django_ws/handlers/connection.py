@@ -49,6 +49,9 @@ class HandlerConnection(typing.Protocol):
     def join(self, group: str) -> None:
         """Add the connection to ``group``."""
 
+    def join_as(self, group: str, user: str, info: dict[str, typing.Any]) -> None:
+        """Add the connection to ``group`` as a connection of ``user`` with ``info`` (again: new info)."""
+
     def leave(self, group: str) -> None:
         """Remove the connection from ``group``."""
 

@@ -18,6 +18,7 @@ from django_ws import sending, wire
 from django_ws.conf import ws_settings
 from django_ws.handlers import CloseCode
 from django_ws.history import History, parse_settings
+from django_ws.presence import UserCounts
 from django_ws.worker.connection import Connection, ConnectionRunner
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ class _MemoryGroups:
         self.members: dict[str, set[str]] = collections.defaultdict(set)
         #: group -> the connections whose handlers watch it (watch_presence).
         self.watchers: dict[str, set[str]] = collections.defaultdict(set)
+        #: group -> its users (join(group, presence=...)), counted as the edge counts them.
+        self.users: dict[str, UserCounts] = collections.defaultdict(UserCounts)
         self.communicators: dict[str, HandlerCommunicator] = {}
         self.lock = threading.RLock()
         self._saved = None
@@ -63,6 +66,7 @@ class _MemoryGroups:
                 if communicator.connection_id in members:
                     members.discard(communicator.connection_id)
                     self._presence_changed(group, [], [communicator.connection_id])
+                    self._user_left(group, communicator.connection_id)
             if not self.communicators and self._installed:
                 sending.use_route(self._saved)  # None too: the default route again
                 self._saved, self._installed = None, False
@@ -75,6 +79,14 @@ class _MemoryGroups:
                 position = self._history().record(message.group, message.binary, message.payload)
             elif isinstance(message, wire.SendTo):
                 targets = [message.conn_id]
+            elif isinstance(message, wire.JoinAs):
+                before = self.users[message.group].users.get(message.user)
+                before_info = before[1] if before else None
+                if self.users[message.group].add(message.conn_id, message.user, message.info) or (
+                        before_info != message.info):
+                    self._user_presence_changed(message.group, {message.user: message.info}, [])
+                self.dispatch(wire.Join(message.conn_id, message.group))
+                return
             elif isinstance(message, wire.Join):
                 if message.conn_id not in self.members[message.group]:
                     self.members[message.group].add(message.conn_id)
@@ -87,6 +99,7 @@ class _MemoryGroups:
                 if message.conn_id in self.members[message.group]:
                     self.members[message.group].discard(message.conn_id)
                     self._presence_changed(message.group, [], [message.conn_id])
+                    self._user_left(message.group, message.conn_id)
                 return
             elif isinstance(message, wire.Watch):
                 if message.watch:
@@ -110,6 +123,18 @@ class _MemoryGroups:
             if communicator is not None:
                 communicator.pending.append(wire.PresenceDiff(conn_id, group, {"joined": joined, "left": left}))
 
+    def _user_left(self, group: str, conn_id: str) -> None:
+        gone = self.users[group].remove(conn_id)
+        if gone is not None:
+            self._user_presence_changed(group, {}, [gone])
+
+    def _user_presence_changed(self, group: str, joined: dict, left: list[str]) -> None:
+        """As the edge does, without its window: each watcher's on_user_presence runs at its next turn."""
+        for conn_id in sorted(self.watchers.get(group, ())):
+            communicator = self.communicators.get(conn_id)
+            if communicator is not None:
+                communicator.pending.append(wire.UserPresenceDiff(conn_id, group, {"joined": joined, "left": left}))
+
     def _recover(self, communicator: HandlerCommunicator, group: str, epoch: str, offset: int) -> None:
         """As the edge does on a join: replay the gap after ``(epoch, offset)``, or tell the handler to resync."""
         entries, here = self._history().replay(group, epoch, offset)
@@ -131,6 +156,14 @@ class _MemoryRoute(sending.WorkerRoute):
     def members(self, group: str, timeout: float | None) -> list[str]:
         with self.groups.lock:
             return sorted(self.groups.members.get(group, ()))
+
+    def counts(self, group: str, timeout: float | None) -> tuple[int, int]:
+        with self.groups.lock:
+            return len(self.groups.members.get(group, ())), len(self.groups.users.get(group, ()))
+
+    def users(self, group: str, limit: int, after: str | None, timeout: float | None) -> dict:
+        with self.groups.lock:
+            return self.groups.users.get(group, UserCounts()).page(limit, after)
 
 
 groups = _MemoryGroups()

@@ -314,6 +314,21 @@ class PresenceDiff(Message):
     diff: dict
 
 
+@_message(b"E")
+class UserPresenceDiff(Message):
+    """Users joined or left ``group``; for the handler of ``conn_id``, which watches it.
+
+    ``diff`` is ``{"joined": {user key: info}, "left": [user keys]}``: a
+    user joins with their first connection and leaves with their last, across
+    edges, and the changes of one window (WS_PRESENCE_WINDOW) travel together.
+    The worker calls the handler's ``on_user_presence(group, joined, left)``.
+    """
+
+    conn_id: str
+    group: str
+    diff: dict
+
+
 # -- worker -> edge ------------------------------------------------------------
 
 
@@ -390,6 +405,19 @@ class Join(Message):
 
     conn_id: str
     group: str
+
+
+@_message(b"I")
+class JoinAs(Message):
+    """Add ``conn_id`` to ``group`` as a connection of ``user`` with ``info`` (again: new info).
+
+    The handler's ``join(group, presence=...)`` and ``update_presence()``.
+    """
+
+    conn_id: str
+    group: str
+    user: str
+    info: dict
 
 
 @_message(b"L")
@@ -490,9 +518,29 @@ class Report(Message):
     report: dict
 
 
+@_message(b"F")
+class PresenceQuery(Message):
+    """Sender -> edge: counts or a page of the users of ``group``. Answered with Members.
+
+    ``what`` is ``"count"`` (``{"size": connections, "users": users}``, and
+    ``"keys"``, the user keys, when ``limit`` is 1: several edges in static mode
+    must merge them) or ``"users"`` (a page of at most ``limit`` users after
+    ``after``, as django_ws.presence.UserCounts.page gives it).
+    """
+
+    ref: str
+    group: str
+    what: str
+    limit: int
+    after: str
+
+
 @_message(b"M")
 class Members(Message):
-    """Edge -> sender: ``members`` is ``{"ids": [...]}``, this edge's connections in the group."""
+    """Edge -> sender: ``members`` is ``{"ids": [...]}``, this edge's connections in the group.
+
+    Or the answer to a PresenceQuery (its counts, or a page of users).
+    """
 
     ref: str
     edge_id: str

@@ -115,6 +115,9 @@ class Connection:
     def join(self, group: str) -> None:
         self._group_message(wire.Join, group)
 
+    def join_as(self, group: str, user: str, info: dict) -> None:
+        self._group_message(wire.JoinAs, group, user, info)
+
     def leave(self, group: str) -> None:
         self._group_message(wire.Leave, group)
 
@@ -262,6 +265,9 @@ class ConnectionRunner:
             self._call("on_recovered" if event.recovered else "on_resync", event.group)
         elif isinstance(event, wire.PresenceDiff):
             self._call("on_presence", event.group, list(event.diff.get("joined", ())), list(event.diff.get("left", ())))
+        elif isinstance(event, wire.UserPresenceDiff):
+            self._call("on_user_presence", event.group, dict(event.diff.get("joined", {})),
+                       list(event.diff.get("left", ())))
         return not conn.closed_here
 
     def receive(self, message: str | bytes) -> None:

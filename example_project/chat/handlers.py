@@ -29,10 +29,23 @@ class ChatHandler(JsonWebSocketHandler):
 
     def on_open_json(self, content):
         self.room = self.kwargs["room"]
-        self.join(self.group)
+        # Logged-in people are listed in the room's presence (one entry each, with a count of
+        # their tabs); anonymous pages are members, not listed.
+        self.join(self.group, presence=True)
+        self.watch_presence(self.group)
+        self.send_presence(self.group)  # who is here: the page's socket.presence(group) shows it
         if self.group not in self.recovering:
             self.send_history()
         # Returning None: the first message is also handled by on_json.
+
+    def on_user_presence(self, group, joined, left):
+        # Someone arrived (or changed their info) or left: the page hears the change.
+        self.send_presence(group, joined, left)
+
+    def on_presence(self, group, joined, left):
+        # A tab opened or closed: a fresh snapshot keeps the tab counts exact (fine for a
+        # chat room; a room of thousands would send only the on_user_presence changes).
+        self.send_presence(group)
 
     def on_resync(self, group):
         # The edge could not replay what the page missed (it restarted, or the gap is too old).

@@ -298,3 +298,49 @@ def announce(page, example, text):
         }""",
         [f"{example.http_url}/room/lobby/announce/", text],
     )
+
+
+LOGIN = """
+import django
+django.setup()
+from django.contrib.auth import get_user_model
+from django.test import Client
+for name in ("alice", "bob"):
+    user = get_user_model().objects.create_user(name, password="not-used")
+    client = Client()
+    client.force_login(user)
+    print(client.cookies["sessionid"].value)
+"""
+
+
+@pytest.mark.browser
+def test_example_chat_shows_who_is_here_one_entry_per_person_with_a_count_of_tabs(chromium, example):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    found = subprocess.run([sys.executable, "-c", LOGIN], env=example._env("example_project.settings"), cwd=EXAMPLE,
+                           check=True, timeout=60, capture_output=True, text=True)
+    sessions = dict(zip(("alice", "bob"), found.stdout.split()))
+    contexts = []
+    try:
+        pages = {}
+        for name, tabs in (("alice", 2), ("bob", 1)):
+            context = chromium.new_context()
+            context.set_default_timeout(TIMEOUT_MS)
+            context.add_cookies([{"name": "sessionid", "value": sessions[name], "url": example.http_url}])
+            contexts.append(context)
+            pages[name] = []
+            for _ in range(tabs):
+                page = context.new_page()
+                page.goto(f"{example.http_url}/room/lobby/")
+                pages[name].append(page)
+        people = pages["bob"][0].locator("#people .person")
+        expect(people).to_have_text(["alice (2 tabs)", "bob (1 tab)"])
+        expect(pages["alice"][1].locator("#people .person")).to_have_text(["alice (2 tabs)", "bob (1 tab)"])
+        pages["alice"][0].close()
+        expect(people).to_have_text(["alice (1 tab)", "bob (1 tab)"])
+        pages["alice"][1].close()
+        expect(people).to_have_text(["bob (1 tab)"])
+    finally:
+        for context in contexts:
+            context.close()

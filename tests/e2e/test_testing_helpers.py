@@ -65,6 +65,32 @@ class HandlerCommunicatorTests(TestCase):
         other.close()
         watcher.close()
 
+    def test_user_presence_as_the_edge_keeps_it(self):
+        from django_ws import group_presence, group_size, group_user_count
+
+        alice = User.objects.create_user("alice", password="pw")
+        watcher = HandlerCommunicator("people/hall")
+        assert watcher.connect()
+        watcher.send_json({"watch": True})
+        assert watcher.receive_json()["joined"] == "hall"
+        tabs = [HandlerCommunicator("people/hall", user=alice) for _ in range(2)]
+        for tab in tabs:
+            assert tab.connect()
+            tab.send_json({})
+            tab.receive_json()
+        key = str(alice.pk)
+        assert watcher.receive_json() == {"group": "people.hall", "users_joined": {key: {"username": "alice"}},
+                                          "users_left": []}
+        assert watcher.receive_nothing(), "her second tab is not a second arrival"
+        assert (group_size("people.hall"), group_user_count("people.hall")) == (3, 1)
+        assert group_presence("people.hall") == {"users": {key: {"info": {"username": "alice"}, "connections": 2}},
+                                                 "next": None}
+        tabs[0].close()
+        assert watcher.receive_nothing()
+        tabs[1].close()
+        assert watcher.receive_json()["users_left"] == [key]
+        watcher.close()
+
     def test_history_and_recovery_as_the_edge_does_them(self):
         """A client that comes back with its last position gets the gap, and its handler hears it was recovered."""
         import json

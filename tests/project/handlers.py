@@ -133,6 +133,25 @@ class PresenceWatchHandler(JsonWebSocketHandler):
         self.send_json({"group": group, "joined": joined, "left": left})
 
 
+class PeopleHandler(JsonWebSocketHandler):
+    """``people/<room>``: the first message joins ``people.<room>`` as its user (``info``: with that info;
+    ``watch``: and relays each on_user_presence); ``{"info": ...}`` later updates it."""
+
+    def on_open_json(self, content):
+        group = f"people.{self.kwargs['room']}"
+        if content.get("watch"):
+            self.watch_presence(group)
+        self.join(group, presence=content.get("info", True))
+        self.send_json({"joined": self.kwargs["room"], "id": self.connection_id})
+        return True
+
+    def on_json(self, content):
+        self.update_presence(f"people.{self.kwargs['room']}", content["info"])
+
+    def on_user_presence(self, group, joined, left):
+        self.send_json({"group": group, "users_joined": joined, "users_left": left})
+
+
 class WhoAmIHandler(JsonWebSocketHandler):
     def on_json(self, content):
         user = self.request.user

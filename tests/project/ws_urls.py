@@ -13,6 +13,7 @@ urlpatterns = [
     ws_path(r"^room/(?P<room>\w+)$", handlers.RoomHandler, name="room"),
     ws_path(r"^history/(?P<room>\w+)$", handlers.HistoryRoomHandler, name="history"),
     ws_path(r"^presence/(?P<room>\w+)$", handlers.PresenceWatchHandler, name="presence"),
+    ws_path(r"^people/(?P<room>\w+)$", handlers.PeopleHandler, name="people"),
     ws_path(r"^whoami$", handlers.WhoAmIHandler, name="whoami"),
     ws_path(r"^private$", handlers.PrivateHandler, name="private"),
     ws_path(r"^db/(?P<tag>[\w-]+)$", handlers.DatabaseHandler, name="db"),

@@ -213,3 +213,13 @@ def test_the_admin_timeout_must_be_a_positive_number_of_seconds():
         with override_settings(WS_ADMIN_TIMEOUT=wrong):
             (error,) = check_admin_timeout(None)
         assert error.id == "django_ws.E011" and repr(wrong) in error.msg
+
+
+@pytest.mark.parametrize("name, value", [("WS_PRESENCE_WINDOW", -1), ("WS_PRESENCE_WINDOW", "0.1"),
+                                         ("WS_PRESENCE_INFO_MAX", 0), ("WS_PRESENCE_INFO_MAX", 1.5)])
+def test_presence_settings_out_of_range_are_e012(name, value):
+    from django_ws.checks import check_presence
+
+    with override_settings(**{name: value}):
+        assert [error.id for error in check_presence(None)] == ["django_ws.E012"]
+    assert check_presence(None) == []

@@ -29,6 +29,7 @@ __all__ = [
     "CloseClient",
     "Deliver",
     "FetchGap",
+    "FlushPresenceLater",
     "Forward",
     "MemberChanged",
     "Refuse",
@@ -155,6 +156,16 @@ class MemberChanged(Action):
     group: str
     conn_id: str
     joined: bool
+    #: The user whose connection this is ('' for none) and their info, for the users' presence.
+    user: str = ""
+    info: dict | None = None
+
+
+@dataclass(slots=True)
+class FlushPresenceLater(Action):
+    """User joins and leaves wait for watchers: call the core's ``flush_presence()`` in ``delay`` seconds."""
+
+    delay: float
 
 
 @dataclass(slots=True)

@@ -44,7 +44,7 @@ class EdgeCore:
     def __init__(self, *, resolve: typing.Callable[[str], object], heartbeat_timeout: float,
                  max_connections: int = 0, limits: LimitSettings | None = None, send_key_ttl: float = 60.0,
                  edge_id: str | None = None, history: History | None = None, cluster: bool = False,
-                 clock: typing.Callable[[], float] = time.monotonic):
+                 presence_window: float = 0.1, clock: typing.Callable[[], float] = time.monotonic):
         self.edge_id = edge_id or uuid.uuid4().hex[:16]
         self.resolve = resolve
         self.heartbeat_timeout = heartbeat_timeout
@@ -66,7 +66,7 @@ class EdgeCore:
         #: so the stats never walk the connection table for it).
         self.by_route: collections.Counter[str] = collections.Counter()
         self.lifecycle = Lifecycle()
-        self.members = Groups(self.connections, cluster, self.edge_id)
+        self.members = Groups(self.connections, cluster, self.edge_id, presence_window)
         #: group -> the ids of its members here; group -> the ids of its watchers (the same dicts as members').
         self.groups, self.watchers = self.members.groups, self.members.watchers
         self.recovery = Recovery(self.connections, self.members, self.history, self.stats, cluster, self.edge_id)
@@ -86,7 +86,8 @@ class EdgeCore:
             wire.Send: sends.send, wire.GroupSend: sends.group_send, wire.SendTo: sends.send_to,
             wire.EventAck: sends.event_ack, wire.CloseConnections: sends.close_connections,
             wire.Presence: members.presence, wire.Watch: members.watch,
-            wire.Leave: members.leave, wire.Join: self._join,
+            wire.Leave: members.leave, wire.Join: self._join, wire.JoinAs: self._join,
+            wire.PresenceQuery: members.query,
             wire.Accept: self._accept, wire.Deny: self._deny, wire.Close: self._close,
         }
 
@@ -306,10 +307,14 @@ class EdgeCore:
             return []
         return self._start_close(conn, message.code, message.reason)
 
-    def _join(self, identity: bytes, message: wire.Join) -> list[Action]:
+    def _join(self, identity: bytes, message: wire.Join | wire.JoinAs) -> list[Action]:
         conn = self.connections.get(message.conn_id)
         if conn is None or not may_join(conn):
             return []
+        if isinstance(message, wire.JoinAs):
+            rejoin = conn.groups is not None and message.group in conn.groups
+            actions = self.members.join(conn, message.group, message.user, message.info)
+            return actions if rejoin else actions + self.recovery.joined(conn, message.group)
         return self.members.join(conn, message.group) + self.recovery.joined(conn, message.group)
 
     # -- from the broker (cluster mode) -----------------------------------------------------
@@ -332,11 +337,24 @@ class EdgeCore:
         """Cluster mode: the broker is back after an outage; catch up the groups with history here (see Recovery)."""
         return self.recovery.broker_resumed()
 
-    def remote_presence(self, group: str, edge_id: str, joined: list[str], left: list[str]) -> list[Action]:
-        """Cluster mode: joins and leaves on another edge, for the handlers here that watch ``group``."""
+    def remote_presence(self, group: str, edge_id: str, joined: list[str], left: list[str],
+                        users_joined: dict[str, dict] | None = None, users_left: list[str] | None = None
+                        ) -> list[Action]:
+        """Cluster mode: joins and leaves on another edge, for the handlers here that watch ``group``.
+
+        ``users_joined`` / ``users_left``: the users the broker saw appear or
+        go (from any edge, this one too: only the broker counts across edges).
+        """
+        actions = []
+        if users_joined or users_left:
+            actions = self.members.user_changed(group, users_joined or {}, users_left or ())
         if edge_id == self.edge_id:
-            return []  # this edge's own, told when they happened
-        return self.members.presence_changed(group, joined, left)
+            return actions  # this edge's own connections, told when they happened
+        return self.members.presence_changed(group, joined, left) + actions
+
+    def flush_presence(self) -> list[Action]:
+        """The presence window closed (a FlushPresenceLater's delay): tell the watchers the user changes."""
+        return self.members.flush_presence()
 
     # -- workers (the push endpoint) ------------------------------------------------------
 

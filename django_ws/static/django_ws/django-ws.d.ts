@@ -64,6 +64,25 @@ export interface RequestOptions {
   timeout?: number;
 }
 
+/** One person in a group's presence: the info their handler gave, and how many connections they have. */
+export interface PresenceEntry {
+  info: { [key: string]: unknown };
+  connections: number;
+}
+
+/** The people in a group the handler shares with this client (`self.send_presence`, docs/presence.rst). */
+export interface DjangoPresence {
+  readonly group: string;
+  /** User key -> entry: the latest snapshot with the changes since applied. */
+  readonly users: { [userKey: string]: PresenceEntry };
+  /** A person arrived, or has new info (also for each person new in a snapshot). */
+  onjoin: ((userKey: string, info: { [key: string]: unknown }) => void) | null;
+  /** A person's last connection left. */
+  onleave: ((userKey: string) => void) | null;
+  /** A snapshot arrived (at the handler's first send_presence, and after a reconnect). */
+  onsync: ((users: { [userKey: string]: PresenceEntry }) => void) | null;
+}
+
 export declare class DjangoWebSocket {
   constructor(url: string, options?: DjangoWebSocketOptions);
   readonly url: string;
@@ -92,6 +111,8 @@ export declare class DjangoWebSocket {
   sendJSON(data: unknown): void;
   /** Send `data` with a request id; the Promise resolves with the handler's `@on_type` method's return value. */
   request<T = any>(data: { type: string; [key: string]: unknown }, options?: RequestOptions): Promise<T>;
+  /** The presence of `group` as the handler sends it (made at the first call; the same object after). */
+  presence(group: string): DjangoPresence;
   close(code?: number, reason?: string): void;
   nextDelay(): number;
 }

@@ -34,6 +34,9 @@
  *   rejected if the client stops before that.
  * - socket.request(data): sends data (an object with a "type") with a "dws_request" id and returns a
  *   Promise of the reply, the value the handler's @on_type method returned (docs/client.rst).
+ * - socket.presence(group): who is in a group the handler shares with this client (self.send_presence,
+ *   docs/presence.rst): {users: {key: {info, connections}}, onjoin(key, info), onleave(key), onsync(users)}.
+ *   The handler sends a snapshot, then the changes; a snapshot after a reconnect is told as the differences.
  * - options.token: a token (django_ws.tokens.make_token, or a JWT) as a string,
  *   or a function that returns one or a Promise of one; a function is called
  *   before every (re)connect, so an expired token is replaced by a fresh one.
@@ -212,6 +215,7 @@
       var data = self.recover ? self._unwrap(event.data) : event.data;
       if (data === null) return;  // a resync signal, not a message
       if (typeof data === "string" && self._reply(data)) return;  // the answer to a request()
+      if (typeof data === "string" && self._presenceMessage(data)) return;  // a group's presence (send_presence)
       self._emit("message", data === event.data ? event : {type: "message", data: data, target: ws});
       if (typeof data === "string" && (self.onjson || self._listeners.json && self._listeners.json.length)) {
         var content;
@@ -357,6 +361,70 @@
     } else {
       entry.resolve(content.data);
     }
+    return true;
+  };
+
+  // -- presence: the people in a group, as the handler shares them (docs/presence.rst) --
+
+  function Presence(group) {
+    this.group = group;
+    this.users = {};  // user key -> {info, connections}
+    this.onjoin = null;
+    this.onleave = null;
+    this.onsync = null;
+  }
+
+  Presence.prototype._call = function (name, a, b) {
+    if (typeof this[name] === "function") this[name](a, b);
+  };
+
+  Presence.prototype._apply = function (content) {
+    var key, users = this.users;
+    if (content.users !== undefined) {  // a snapshot: told as the differences from what was known
+      var fresh = content.users || {};
+      for (key in users) {
+        if (Object.prototype.hasOwnProperty.call(users, key) && !Object.prototype.hasOwnProperty.call(fresh, key)) {
+          delete users[key];
+          this._call("onleave", key);
+        }
+      }
+      for (key in fresh) {
+        if (!Object.prototype.hasOwnProperty.call(fresh, key)) continue;
+        var known = users[key];
+        users[key] = fresh[key];
+        if (!known || JSON.stringify(known.info) !== JSON.stringify(fresh[key].info)) this._call("onjoin", key, fresh[key].info);
+      }
+      this._call("onsync", users);
+      return;
+    }
+    var joined = content.joined || {}, left = content.left || [];
+    for (var i = 0; i < left.length; i++) {
+      if (Object.prototype.hasOwnProperty.call(users, left[i])) {
+        delete users[left[i]];
+        this._call("onleave", left[i]);
+      }
+    }
+    for (key in joined) {
+      if (!Object.prototype.hasOwnProperty.call(joined, key)) continue;
+      var entry = users[key] || (users[key] = {info: {}, connections: 1});
+      entry.info = joined[key];
+      this._call("onjoin", key, joined[key]);
+    }
+  };
+
+  // The presence object of `group`, made at the first call: the handler's send_presence() messages fill it.
+  DjangoWebSocket.prototype.presence = function (group) {
+    var all = this._presences || (this._presences = {});
+    return all[group] || (all[group] = new Presence(group));
+  };
+
+  // True if `data` was a presence message (send_presence), which is no message of the application's.
+  DjangoWebSocket.prototype._presenceMessage = function (data) {
+    if (data.indexOf("\"dws_presence\"") === -1) return false;
+    var content;
+    try { content = JSON.parse(data); } catch (e) { return false; }
+    if (content === null || typeof content !== "object" || typeof content.dws_presence !== "string") return false;
+    this.presence(content.dws_presence)._apply(content);
     return true;
   };
 
