@@ -88,7 +88,8 @@ def refreshed(conn_id: str, request: WebSocketRequest, handler: typing.Any, toke
         return wire.Close(conn_id, CloseCode.POLICY_VIOLATION, exc.reason[:120])
     if str(user.pk) != str(request.user.pk):
         return wire.Close(conn_id, CloseCode.POLICY_VIOLATION, "token for another user")
-    request.auth = claims
+    # As tokens.authenticate() sets it at the handshake.
+    request.auth = claims  # type: ignore[attr-defined]
     expires = expires_at(claims)
     expires_ms = max(1, int((expires - time.time()) * 1000)) if expires is not None else 0
     return wire.Credentials(conn_id, str(user.pk), "", expires_ms)
@@ -97,7 +98,8 @@ def refreshed(conn_id: str, request: WebSocketRequest, handler: typing.Any, toke
 # -- Django's signals -------------------------------------------------------------------
 
 
-def _remember_access(sender, instance, raw=False, update_fields=None, **kwargs) -> None:
+def _remember_access(sender: typing.Any, instance: typing.Any, raw: bool = False,
+                     update_fields: typing.Iterable[str] | None = None, **kwargs: typing.Any) -> None:
     """pre_save of the user model: keep what the row held, for post_save to compare."""
     if raw or instance.pk is None:
         return
@@ -110,7 +112,8 @@ def _remember_access(sender, instance, raw=False, update_fields=None, **kwargs) 
     instance._django_ws_before = before
 
 
-def _close_if_access_ended(sender, instance, created=False, raw=False, **kwargs) -> None:
+def _close_if_access_ended(sender: typing.Any, instance: typing.Any, created: bool = False, raw: bool = False,
+                           **kwargs: typing.Any) -> None:
     """post_save of the user model: deactivated, or a new password: close its connections everywhere."""
     before = instance.__dict__.pop("_django_ws_before", None)
     if created or raw or not before:
@@ -125,7 +128,8 @@ def _close_if_access_ended(sender, instance, created=False, raw=False, **kwargs)
             return
 
 
-def _close_on_logout(sender, request=None, user=None, **kwargs) -> None:
+def _close_on_logout(sender: typing.Any, request: typing.Any = None, user: typing.Any = None,
+                     **kwargs: typing.Any) -> None:
     """user_logged_out: close the connections opened with this session (before Django flushes it)."""
     if not ws_settings.WS_CLOSE_ON_LOGOUT or request is None:
         return
