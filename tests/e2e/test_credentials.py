@@ -124,6 +124,15 @@ print(make_token(user, max_age=3))
     assert closed_with(ws) == (1008, "token expired")
 
 
+@pytest.mark.parametrize("fresh, reason", [("garbage", "invalid token"), ("other", "token for another user")])
+def test_a_fresh_token_that_does_not_verify_closes_the_connection(two_edges, users, fresh, reason):
+    a, _ = two_edges
+    ws = with_token(a, users["cred-logout"]["token"])
+    token = users["cred-other"]["token"] if fresh == "other" else fresh
+    ws.send(json.dumps({"dws_token": token}))
+    assert closed_with(ws) == (1008, reason)
+
+
 @pytest.mark.parametrize("name, statement, reason", [
     ("cred-deactivated", "user.is_active = False; user.save()", "user deactivated"),
     ("cred-password", "user.set_password('second'); user.save()", "password changed"),
