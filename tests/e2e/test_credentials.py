@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.conftest import ROOT, django_script, node_client, start_server
+from tests.e2e.test_cluster import cluster  # noqa: F401  (a fixture)
 
 SETUP = """
 import json
@@ -203,3 +204,23 @@ def test_django_ws_js_refreshes_its_token_and_the_connection_stays_open(two_edge
     assert outcome["opens"] == 1 and outcome["closes"] == [], "one connection, never closed"
     assert outcome["user"] == "cred-other", "still answered after 10 s"
     assert outcome["tokens"] >= 4, "the first token and at least one fresh one every 2 s"
+
+
+def test_in_cluster_mode_a_users_close_reaches_its_sockets_on_both_edges_through_redis(cluster, users):
+    from django_ws import access, credentials
+    from tests.e2e.test_cluster import subscribed
+    from tests.e2e.test_hosts import served
+
+    edges = [cluster.edge() for _ in range(2)]
+    cluster.worker()
+    for edge in edges:
+        served(edge, 30)
+    name = "cred-other"
+    mine = [with_session(edges[0], users[name]["sessions"][0]), with_token(edges[1], users[name]["token"])]
+    group = credentials.user_group(str(users[name]["pk"]))
+    with cluster.settings():
+        for ws in mine:
+            subscribed(ws, group)  # the edge's SUBSCRIBE has reached Redis
+        access._close(group, "user deactivated")  # what the post_save receiver sends after the commit
+    for ws in mine:
+        assert closed_with(ws) == (1008, "user deactivated")
