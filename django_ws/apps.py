@@ -11,6 +11,8 @@ class DjangoWsConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401  (registers the system checks)
+        from .access import connect_signals
         from .routing.resolvers import clear_ws_urlconf_cache
 
         setting_changed.connect(clear_ws_urlconf_cache)
+        connect_signals()

@@ -91,6 +91,7 @@ DEFAULTS = {
     # the query parameter a token may travel in (RFC 6750's name; the edge
     # redacts it from its logs). None or "": tokens only in headers/subprotocols.
     "WS_TOKEN_MAX_AGE": 300,
+    "WS_CLOSE_ON_LOGOUT": True,
     "WS_TOKEN_QUERY_PARAM": "access_token",
     # JSON Web Tokens minted elsewhere: None, or a dict with "algorithms",
     # "issuer", "audience", one of "key" / "jwks_url", and optionally

@@ -104,6 +104,12 @@ def verify_token(token: str, *, scope: str | None = None) -> tuple[AbstractBaseU
     return _active_user(pk=claims["u"]), claims
 
 
+def expires_at(claims: dict) -> float | None:
+    """When (a time.time() value) the token of ``claims`` expires: ``e`` of make_token's, ``exp`` of a JWT's."""
+    value = claims.get("e", claims.get("exp"))
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _active_user(**lookup) -> AbstractBaseUser:
     model = get_user_model()
     try:

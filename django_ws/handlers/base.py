@@ -58,6 +58,10 @@ class WebSocketHandler:
     #: The scope a token must have been minted for (``make_token(user, scope=...)``,
     #: or in a JWT's ``scope`` claim); None accepts tokens minted without one.
     token_scope: str | None = None
+    #: Close the connection (1008) when the credentials it was opened with end: its token
+    #: expires (unless the client sends a fresh one), its user is deactivated or changes
+    #: password, or its session logs out (WS_CLOSE_ON_LOGOUT). False keeps it open.
+    close_with_credentials: bool = True
 
     def __init__(self, connection: HandlerConnection):
         self.connection = connection

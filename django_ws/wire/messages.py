@@ -329,6 +329,19 @@ class UserPresenceDiff(Message):
     diff: dict
 
 
+@_message(b"r")
+class Refresh(Message):
+    """The client of ``conn_id`` sent a fresh token over the open connection (docs/protocol.rst).
+
+    The worker checks it as it checked the handshake's, in the handler's
+    turn, and answers with Credentials (a later expiry) or a Close with 1008.
+    """
+
+    conn_id: str
+    route: str
+    token: str
+
+
 # -- worker -> edge ------------------------------------------------------------
 
 
@@ -361,6 +374,23 @@ class Accept(Message):
 
     conn_id: str
     subprotocol: str
+
+
+@_message(b"c")
+class Credentials(Message):
+    """What the connection's access rests on, sent before Accept (and after each accepted Refresh).
+
+    ``user``: the user's primary key ('' for none); ``session``: a keyed hash
+    of the session key when the session authenticated it ('' otherwise);
+    ``expires_ms``: milliseconds from now until its token expires (0: it
+    does not). The edge closes the connection with 1008 when the token
+    expires, the user is deactivated or changes password, or the session logs out.
+    """
+
+    conn_id: str
+    user: str
+    session: str
+    expires_ms: int
 
 
 @_message(b"N")

@@ -18,7 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import connections
 from django.urls import Resolver404
 
-from django_ws import tokens, wire
+from django_ws import access, tokens, wire
 from django_ws.codes import check_close_code
 from django_ws.exceptions import ConnectionClosed, EdgeUnreachable, HandshakeDenied
 from django_ws.handlers import CloseCode
@@ -211,6 +211,8 @@ class ConnectionRunner:
             if not subprotocol and token_marker:
                 # A browser that offered subprotocols fails a handshake that selects none.
                 subprotocol = tokens.SUBPROTOCOL
+            # Sent before the Accept, on the same socket: the edge knows what ends the connection once it opens.
+            tied = access.credentials_for(conn.id, conn.request, handler)
             # From here on_close is owed, even if the Accept cannot reach the
             # edge: it undoes what on_connect set up.
             self.accepted = True
@@ -226,6 +228,8 @@ class ConnectionRunner:
         finally:
             self._db_hygiene()
         try:
+            if tied is not None:
+                conn._outbox(tied.encode())
             conn._outbox(wire.Accept(conn.id, subprotocol).encode())
         except EdgeUnreachable:
             conn.mark_closed(CloseCode.SERVICE_RESTART, "edge unreachable")
@@ -263,6 +267,8 @@ class ConnectionRunner:
             self.receive_event(event)
         elif isinstance(event, wire.Recovery):
             self._call("on_recovered" if event.recovered else "on_resync", event.group)
+        elif isinstance(event, wire.Refresh):
+            self.refresh(event.token)
         elif isinstance(event, wire.PresenceDiff):
             self._call("on_presence", event.group, list(event.diff.get("joined", ())), list(event.diff.get("left", ())))
         elif isinstance(event, wire.UserPresenceDiff):
@@ -278,6 +284,26 @@ class ConnectionRunner:
                 self._call("on_message", message)
         else:
             self._call("on_message", message)
+
+    def refresh(self, token: str) -> None:
+        """The client sent a fresh token: check it, and tell the edge its new expiry (or close with 1008)."""
+        conn = self.connection
+        self._db_hygiene()
+        try:
+            answer = access.refreshed(conn.id, conn.request, self.handler, token)
+        except Exception:
+            logger.exception("connection %s: checking its fresh token failed", conn.id)
+            answer = wire.Close(conn.id, CloseCode.INTERNAL_ERROR, "handler error")
+        finally:
+            self._db_hygiene()
+        if isinstance(answer, wire.Close):
+            logger.info("connection %s: its fresh token was refused (%s)", conn.id, answer.reason)
+            conn.close(answer.code, answer.reason)
+            return
+        try:
+            conn._deliver(answer.encode())
+        except ConnectionClosed:
+            pass  # the client left meanwhile
 
     def receive_event(self, event: wire.Event) -> None:
         """Hand a Socket.IO client's named event to the handler; answer its ack with what the handler returned.

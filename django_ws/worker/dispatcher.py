@@ -49,7 +49,8 @@ class Dispatcher:
         return len(self.connections)
 
     def dispatch(self, message: wire.Message, edge_id: str, outbox: typing.Callable[[list], None]) -> None:
-        if isinstance(message, (wire.Data, wire.Event, wire.Recovery, wire.PresenceDiff, wire.UserPresenceDiff)):
+        if isinstance(message, (wire.Data, wire.Event, wire.Recovery, wire.PresenceDiff, wire.UserPresenceDiff,
+                                wire.Refresh)):
             self._data(message, outbox)
         elif isinstance(message, wire.Connect):
             self._connect(message, edge_id, outbox)
@@ -77,8 +78,8 @@ class Dispatcher:
         entry = self.connections[conn.id] = _Entry(conn, mailbox, edge_id)
         entry.task = self.mode.spawn(runner, name=f"ws:{conn.id}")
 
-    def _data(self, message: wire.Data | wire.Event | wire.Recovery | wire.PresenceDiff | wire.UserPresenceDiff,
-              outbox) -> None:
+    def _data(self, message: wire.Data | wire.Event | wire.Recovery | wire.PresenceDiff | wire.UserPresenceDiff
+              | wire.Refresh, outbox) -> None:
         entry = self.connections.get(message.conn_id)
         if entry is None:
             # Its handler has finished (it closed, failed, or we took the edge

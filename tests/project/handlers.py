@@ -168,6 +168,12 @@ class PrivateHandler(WhoAmIHandler):
     login_required = True
 
 
+class KeptPrivateHandler(PrivateHandler):
+    """Stays open when its user's credentials end (tests/e2e/test_credentials.py)."""
+
+    close_with_credentials = False
+
+
 class DatabaseHandler(WebSocketHandler):
     def on_message(self, message):
         Visit.objects.create(tag=self.kwargs["tag"])

@@ -16,6 +16,7 @@ urlpatterns = [
     ws_path(r"^people/(?P<room>\w+)$", handlers.PeopleHandler, name="people"),
     ws_path(r"^whoami$", handlers.WhoAmIHandler, name="whoami"),
     ws_path(r"^private$", handlers.PrivateHandler, name="private"),
+    ws_path(r"^private-kept$", handlers.KeptPrivateHandler, name="private-kept"),
     ws_path(r"^db/(?P<tag>[\w-]+)$", handlers.DatabaseHandler, name="db"),
     ws_path(r"^info$", "tests.project.handlers.InfoHandler", {"extra": "yes"}, name="info"),
     ws_path(r"^shop/", include("tests.project.shop_ws_urls", namespace="shop")),

@@ -8,7 +8,7 @@ import time
 import typing
 import uuid
 
-from django_ws import wire
+from django_ws import credentials, wire
 from django_ws.codes import CloseCode
 from django_ws.history import History, Positions
 
@@ -81,6 +81,8 @@ class EdgeCore:
         #: the edge's route table may be stale, so a path it does not know goes to a
         #: worker, which answers 404 itself if the new code has no such route.
         self.routes_from_workers = False
+        #: The connections whose token expires, by id: each tick closes those past their time.
+        self.expiring: dict[str, Connection] = {}
         sends, members = self.sends, self.members
         self._on_reply = {
             wire.Send: sends.send, wire.GroupSend: sends.group_send, wire.SendTo: sends.send_to,
@@ -89,6 +91,7 @@ class EdgeCore:
             wire.Leave: members.leave, wire.Join: self._join, wire.JoinAs: self._join,
             wire.PresenceQuery: members.query,
             wire.Accept: self._accept, wire.Deny: self._deny, wire.Close: self._close,
+            wire.Credentials: self._credentials,
         }
 
     # -- figures ----------------------------------------------------------------
@@ -211,6 +214,10 @@ class EdgeCore:
         refused = self._admit(conn, payload)
         if refused is not None:
             return refused
+        if conn.expires is not None and not binary:
+            token = credentials.parse_refresh(payload)
+            if token is not None:
+                return self._refresh(conn, token)
         headers = conn.data_headers
         if headers is None:
             # A connection's Data header never changes but for the binary flag.
@@ -226,6 +233,11 @@ class EdgeCore:
         refused = self._admit(conn, payload)
         if refused is not None:
             return refused
+        if name == credentials.REFRESH_EVENT and conn.expires is not None:
+            token = credentials.parse_refresh_event(payload)
+            if token is None:
+                return self.close(conn, CloseCode.POLICY_VIOLATION, "invalid token", release=True)
+            return self._refresh(conn, token)
         header = wire.Event(conn.id, conn.route, name, ack, b"").encode()[0]
         return [Forward(conn.worker, conn, header, payload)]
 
@@ -242,6 +254,40 @@ class EdgeCore:
                 return self.close(conn, CloseCode.POLICY_VIOLATION, reason, fail=True, release=True)
         self.stats.frames_in += 1
         return None
+
+    def _refresh(self, conn: Connection, token: str) -> list[Action]:
+        """The client sent a fresh token: its worker checks it (and answers Credentials, or closes)."""
+        return [ToWorker(conn.worker, wire.Refresh(conn.id, conn.route, token))]
+
+    def _credentials(self, identity: bytes, message: wire.Credentials) -> list[Action]:
+        """What ``conn``'s access rests on, before its Accept or after a Refresh its worker accepted.
+
+        The edge joins it to its user's and its session's groups, which a
+        deactivation, a password change or a logout closes on every edge.
+        """
+        conn = self.connections.get(message.conn_id)
+        if conn is None or not may_join(conn):
+            return []
+        actions: list[Action] = []
+        if message.user and not conn.user:
+            conn.user = message.user
+            actions += self.members.join(conn, credentials.user_group(message.user))
+        if message.session and not conn.session:
+            conn.session = message.session
+            actions += self.members.join(conn, credentials.session_group(message.session))
+        if message.expires_ms > 0:
+            conn.expires = self.clock() + message.expires_ms / 1000
+            self.expiring[conn.id] = conn
+        return actions
+
+    def _expire(self, now: float) -> list[Action]:
+        """Close, with 1008, the connections whose token expired and that sent no fresh one."""
+        actions: list[Action] = []
+        for conn in [c for c in self.expiring.values() if c.expires <= now and not awaits_worker(c)]:
+            del self.expiring[conn.id]
+            logger.info("connection %s: its token expired; closing it with 1008", conn.id)
+            actions += self.close(conn, CloseCode.POLICY_VIOLATION, "token expired", release=True)
+        return actions
 
     def close(self, conn: Connection, code: int, reason: str, fail: bool = False, release: bool = False
               ) -> list[Action]:
@@ -279,6 +325,7 @@ class EdgeCore:
         self.by_route[conn.route_name] -= 1
         if not self.by_route[conn.route_name]:
             del self.by_route[conn.route_name]
+        self.expiring.pop(conn.id, None)
         self.admission.release(conn)
         if count:
             self.stats.closed_by_code[code] += 1
@@ -378,6 +425,8 @@ class EdgeCore:
                 actions += self.worker_lost(worker, f"silent for {silent:.1f}s")
             else:
                 actions += self.pool.beat(worker)
+        if self.expiring:
+            actions += self._expire(now)
         if self.history:
             # A log kept while its group has members; forgotten after ttl of silence without any.
             self.history.sweep(self.groups.__contains__)

@@ -37,9 +37,9 @@ class ConnectionState(enum.Enum):
 class Connection:
     """One client connection, as the edge knows it."""
 
-    __slots__ = ("address", "attempts", "close_after_upgrade", "close_sent", "data_headers", "early", "groups",
-                 "holding", "id", "limits", "positions", "request", "route", "route_name", "state", "transport",
-                 "watching", "worker")
+    __slots__ = ("address", "attempts", "close_after_upgrade", "close_sent", "data_headers", "early", "expires",
+                 "groups", "holding", "id", "limits", "positions", "request", "route", "route_name", "session",
+                 "state", "transport", "user", "watching", "worker")
 
     def __init__(self, conn_id: str, route: str, transport: typing.Any, route_name: str = ""):
         self.id = conn_id
@@ -77,6 +77,11 @@ class Connection:
         self.holding: dict[str, list[tuple[bool, bytes, Position]]] | None = None
         #: The groups whose joins and leaves its handler watches (made on its first watch).
         self.watching: set[str] | None = None
+        #: What its access rests on (wire.Credentials): the user's primary key and the session's
+        #: digest ('' for none), and when (the core's clock) its token expires (None: never).
+        self.user = ""
+        self.session = ""
+        self.expires: float | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.state.value} route={self.route!r}>"

@@ -19,7 +19,10 @@ export interface DjangoWebSocketOptions {
   maxQueue?: number;
   /** How long `request()` waits for its reply, in ms (default 30000); 0: no limit. */
   requestTimeout?: number;
-  /** A token, or a function returning one (or a Promise of one), called before every connect. */
+  /**
+   * A token, or a function returning one (or a Promise of one), called before every connect, and
+   * ahead of the token's expiry, whose result is sent over the open connection as {"dws_token": token}.
+   */
   token?: string | (() => string | Promise<string>);
   /** Where the token travels: "protocol" (default) or "query". */
   tokenIn?: "protocol" | "query";

@@ -44,6 +44,10 @@
  *   access logs) or, with options.tokenIn = "query", as ?access_token=
  *   (options.tokenParam). A token function that throws or rejects counts as a
  *   failed attempt: onerror({type: "error", error}), then the usual backoff.
+ *   The server closes the connection (1008 "token expired") when the token it
+ *   opened with expires: a token function is also called ahead of that, and
+ *   the fresh token sent over the open connection ({"dws_token": token}), so
+ *   the connection stays open; a close for "token expired" reconnects.
  * - options.WebSocket: the WebSocket class to use; by default the global one
  *   (browsers, Node 22+). In older Node: new DjangoWebSocket(url, {WebSocket: require("ws")}).
  * No dependencies, no build step. A script tag defines window.DjangoWebSocket;
@@ -67,6 +71,24 @@
   // 1003 (data the server cannot take), 1008 (policy), 1009 (too big) and the application's 4000-4999.
   function isFinalCode(code) {
     return code === 1003 || code === 1008 || code === 1009 || (code >= 4000 && code <= 4999);
+  }
+
+  // A token's expiry (ms since the epoch) from its own claims: "exp" of a JWT, "e" of make_token's
+  // (its signed payload is base64url JSON before "~"); null when it does not say.
+  var REFRESH_AT = 0.6;
+  function tokenExpiry(token) {
+    if (typeof token !== "string" || typeof atob !== "function") return null;
+    var jwt = token.indexOf("~") === -1 && token.split(".").length === 3;
+    var part = jwt ? token.split(".")[1] : token.split("~")[0];
+    if (!part || part.charAt(0) === ".") return null;  // empty, or compressed
+    try {
+      var text = atob(part.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((part.length + 3) % 4));
+      var claims = JSON.parse(text);
+      var seconds = jwt ? claims.exp : claims.e;
+      return typeof seconds === "number" ? seconds * 1000 : null;
+    } catch (e) {
+      return null;
+    }
   }
 
   function DjangoWebSocket(url, options) {
@@ -200,6 +222,7 @@
     }
     var url = this._url(token);
     ws = protocols ? new Impl(url, protocols) : new Impl(url);
+    this._tokenUsed = token;
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     var opened = false;
@@ -210,6 +233,7 @@
       if (self._openedSettle) { self._openedSettle[0](event); self._openedSettle = null; }
       self._emit("open", event);
       while (self.queue.length && ws.readyState === OPEN) ws.send(self.queue.shift());
+      self._planRefresh(ws, self._tokenUsed);
     };
     ws.onmessage = function (event) {
       var data = self.recover ? self._unwrap(event.data) : event.data;
@@ -225,8 +249,29 @@
     };
     ws.onerror = function (event) { self._emit("error", event); };
     ws.onclose = function (event) {
+      if (self._refreshTimer) { clearTimeout(self._refreshTimer); self._refreshTimer = null; }
       if (self.ws === ws) self._closed(event, opened);
     };
+  };
+
+  // The server closes a connection with 1008 "token expired" when its token expires (docs/protocol.rst,
+  // "Fresh tokens"): ahead of that (REFRESH_AT of its remaining life), ask the token option for a fresh one
+  // and send it over the open connection as {"dws_token": ...}. Only a token function can give a fresh one.
+  DjangoWebSocket.prototype._planRefresh = function (ws, token) {
+    var self = this;
+    var expires = tokenExpiry(token);
+    if (expires === null || typeof this.token !== "function") return;
+    var delay = Math.max(0, (expires - Date.now()) * REFRESH_AT);
+    this._refreshTimer = setTimeout(function () {
+      self._refreshTimer = null;
+      var pending;
+      try { pending = self.token(); } catch (error) { self._emit("error", {type: "error", error: error}); return; }
+      Promise.resolve(pending).then(function (fresh) {
+        if (self.ws !== ws || ws.readyState !== OPEN || !fresh) return;
+        ws.send(JSON.stringify({dws_token: fresh}));
+        self._planRefresh(ws, fresh);
+      }, function (error) { self._emit("error", {type: "error", error: error}); });
+    }, delay);
   };
 
   // The rules of the header: decided before onclose runs, so a handler can read socket.stopped.
@@ -237,7 +282,9 @@
       reconnect = false;
     } else {
       var verdict = this.shouldReconnect ? this.shouldReconnect(event, {refused: refused, attempts: this.attempts}) : undefined;
-      reconnect = typeof verdict === "boolean" ? verdict : !(refused || isFinalCode(event.code));
+      // A token that expired is no reason to stop when the token function can give a fresh one.
+      var renewable = event.reason === "token expired" && typeof this.token === "function";
+      reconnect = typeof verdict === "boolean" ? verdict : !(refused || (isFinalCode(event.code) && !renewable));
     }
     var why = this.closedByUser ? "closed by the page" : refused ? "refused" : "close code " + event.code;
     if (opened) this._armOpened();  // `opened` now waits for the next open...
