@@ -124,6 +124,10 @@ DEFAULTS = {
     # Publish requests per second each key may make (a token bucket holding a
     # second's worth, at least 1); past it, 429 with Retry-After. 0 or None: no limit.
     "WS_API_RATE": 100.0,
+    # OpenTelemetry spans for sends, deliveries, handshakes and handler calls (docs/operating.rst,
+    # "Traces"; needs the [otel] extra and a tracer provider the project configures). Off:
+    # nothing of OpenTelemetry is imported.
+    "WS_TRACING": False,
 }
 
 
