@@ -205,7 +205,7 @@ class ConnectionRunner:
             if self.tracing is None:
                 handler.on_connect()
             else:
-                with self.tracing.span("on_connect", conn.route, handler, _traceparent(conn.request_meta)):
+                with self.tracing.span("on_connect", _route_name(conn), handler, _traceparent(conn.request_meta)):
                     handler.on_connect()
             offered, token_marker = tokens.strip_token_subprotocols(conn.request_meta.get("subprotocols", []))
             subprotocol = handler.select_subprotocol(list(offered)) or ""
@@ -319,7 +319,7 @@ class ConnectionRunner:
         try:
             if self.tracing is None:
                 return getattr(self.handler, hook)(*args)
-            with self.tracing.span(hook, conn.route, self.handler):
+            with self.tracing.span(hook, _route_name(conn), self.handler):
                 return getattr(self.handler, hook)(*args)
         except ConnectionClosed as exc:
             if exc.conn_id != conn.id:  # a send to another connection: that is a bug
@@ -358,6 +358,12 @@ class ConnectionRunner:
         )
         if hook != "on_close":
             conn.close(CloseCode.INTERNAL_ERROR, "handler error")
+
+
+def _route_name(conn: Connection) -> str:
+    """The route's name (``ws_path(..., name=...)``), or its path when it has none."""
+    match = getattr(conn.request, "resolver_match", None)
+    return (match.url_name if match is not None else None) or conn.route
 
 
 def _traceparent(request_meta: dict) -> str:
