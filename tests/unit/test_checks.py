@@ -203,3 +203,18 @@ def test_api_keys_of_the_wrong_shape_are_e010_and_short_ones_w015():
         (warning,) = check_api_keys(None)
     assert warning.id == "django_ws.W015" and "'billing'" in warning.msg and "'search'" not in warning.msg
     assert "hunter2" not in warning.msg, "a check never prints a key"
+
+
+def test_tracing_without_opentelemetry_is_e011(monkeypatch):
+    import importlib.util
+
+    from django_ws.checks import check_tracing
+
+    assert check_tracing(None) == []  # off by default
+    with override_settings(WS_TRACING=True):
+        assert check_tracing(None) == []  # the [test] extra installs it
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a: None if name.startswith("opentelemetry") else real(name, *a))
+        (error,) = check_tracing(None)
+    assert error.id == "django_ws.E011" and "otel" in error.hint
