@@ -259,12 +259,12 @@ def check_api_keys(app_configs, **kwargs):
 
 @checks.register()
 def check_tracing(app_configs, **kwargs):
-    """WS_TRACING on without OpenTelemetry's API installed (E011): every process would fail at its first span."""
+    """WS_TRACING on without OpenTelemetry's API installed (E012): every process would fail at its first span."""
     if not ws_settings.WS_TRACING:
         return []
     import importlib.util
 
     if importlib.util.find_spec("opentelemetry") is None or importlib.util.find_spec("opentelemetry.trace") is None:
         return [checks.Error("WS_TRACING is on but OpenTelemetry is not installed",
-                             hint="pip install 'django-ws-edge[otel]'", id="django_ws.E011")]
+                             hint="pip install 'django-ws-edge[otel]'", id="django_ws.E012")]
     return []

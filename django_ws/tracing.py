@@ -26,7 +26,9 @@ import typing
 from django_ws.conf import ws_settings
 
 if typing.TYPE_CHECKING:  # pragma: no cover
-    from opentelemetry.trace import Tracer
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 #: The instrumentation scope of every span django-ws makes.
 SCOPE = "django_ws"
@@ -48,19 +50,19 @@ def _tracer() -> Tracer:
     return trace.get_tracer(SCOPE, __version__)
 
 
-def _propagator():
+def _propagator() -> TraceContextTextMapPropagator:
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     return TraceContextTextMapPropagator()
 
 
-def _parent(traceparent: str):
+def _parent(traceparent: str) -> Context:
     """The OpenTelemetry context of a ``traceparent`` (an empty context for '' or a malformed one)."""
     return _propagator().extract({"traceparent": traceparent} if traceparent else {})
 
 
 @contextlib.contextmanager
-def producer(name: str, attributes: dict, traceparent: str = "") -> typing.Iterator[str]:
+def producer(name: str, attributes: dict[str, str], traceparent: str = "") -> typing.Iterator[str]:
     """A PRODUCER span around a send; yields the ``traceparent`` the message carries.
 
     ``traceparent``: a parent from outside (the HTTP publish's own header);
@@ -85,6 +87,24 @@ class EdgeTracing:
         self.kind = SpanKind.CONSUMER
         self.edge_id = edge_id
 
+    @contextlib.contextmanager
+    def handshake(self, path: str, request: dict[str, typing.Any]) -> typing.Iterator[None]:
+        """A SERVER span around a WebSocket handshake, child of the client's ``traceparent`` header if any.
+
+        Its context goes to the worker in the Connect's ``request`` (``"traceparent"``), so that
+        the handler's ``on_connect`` span is its child.
+        """
+        from opentelemetry.trace import SpanKind
+
+        header = next((value for name, value in request.get("headers", ()) if name.lower() == "traceparent"), "")
+        with self.tracer.start_as_current_span("django_ws handshake", context=_parent(header) if header else None,
+                                               kind=SpanKind.SERVER,
+                                               attributes={"django_ws.edge": self.edge_id, "url.path": path}):
+            carrier: dict[str, str] = {}
+            _propagator().inject(carrier)
+            request["traceparent"] = carrier.get("traceparent", "")
+            yield
+
     def delivered(self, traceparent: str, clients: int) -> None:
         """The message of ``traceparent`` was handed to ``clients`` sockets here."""
         span = self.tracer.start_span("django_ws deliver", context=_parent(traceparent), kind=self.kind,
@@ -106,7 +126,8 @@ class HandlerTracing:
         self.tracer = _tracer()
         self.kind = SpanKind.SERVER
 
-    def span(self, hook: str, route: str, handler: object, traceparent: str = ""):
+    def span(self, hook: str, route: str, handler: object,
+             traceparent: str = "") -> contextlib.AbstractContextManager[Span]:
         """A span named after ``hook``; ``traceparent``: the client's own, for on_connect."""
         cls = type(handler)
         return self.tracer.start_as_current_span(

@@ -367,7 +367,9 @@ def _route_name(conn: Connection) -> str:
 
 
 def _traceparent(request_meta: dict) -> str:
-    """The ``traceparent`` header of the client's handshake, if it sent one (a traced browser or service)."""
+    """The edge's handshake span (WS_TRACING there), else the client's own ``traceparent`` header, or ''."""
+    if request_meta.get("traceparent"):
+        return request_meta["traceparent"]
     for name, value in request_meta.get("headers", ()):
         if name.lower() == "traceparent":
             return value

@@ -49,11 +49,11 @@ def traced(server_db):
 
 
 def spans_of(path, trace_id, *, until):
-    """The spans of ``trace_id`` in the file, once ``until(spans)`` holds (the edges export as they deliver)."""
+    """The spans of ``trace_id`` (None: all) in the file, once ``until(spans)`` holds (processes export as they go)."""
     deadline = time.monotonic() + 20
     while True:
         with open(path) as file:
-            found = [span for span in map(json.loads, file) if span["trace_id"] == trace_id]
+            found = [span for span in map(json.loads, file) if trace_id in (None, span["trace_id"])]
         if until(found) or time.monotonic() > deadline:
             return found
         time.sleep(0.05)  # polling a file the other processes append to
@@ -118,9 +118,14 @@ def test_handler_calls_are_spans_and_an_http_publish_continues_its_callers_trace
     (publish,) = [span for span in found if span["name"] == "django_ws publish"]
     assert publish["parent_id"] == caller_span
     assert [span["parent_id"] for span in deliveries(found)] == [publish["span_id"]]
-    with open(path) as file:
-        hooks = [span for span in map(json.loads, file) if span["name"] in ("django_ws on_connect",
-                                                                             "django_ws on_message")]
-    assert any(span["attributes"] == {"django_ws.route": "room",
-                                      "django_ws.handler": "tests.project.handlers.RoomHandler"} for span in hooks)
+    room = {"django_ws.route": "room", "django_ws.handler": "tests.project.handlers.RoomHandler"}
+    named = ("django_ws on_connect", "django_ws on_open", "django_ws handshake")
+    everything = spans_of(path, None, until=lambda found: {s["name"] for s in found if s["attributes"] == room
+                                                           or s["name"] == "django_ws handshake"} >= set(named))
+    hooks = [span for span in everything if span["attributes"] == room]
+    assert {span["name"] for span in hooks} >= {"django_ws on_connect", "django_ws on_open"}, everything
+    handshakes = {span["span_id"]: span for span in everything if span["name"] == "django_ws handshake"}
+    connects = [span for span in hooks if span["name"] == "django_ws on_connect"]
+    assert connects and all(handshakes[span["parent_id"]]["trace_id"] == span["trace_id"] for span in connects), \
+        "each on_connect (in a worker) is a child of its handshake (on the edge)"
     ws.close()

@@ -217,4 +217,4 @@ def test_tracing_without_opentelemetry_is_e011(monkeypatch):
         monkeypatch.setattr(importlib.util, "find_spec",
                             lambda name, *a: None if name.startswith("opentelemetry") else real(name, *a))
         (error,) = check_tracing(None)
-    assert error.id == "django_ws.E011" and "otel" in error.hint
+    assert error.id == "django_ws.E012" and "otel" in error.hint
