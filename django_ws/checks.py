@@ -281,3 +281,16 @@ def check_presence(app_configs, **kwargs):
         found.append(checks.Error(f"WS_PRESENCE_INFO_MAX must be a number of bytes (an int of at least 2), "
                                   f"not {info_max!r}", hint="The default is 2048.", id="django_ws.E012"))
     return found
+
+
+@checks.register()
+def check_tracing(app_configs, **kwargs):
+    """WS_TRACING on without OpenTelemetry's API installed (E013): every process would fail at its first span."""
+    if not ws_settings.WS_TRACING:
+        return []
+    import importlib.util
+
+    if importlib.util.find_spec("opentelemetry") is None or importlib.util.find_spec("opentelemetry.trace") is None:
+        return [checks.Error("WS_TRACING is on but OpenTelemetry is not installed",
+                             hint="pip install 'django-ws-edge[otel]'", id="django_ws.E013")]
+    return []

@@ -133,6 +133,10 @@ DEFAULTS = {
     # The admin's live view (docs/operating.rst): seconds it waits for each edge's
     # report (all edges are asked at once); an edge later than that shows as not answering.
     "WS_ADMIN_TIMEOUT": 1.0,
+    # OpenTelemetry spans for sends, deliveries, handshakes and handler calls (docs/operating.rst,
+    # "Traces"; needs the [otel] extra and a tracer provider the project configures). Off:
+    # nothing of OpenTelemetry is imported.
+    "WS_TRACING": False,
 }
 
 

@@ -31,11 +31,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+import time
 import typing
 import uuid
 import weakref
 
-from django_ws import links, wire
+from django_ws import links, tracing, wire
 from django_ws.codes import is_valid_close_code
 from django_ws.conf import ws_settings
 from django_ws.exceptions import SendError
@@ -183,8 +184,10 @@ def send_to_group(group: str, data: str | bytes, *, exclude: str | None = None, 
     within WS_SEND_KEY_TTL does not deliver it again (ignored inside a worker).
     """
     binary, payload = wire.payload(data)
-    return SendResult(current_route().send(lambda ref: wire.GroupSend(group, exclude or "", binary, payload, ref),
-                                           timeout, _check_key(key)))
+    return SendResult(stamped_send(
+        current_route(), "django_ws send_to_group", {"django_ws.group": group},
+        lambda ref, sent_at, trace: wire.GroupSend(group, exclude or "", binary, payload, ref, sent_at, trace),
+        timeout, _check_key(key)))
 
 
 def send_to_connection(connection_id: str, data: str | bytes, *, timeout: float | None = None,
@@ -195,8 +198,26 @@ def send_to_connection(connection_id: str, data: str | bytes, *, timeout: float 
     (it is alive and subscribed). ``key``: as for send_to_group.
     """
     binary, payload = wire.payload(data)
-    return SendResult(current_route().send(lambda ref: wire.SendTo(connection_id, binary, payload, ref), timeout,
-                                           _check_key(key)))
+    return SendResult(stamped_send(
+        current_route(), "django_ws send_to_connection", {"django_ws.connection": connection_id},
+        lambda ref, sent_at, trace: wire.SendTo(connection_id, binary, payload, ref, sent_at, trace),
+        timeout, _check_key(key)))
+
+
+def stamped_send(route, name: str, attributes: dict, build: typing.Callable[[str, int, str], wire.Message],
+                 timeout: float | None, key: str | None, *, sent_at: int = 0, traceparent: str = "") -> int | None:
+    """Send the message ``build(ref, sent_at, trace)`` makes through ``route``, stamped and, with WS_TRACING, traced.
+
+    ``sent_at``: the wall clock of the sender's call in microseconds (now, by
+    default), from which each edge measures delivery latency. With
+    WS_TRACING, the send is the span ``name`` (a child of ``traceparent``, or
+    of the current span), whose context the message carries to every edge.
+    """
+    sent_at = sent_at or time.time_ns() // 1000
+    if not tracing.enabled():
+        return route.send(lambda ref: build(ref, sent_at, ""), timeout, key)
+    with tracing.producer(name, attributes, traceparent) as trace:
+        return route.send(lambda ref: build(ref, sent_at, trace), timeout, key)
 
 
 def close_connection(connection_id: str, code: int = 1000, reason: str = "", *,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import typing
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ from django_ws import wire
 from django_ws.conf import ws_settings
 from django_ws.history import History, parse_settings
 from django_ws.routing import Mount
+from django_ws.tracing import edge_tracing
 
 from .core import (
     Acknowledge,
@@ -78,6 +80,9 @@ class Edge:
             history=History(parse_settings(ws_settings.WS_GROUP_HISTORY)),
             presence_window=float(ws_settings.WS_PRESENCE_WINDOW),
         )
+        self.latency = self.core.stats.delivery_latency
+        #: Spans of deliveries (WS_TRACING), or None: then nothing of OpenTelemetry is imported.
+        self.tracing = edge_tracing(self.core.edge_id)
         self.link = ZmqLink(push_endpoint, sub_endpoint, queue_limit=int(ws_settings.WS_QUEUE_LIMIT), events=self)
         if self.broker_config is not None:
             self.broker = self._broker_link(push_endpoint, sub_endpoint, announce_host)
@@ -181,8 +186,15 @@ class Edge:
 
     def _deliver(self, action: Deliver) -> None:
         binary, payload, position = action.binary, action.payload, action.position
-        for conn in action.targets:
+        targets = action.targets
+        for conn in targets:
             conn.transport.deliver(binary, payload, position)
+        if action.sent_at:
+            # Handed to every target's socket (written at the end of this turn of the loop): one clock
+            # read and one observation per message, whatever the number of targets.
+            self.latency.observe(time.time() - action.sent_at / 1e6, len(targets))
+        if action.trace and self.tracing is not None:
+            self.tracing.delivered(action.trace, len(targets))
 
     def _acknowledge(self, action: Acknowledge) -> None:
         action.conn.transport.acknowledge(action.ack, action.payload)

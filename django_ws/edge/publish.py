@@ -36,7 +36,7 @@ import tornado.web
 from django_ws import wire
 from django_ws.conf import api_keys, ws_settings
 from django_ws.exceptions import SendError
-from django_ws.sending import EdgeRoute, SendResult, _check_key
+from django_ws.sending import EdgeRoute, SendResult, _check_key, stamped_send
 
 from .limits import TokenBucket
 
@@ -45,7 +45,7 @@ if typing.TYPE_CHECKING:  # pragma: no cover
     from django_ws.broker.route import BrokerRoute
 
 #: What a request asks for: a function of the message reference making the wire message, and the idempotency key.
-MakeMessage = typing.Callable[[str], wire.Message]
+MakeMessage = typing.Callable[..., wire.Message]
 
 logger = logging.getLogger("django_ws.edge")
 
@@ -126,7 +126,10 @@ class Publisher:
         return bucket.wait(1, now)
 
     def parse(self, body: bytes) -> tuple[MakeMessage, str | None]:
-        """What ``body`` asks for: a function of ``ref`` that builds the message, and its key; or BadRequest."""
+        """What ``body`` asks for: a function of ``(ref, sent_at, trace)`` that builds the message, and its key.
+
+        Or BadRequest.
+        """
         # base64 makes 3 bytes 4, and JSON may escape more: bound what is worth parsing at all.
         if len(body) > 2 * self.max_message_size + 65536:
             raise BadRequest(413, f"the body is larger than a message may be (WS_MAX_MESSAGE_SIZE: "
@@ -180,14 +183,25 @@ class Publisher:
             raise BadRequest(413, f'"data" is {len(payload)} bytes, more than WS_MAX_MESSAGE_SIZE '
                                   f"({self.max_message_size})")
         if group is not None:
-            return (lambda ref: wire.GroupSend(group, exclude or "", binary, payload, ref)), key
+            return (lambda ref, sent_at=0, trace="":
+                    wire.GroupSend(group, exclude or "", binary, payload, ref, sent_at, trace)), key
         assert connection is not None  # one of the two, checked above
-        return (lambda ref: wire.SendTo(connection, binary, payload, ref)), key
+        return (lambda ref, sent_at=0, trace="": wire.SendTo(connection, binary, payload, ref, sent_at, trace)), key
 
-    def send(self, make: MakeMessage, key: str | None) -> dict[str, typing.Any]:
-        """Carry out one send (in a pool thread); the answer's body. SendError when nobody was reached."""
+    def send(self, make: MakeMessage, key: str | None, sent_at: int = 0,
+             traceparent: str = "") -> dict[str, typing.Any]:
+        """Carry out one send (in a pool thread); the answer's body. SendError when nobody was reached.
+
+        ``sent_at``: when the request arrived (the stamp delivery latency counts from);
+        ``traceparent``: the request's own header, the parent of its span (WS_TRACING).
+        """
+        message = make("")
+        target = ({"django_ws.group": message.group} if isinstance(message, wire.GroupSend)
+                  else {"django_ws.connection": getattr(message, "conn_id", "")})
         try:
-            return {"delivered": SendResult(self.route.send(make, None, key)).delivered}
+            delivered = stamped_send(self.route, "django_ws publish", target, make, None, key, sent_at=sent_at,
+                                     traceparent=traceparent)
+            return {"delivered": SendResult(delivered).delivered}
         except SendError as error:
             if not error.reached:
                 raise
@@ -236,13 +250,15 @@ class PublishHandler(tornado.web.RequestHandler):
             self.set_header("Retry-After", str(max(1, math.ceil(wait))))
             return self.answer(429, {"error": f"key {name!r} is over its rate limit (WS_API_RATE: "
                                               f"{publisher.rate:g} per second)"})
+        sent_at = time.time_ns() // 1000
         try:
             make, key = publisher.parse(self.request.body)
         except BadRequest as bad:
             return self.answer(bad.status, {"error": bad.error})
         loop = tornado.ioloop.IOLoop.current()
         try:
-            body = await loop.run_in_executor(publisher.executor, publisher.send, make, key)
+            body = await loop.run_in_executor(publisher.executor, publisher.send, make, key, sent_at,
+                                              self.request.headers.get("traceparent", ""))
         except SendError as error:
             return self.answer(503, {"error": str(error), "unreached": error.unreached, "key": error.key})
         self.answer(200, body)

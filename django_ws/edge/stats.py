@@ -44,6 +44,8 @@ def snapshot(core: EdgeCore, broker=None) -> dict:
         "group_members": sum(len(m) for m in core.groups.values()),
         #: What WS_GROUP_HISTORY keeps: group logs, messages and their payload bytes.
         "history": core.history.figures(),
+        #: From the sender's call to the frame handed to the client's socket (core/latency.py).
+        "delivery_latency": stats.delivery_latency.figures(),
         "workers": [
             {
                 "id": w.worker_id,
@@ -205,6 +207,17 @@ def prometheus(data: dict) -> str:
     metric("worker_load", "gauge", "Connections each worker holds (all edges).",
            [({**edge, "worker": w["id"]}, w["load"]) for w in data["workers"]])
     metric("workers", "gauge", "Workers connected to this edge.", [(edge, len(data["workers"]))])
+    latency = data["delivery_latency"]
+    lines.append("# HELP django_ws_delivery_latency_seconds From a sender's send_to_group, send_to_connection or "
+                 "HTTP publish to the frame handed to the client's socket, by wall clocks (across hosts: plus "
+                 "their offset).")
+    lines.append("# TYPE django_ws_delivery_latency_seconds histogram")
+    label = f'edge="{data["edge_id"]}"'
+    for le, total in latency["buckets"]:
+        bound = "+Inf" if le is None else repr(le)
+        lines.append(f'django_ws_delivery_latency_seconds_bucket{{{label},le="{bound}"}} {total}')
+    lines.append(f"django_ws_delivery_latency_seconds_sum{{{label}}} {latency['sum_s']!r}")
+    lines.append(f"django_ws_delivery_latency_seconds_count{{{label}}} {latency['count']}")
     broker = data.get("broker")
     if broker is not None:
         metric("broker_connected", "gauge", "1 while the edge holds a session with the broker (WS_BROKER).",

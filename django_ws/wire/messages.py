@@ -28,7 +28,7 @@ import struct
 import typing
 from typing import ClassVar
 
-VERSION = b"DWS3"
+VERSION = b"DWS4"
 _LENGTH = struct.Struct("!I")
 _HEAD = len(VERSION) + 1  # version and kind
 
@@ -473,6 +473,10 @@ class GroupSend(Message):
 
     One GroupSend crosses to each edge; the edge fans it out to its members.
     With a non-empty ``ref`` the edge answers the sender with an Ack.
+    ``sent_at``: the sender's wall clock at its call, in microseconds since
+    the epoch (0: not stamped), from which the edge measures delivery
+    latency; ``trace``: the sender's W3C ``traceparent`` ('' for none), so
+    that the fan-out on each edge joins the sender's trace.
     """
 
     group: str
@@ -480,16 +484,23 @@ class GroupSend(Message):
     binary: bool
     payload: bytes
     ref: str
+    sent_at: int = 0
+    trace: str = ""
 
 
 @_message(b"T")
 class SendTo(Message):
-    """From any Django process: ``payload`` for one connection; the edge Acks ``ref``."""
+    """From any Django process: ``payload`` for one connection; the edge Acks ``ref``.
+
+    ``sent_at`` and ``trace`` as in :class:`GroupSend`.
+    """
 
     conn_id: str
     binary: bool
     payload: bytes
     ref: str
+    sent_at: int = 0
+    trace: str = ""
 
 
 @_message(b"Z")

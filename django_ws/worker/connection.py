@@ -18,7 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import connections
 from django.urls import Resolver404
 
-from django_ws import access, tokens, wire
+from django_ws import access, tokens, tracing, wire
 from django_ws.codes import check_close_code
 from django_ws.exceptions import ConnectionClosed, EdgeUnreachable, HandshakeDenied
 from django_ws.handlers import CloseCode
@@ -149,6 +149,8 @@ class ConnectionRunner:
         self.accepted = False
         #: on_open ran (the first message's contract); it has no bearing on on_close.
         self.opened = False
+        #: Spans around the handler's hooks (WS_TRACING), or None.
+        self.tracing = tracing.handler_tracing()
 
     #: Do what Django does around a request for the database. The in-process
     #: test communicator turns this off: inside a TestCase's transaction,
@@ -203,7 +205,11 @@ class ConnectionRunner:
             handler = self.handler = match.func(conn)
             tokens.authenticate(conn.request, handler)
             _check_access(handler)
-            handler.on_connect()
+            if self.tracing is None:
+                handler.on_connect()
+            else:
+                with self.tracing.span("on_connect", _route_name(conn), handler, _traceparent(conn.request_meta)):
+                    handler.on_connect()
             offered, token_marker = tokens.strip_token_subprotocols(conn.request_meta.get("subprotocols", []))
             subprotocol = handler.select_subprotocol(list(offered)) or ""
             if subprotocol and subprotocol not in offered:
@@ -343,7 +349,10 @@ class ConnectionRunner:
         conn = self.connection
         self._db_hygiene()
         try:
-            return getattr(self.handler, hook)(*args)
+            if self.tracing is None:
+                return getattr(self.handler, hook)(*args)
+            with self.tracing.span(hook, _route_name(conn), self.handler):
+                return getattr(self.handler, hook)(*args)
         except ConnectionClosed as exc:
             if exc.conn_id != conn.id:  # a send to another connection: that is a bug
                 self._fail(hook)
@@ -381,6 +390,22 @@ class ConnectionRunner:
         )
         if hook != "on_close":
             conn.close(CloseCode.INTERNAL_ERROR, "handler error")
+
+
+def _route_name(conn: Connection) -> str:
+    """The route's name (``ws_path(..., name=...)``), or its path when it has none."""
+    match = getattr(conn.request, "resolver_match", None)
+    return (match.url_name if match is not None else None) or conn.route
+
+
+def _traceparent(request_meta: dict) -> str:
+    """The edge's handshake span (WS_TRACING there), else the client's own ``traceparent`` header, or ''."""
+    if request_meta.get("traceparent"):
+        return request_meta["traceparent"]
+    for name, value in request_meta.get("headers", ()):
+        if name.lower() == "traceparent":
+            return value
+    return ""
 
 
 def _check_access(handler) -> None:

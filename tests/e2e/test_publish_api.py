@@ -256,3 +256,24 @@ def test_in_cluster_mode_a_publish_reaches_every_edge_through_the_broker(redis_s
     finally:
         failed = cluster.stop()
     assert not failed, f"every process exits as expected on SIGTERM: {failed}"
+
+
+def test_each_edge_measures_the_delivery_latency_of_what_it_delivered(edges):
+    """Without OpenTelemetry: the histogram, in the stats JSON and the Prometheus metrics of both edges."""
+    def latency(server):
+        with urllib.request.urlopen(f"{server.http_url}/_django_ws/stats", timeout=10) as response:
+            return json.loads(response.read())["delivery_latency"]
+
+    before = [latency(srv)["count"] for srv in edges]
+    members = members_on_both(edges, "timed")
+    assert post(edges[0], {"group": "room.timed", "data": "timed"})[:2] == (200, {"delivered": 4})
+    receive_all(members, "timed")
+    for srv, count in zip(edges, before):
+        figures = latency(srv)
+        assert figures["count"] == count + 2, "one observation per client reached"
+        assert figures["buckets"][-1] == [None, figures["count"]] and 0 <= figures["p50_s"] <= figures["p99_s"]
+        with urllib.request.urlopen(f"{srv.http_url}/_django_ws/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        assert "# TYPE django_ws_delivery_latency_seconds histogram" in metrics
+        assert f'le="+Inf"}} {figures["count"]}' in metrics
+    close_all(members)

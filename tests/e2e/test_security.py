@@ -539,7 +539,7 @@ def envelope(kind: bytes, *fields: bytes, payload: bytes | None = None, version:
 
 GARBAGE_ENVELOPES = [
     [b"\x80\x04\x95pickle"],  # a pickle, where a header goes
-    [b"DWS3"],  # a header too short for a kind
+    [b"DWS4"],  # a header too short for a kind
     envelope(b"S", b"c.1", b"0", payload=b"x", version=b"DWS9"),  # unknown version
     envelope(b"Z", b"x"),  # unknown kind
     envelope(b"S", b"c.1", b"maybe", payload=b"x"),  # a bool that is not one

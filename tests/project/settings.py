@@ -130,3 +130,10 @@ if os.environ.get("DJANGO_WS_API_KEYS"):
     WS_API_KEYS = json.loads(os.environ["DJANGO_WS_API_KEYS"])
 if os.environ.get("DJANGO_WS_API_RATE"):
     WS_API_RATE = float(os.environ["DJANGO_WS_API_RATE"])
+
+# Tracing: tests/e2e/test_tracing.py turns it on, each process exporting its spans to one file.
+if os.environ.get("DJANGO_WS_TEST_SPANS"):
+    from tests.project.tracing import export_spans_to
+
+    WS_TRACING = True
+    export_spans_to(os.environ["DJANGO_WS_TEST_SPANS"])

@@ -223,3 +223,18 @@ def test_presence_settings_out_of_range_are_e012(name, value):
     with override_settings(**{name: value}):
         assert [error.id for error in check_presence(None)] == ["django_ws.E012"]
     assert check_presence(None) == []
+
+
+def test_tracing_without_opentelemetry_is_e013(monkeypatch):
+    import importlib.util
+
+    from django_ws.checks import check_tracing
+
+    assert check_tracing(None) == []  # off by default
+    with override_settings(WS_TRACING=True):
+        assert check_tracing(None) == []  # the [test] extra installs it
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a: None if name.startswith("opentelemetry") else real(name, *a))
+        (error,) = check_tracing(None)
+    assert error.id == "django_ws.E013" and "otel" in error.hint

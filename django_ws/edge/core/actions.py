@@ -61,6 +61,9 @@ class Deliver(Action):
     binary: bool
     payload: bytes
     position: Position | None = None
+    #: The sender's stamp (wire.GroupSend.sent_at, microseconds; 0: none, as for replays) and traceparent.
+    sent_at: int = 0
+    trace: str = ""
 
 
 @dataclass(slots=True)
@@ -203,10 +206,13 @@ class WorkerChanged(Action):
     worker: WorkerState
 
 
-def deliver(stats: Stats, targets: list[Connection], binary: bool, payload: bytes, position: Position | None = None
-            ) -> list[Action]:
-    """The Deliver of one message to ``targets``, counted in ``stats.frames_out``; no action without a target."""
+def deliver(stats: Stats, targets: list[Connection], binary: bool, payload: bytes, position: Position | None = None,
+            sent_at: int = 0, trace: str = "") -> list[Action]:
+    """The Deliver of one message to ``targets``, counted in ``stats.frames_out``; no action without a target.
+
+    ``sent_at`` and ``trace``: a sender's live message (not a replay), whose latency the edge observes.
+    """
     if not targets:
         return []
     stats.frames_out += len(targets)
-    return [Deliver(targets, binary, payload, position)]
+    return [Deliver(targets, binary, payload, position, sent_at, trace)]

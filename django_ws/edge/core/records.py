@@ -15,6 +15,8 @@ import typing
 
 from django_ws import wire
 
+from .latency import LatencyHistogram
+
 if typing.TYPE_CHECKING:  # pragma: no cover
     from django_ws.history import Position, Positions
 
@@ -129,8 +131,8 @@ class WorkerState:
 class Stats:
     """Counters for the stats endpoint and the shutdown report."""
 
-    __slots__ = ("closed_by_code", "connections_total", "frames_in", "frames_out", "proxy_limited", "rate_limited",
-                 "refused")
+    __slots__ = ("closed_by_code", "connections_total", "delivery_latency", "frames_in", "frames_out",
+                 "proxy_limited", "rate_limited", "refused")
 
     def __init__(self):
         self.frames_in = 0
@@ -144,3 +146,5 @@ class Stats:
         #: Of the handshakes refused by a per-address limit, those that carried
         #: X-Forwarded-For or X-Real-IP while WS_TRUST_PROXY_HEADERS is off.
         self.proxy_limited = 0
+        #: From a sender's stamp to the frame handed to the client's socket (the edge observes it).
+        self.delivery_latency = LatencyHistogram()

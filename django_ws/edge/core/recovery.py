@@ -89,7 +89,8 @@ class Recovery:
             held.append((message, position))
             return []
         self._last_seen[group] = (position.epoch, position.offset)
-        return deliver(self.stats, self._members_at(group, exclude, entry), message.binary, message.payload, position)
+        return deliver(self.stats, self._members_at(group, exclude, entry), message.binary, message.payload, position,
+                       message.sent_at, message.trace)
 
     def _members_at(self, group: str, exclude: str, entry: Entry) -> list[Connection]:
         """The open members of ``group`` that get ``entry`` (binary, payload, position) now.
@@ -250,5 +251,6 @@ class Recovery:
                 if (conn is not None and is_open(conn) and conn_id != message.exclude
                         and (position.epoch != their_epoch or position.offset > their_last)):
                     targets.append(conn)
-            actions += deliver(self.stats, targets, message.binary, message.payload, position)
+            actions += deliver(self.stats, targets, message.binary, message.payload, position,
+                               message.sent_at, message.trace)
         return actions

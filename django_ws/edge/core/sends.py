@@ -73,7 +73,7 @@ class RecentSends:
             if seen is not None:
                 return [Answer(identity, wire.Ack(ref, self.edge_id, seen[1]))]
         found, position = targets()
-        actions = deliver(self.stats, found, message.binary, message.payload, position)
+        actions = deliver(self.stats, found, message.binary, message.payload, position, message.sent_at, message.trace)
         if ref:
             if self.ttl > 0:
                 recent[ref] = (now + self.ttl, len(found))
@@ -157,7 +157,7 @@ class Sends:
                 return self.recovery.fan_out_at(message, Position(message.group, *position))
             # No position: the sender keeps no history for this group; neither does the edge in a cluster.
             return deliver(self.stats, self.members.members_of(message.group, exclude=message.exclude),
-                           message.binary, message.payload)
+                           message.binary, message.payload, None, message.sent_at, message.trace)
         if isinstance(message, wire.SendTo):
             return self.send_to(b"", dataclasses.replace(message, ref=""))
         if isinstance(message, wire.CloseConnections):

@@ -83,6 +83,14 @@ class WebSocketHandshake(tornado.web.RequestHandler):
         if positions is not None:
             meta["query"] = without_positions(meta["query"])
             meta["recovering"] = sorted(positions.positions)
+        if edge.tracing is None:
+            await self._handshake(edge, route, meta, positions)
+            return
+        with edge.tracing.handshake(self.request.path, meta):
+            await self._handshake(edge, route, meta, positions)
+
+    async def _handshake(self, edge, route: str, meta: dict, positions) -> None:
+        """Hand the handshake to the core, wait for its worker's answer, and upgrade or refuse."""
         conn, actions = edge.core.connect(route, meta, self, address=self.request.remote_ip, positions=positions)
         if conn is None:  # refused at once, before a record was made
             (refusal,) = actions

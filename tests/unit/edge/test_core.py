@@ -271,6 +271,16 @@ def test_groups_fan_out_to_open_members_once_and_forget_closed_ones(core):
     assert c.groups is None
 
 
+def test_a_senders_stamp_and_trace_reach_the_deliver_and_a_replay_has_none(core):
+    hello(core)
+    conn = open_connection(core)
+    core.reply(b"w1", wire.Join(conn.id, "g"))
+    deliver = only(core.reply(b"s", wire.GroupSend("g", "", False, b"hi", "r", 1765000000123456, "00-t-s-01")), Deliver)
+    assert (deliver.sent_at, deliver.trace, deliver.targets) == (1765000000123456, "00-t-s-01", [conn])
+    deliver = only(core.reply(b"s", wire.SendTo(conn.id, False, b"hi", "r2", 17, "")), Deliver)
+    assert deliver.sent_at == 17
+
+
 def test_send_to_a_connection_and_presence_answer_the_sender(core):
     hello(core)
     conn = open_connection(core)

@@ -86,14 +86,14 @@ def test_join_and_leave_share_fields_but_decode_to_their_own_class():
 # -- exact frames ----------------------------------------------------------------
 
 
-def header(kind: bytes, *fields: bytes, version: bytes = b"DWS3") -> bytes:
+def header(kind: bytes, *fields: bytes, version: bytes = b"DWS4") -> bytes:
     """A header frame built by hand: version, kind, then each field as 4-byte length + bytes."""
     return version + kind + b"".join(len(f).to_bytes(4, "big") + f for f in fields)
 
 
 def test_data_frames_exactly():
     assert wire.Data("e.1", "chat/x", False, b"hi").encode() == [
-        b"DWS3D" + b"\x00\x00\x00\x03e.1" + b"\x00\x00\x00\x06chat/x" + b"\x00\x00\x00\x010",
+        b"DWS4D" + b"\x00\x00\x00\x03e.1" + b"\x00\x00\x00\x06chat/x" + b"\x00\x00\x00\x010",
         b"hi",
     ]
 
@@ -103,8 +103,10 @@ def test_binary_send_frames_exactly():
 
 
 def test_payload_is_the_second_frame_wherever_it_sits_among_the_fields():
-    assert wire.GroupSend("g", "e.2", False, b"hi", "ref").encode() == [header(b"G", b"g", b"e.2", b"0", b"ref"), b"hi"]
-    assert wire.SendTo("e.1", True, b"\xff", "").encode() == [header(b"T", b"e.1", b"1", b""), b"\xff"]
+    assert wire.GroupSend("g", "e.2", False, b"hi", "ref").encode() == [
+        header(b"G", b"g", b"e.2", b"0", b"ref", b"0", b""), b"hi"]
+    assert wire.SendTo("e.1", True, b"\xff", "", 1765000000123456, "00-ab-cd-01").encode() == [
+        header(b"T", b"e.1", b"1", b"", b"1765000000123456", b"00-ab-cd-01"), b"\xff"]
 
 
 def test_close_frames_exactly_with_int_as_ascii_decimal_and_str_as_utf8():
@@ -162,7 +164,7 @@ def H(kind, *fields, **kw):
     "frames",
     [
         pytest.param([], id="no-frames"),
-        pytest.param([b"DWS3"], id="version-only"),
+        pytest.param([b"DWS4"], id="version-only"),
         pytest.param([b"DWS"], id="short-header"),
         pytest.param(H(b"P", b"edge", version=b"DWS9"), id="wrong-version"),
         pytest.param(H(b"P", b"edge", version=b"dws1"), id="version-case"),
@@ -173,7 +175,7 @@ def H(kind, *fields, **kw):
         pytest.param(H(b"P", b"edge", b"extra"), id="too-many-fields"),
         pytest.param([header(b"P", b"edge")[:-1]], id="field-runs-past-header"),
         pytest.param([header(b"P", b"edge") + b"\x00\x00"], id="trailing-bytes"),
-        pytest.param([b"DWS3P\x00\x00"], id="truncated-length"),
+        pytest.param([b"DWS4P\x00\x00"], id="truncated-length"),
         pytest.param(H(b"D", b"e.1", b"r", b"0", b"hi"), id="payload-in-header"),
         pytest.param(H(b"H", b"w", b" 12", b"0"), id="int-leading-space"),
         pytest.param(H(b"H", b"w", b"12 ", b"0"), id="int-trailing-space"),
@@ -206,7 +208,7 @@ def test_malformed_frames_raise_protocol_error(frames):
 
 def test_wrong_version_error_names_the_versions():
     # DWS1 is the version before batches: a worker or edge still on it fails loudly.
-    with pytest.raises(wire.ProtocolError, match="DWS1.*DWS3"):
+    with pytest.raises(wire.ProtocolError, match="DWS1.*DWS4"):
         wire.decode(H(b"P", b"edge", version=b"DWS1"))
 
 
@@ -253,7 +255,7 @@ def test_a_payload_that_looks_like_a_header_stays_a_payload():
 
 def test_a_malformed_message_in_a_batch_raises_after_the_good_ones_before_it():
     good = wire.Data("e.1", "r", False, b"kept")
-    frames = good.encode() + [b"DWS3D\x00\x00"] + wire.Ping("lost").encode()
+    frames = good.encode() + [b"DWS4D\x00\x00"] + wire.Ping("lost").encode()
     decoded = []
     with pytest.raises(wire.ProtocolError):
         for message in wire.iter_decode(frames):
