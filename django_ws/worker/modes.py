@@ -65,24 +65,6 @@ class Mode:
     def describe(self) -> str:
         return self.name
 
-    def run_here(self, on_stuck: typing.Callable[[], None] | None) -> bool:
-        """Let the calling thread (the worker's I/O thread) run handlers itself; False: this mode does not.
-
-        ``on_stuck`` is called (from another thread) when a handler run
-        there outlasts the mode's bound: the worker then reads ZeroMQ on
-        another thread until ``inline_busy`` is False again. None: stop
-        running handlers here (shutdown).
-        """
-        return False
-
-    def run_inline(self) -> None:
-        """Run, on the I/O thread, the handlers its reads queued (after run_here)."""
-
-    @property
-    def inline_busy(self) -> bool:
-        """Whether the I/O thread is in a handler now."""
-        return False
-
 
 #: PooledMode's default idle_timeout: WS_THREAD_IDLE_TIMEOUT (None is a value of its own there).
 _FROM_SETTINGS = object()
@@ -140,21 +122,6 @@ class ThreadedMode(PooledMode):
 
     def lock(self):
         return threading.Lock()
-
-    # A short handler runs on the I/O thread that read its message: no futex
-    # wake, no GIL hand-off to a pool thread and back. The pool's watcher
-    # keeps the starvation_delay bound (see ThreadPool).
-    def run_here(self, on_stuck):
-        self.pool.on_inline_stuck = on_stuck
-        self.pool.run_here(on_stuck is not None)
-        return True
-
-    def run_inline(self) -> None:
-        self.pool.run_inline()
-
-    @property
-    def inline_busy(self) -> bool:
-        return self.pool.inline_busy
 
 
 class GeventMode(PooledMode):

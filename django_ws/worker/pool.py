@@ -26,7 +26,6 @@ import collections
 import logging
 import threading
 import time
-import typing
 
 from .connection import ConnectionRunner
 
@@ -75,16 +74,6 @@ class ThreadPool:
     Idle threads park without a timeout (a timed wait per task is dear under
     gevent); the watcher ends those idle for ``idle_timeout`` (0 or None:
     never). ``stop()`` ends the watcher and the idle threads.
-
-    One more thread may run tasks: the worker's I/O thread, once it has
-    called ``run_here()``. What it submits is queued without waking anyone,
-    and it runs the queue itself when its ZeroMQ reads are done
-    (``run_inline()``): an echo then costs no hand-off between threads. The
-    bound still holds: the queued tasks are the oldest, so the watcher hands
-    them to pool threads once they have waited ``starvation_delay``, and if
-    the I/O thread itself is still in one task after that delay the watcher
-    calls ``on_inline_stuck`` (the worker then reads ZeroMQ on another thread
-    until this task returns).
     """
 
     def __init__(self, idle_timeout: float = 30.0, starvation_delay: float = 0.005, name: str = "ws-pool",
@@ -101,30 +90,9 @@ class ThreadPool:
         self._started = 0
         self.threads = 0  # alive now, not counting the watcher
         self._watcher = threading.Condition(self._lock)
-        #: The thread that runs tasks inline (run_here), and when its current task began (0.0: none).
-        self._inline_ident: int | None = None
-        self._inline_since = 0.0
-        self._inline_last = 0.0  # when it last ran a task: the watcher ticks while that is recent
-        self._inline_flagged = 0.0  # the task start that on_inline_stuck was called for
-        self._watcher_dozing = False
-        #: Called by the watcher, with the pool's lock held, when an inline task outlasts starvation_delay.
-        self.on_inline_stuck: typing.Callable[[], None] | None = None
         threading.Thread(target=self._watch_loop, name=f"{name}-watcher", daemon=True).start()
 
-    def run_here(self, enabled: bool = True) -> None:
-        """Make the calling thread (the worker's I/O thread) run what it submits, in ``run_inline``."""
-        with self._lock:
-            self._inline_ident = threading.get_ident() if enabled else None
-            self._watcher.notify()  # it may be waiting as for a pool without one
-
     def submit(self, fn) -> None:
-        if self._inline_ident == threading.get_ident():
-            with self._lock:
-                self._tasks.append((time.monotonic(), fn))
-                if self._watcher_dozing:
-                    self._watcher_dozing = False
-                    self._watcher.notify()
-            return
         with self._lock:
             if self._parked and (self.awake_limit is None or self._awake < self.awake_limit):
                 self._hand(fn)
@@ -136,28 +104,6 @@ class ThreadPool:
                 # The watcher times the wait of this, now the oldest task. (Even
                 # if a thread was just started: a blocking task may take it first.)
                 self._watcher.notify()
-
-    def run_inline(self) -> None:
-        """Run queued tasks on this thread until none is left (pool threads may take some meanwhile)."""
-        lock, tasks, monotonic = self._lock, self._tasks, time.monotonic
-        while True:
-            with lock:
-                if not tasks:
-                    self._inline_last = monotonic()
-                    return
-                fn = tasks.popleft()[1]
-                self._inline_since = monotonic()
-            try:
-                fn()
-            except Exception:  # the runner contains handler errors: this is a bug of ours
-                logger.exception("a task of the worker's thread pool failed")
-            finally:
-                self._inline_since = 0.0
-
-    @property
-    def inline_busy(self) -> bool:
-        """Whether the inline thread is in a task now."""
-        return self._inline_since != 0.0
 
     def _hand(self, fn) -> None:
         # Called with _lock held and a thread parked: wake it with ``fn``.
@@ -225,22 +171,6 @@ class ThreadPool:
     def _watch_once(self) -> None:
         # Called with _lock held.
         self._end_idle_threads()
-        if self._inline_ident is not None and self.starvation_delay:
-            now = time.monotonic()
-            since = self._inline_since
-            if since and now - since >= self.starvation_delay and since != self._inline_flagged:
-                self._inline_flagged = since
-                if self.on_inline_stuck is not None:
-                    self.on_inline_stuck()
-            if not self._tasks:
-                if since or now - self._inline_last < 0.1:
-                    # The I/O thread is running tasks, or was a moment ago: keep an eye on it.
-                    self._watcher.wait(self.starvation_delay)
-                else:
-                    self._watcher_dozing = True  # its next submit wakes us
-                    self._watcher.wait(self.idle_timeout)
-                    self._watcher_dozing = False
-                return
         if not self._tasks or not self.starvation_delay:
             self._watcher.wait(self.idle_timeout)
             return

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 import uuid
 
@@ -45,11 +44,6 @@ class Worker:
         #: Followed edges that said they were stopping: dropped as soon as a read of the registry lacks them.
         self.withdrawn: set[str] = set()
         self.poller = mode.zmq.Poller()
-        #: Held by the thread reading the links' sockets: the I/O thread, or the rescue thread (threaded mode).
-        self._reading = threading.Lock()
-        self._rescue = threading.Event()
-        self._shutting_down = threading.Lock()
-        self._shut = False
         self._by_socket: dict = {}
         self.stopping = False
         #: edge id -> connections ended when that edge fell silent (see _edge_seen).
@@ -111,77 +105,31 @@ class Worker:
             )
         self.next_beat = 0.0
         interval_ms = int(self.heartbeat_interval * 1000)
-        if self.mode.run_here(self._rescue.set):
-            threading.Thread(target=self._rescue_loop, name="ws-io-rescue", daemon=True).start()
         try:
             while not self.stopping:
-                with self._reading:
-                    if self.follower is not None:
-                        self.withdrawn |= self.follower.withdrawn()
-                        found = self.follower.changes()
-                        if found is not None:
-                            self.follow(found)
-                    self._read_once(zmq, interval_ms)
-                self.mode.run_inline()
+                now = time.monotonic()
+                if now >= self.next_beat:
+                    self._heartbeat(now)
+                    self.next_beat = now + self.heartbeat_interval
+                if self.follower is not None:
+                    self.withdrawn |= self.follower.withdrawn()
+                    found = self.follower.changes()
+                    if found is not None:
+                        self.follow(found)
+                try:
+                    ready = self.poller.poll(interval_ms)
+                except zmq.ZMQError as exc:
+                    if exc.errno == getattr(zmq, "EINTR", 4):
+                        continue
+                    raise
+                for sock, _ in ready:
+                    link = self._by_socket.get(sock)
+                    if link is not None:
+                        self._drain(link, zmq)
         finally:
-            self._rescue.set()  # the rescue thread sees stopping and ends
-            self._shutdown_once()
-
-    def _read_once(self, zmq, timeout_ms: int) -> None:
-        """A heartbeat if due, then wait up to ``timeout_ms`` for messages and dispatch them (``_reading`` held)."""
-        now = time.monotonic()
-        if now >= self.next_beat:
-            self._heartbeat(now)
-            self.next_beat = now + self.heartbeat_interval
-        try:
-            ready = self.poller.poll(timeout_ms)
-        except zmq.ZMQError as exc:
-            if exc.errno == getattr(zmq, "EINTR", 4):
-                return
-            raise
-        for sock, _ in ready:
-            link = self._by_socket.get(sock)
-            if link is not None:
-                self._drain(link, zmq)
-
-    def _rescue_loop(self) -> None:
-        """Read ZeroMQ while the I/O thread is stuck in a handler it ran itself (threaded mode).
-
-        The pool's watcher sets ``_rescue`` when a handler on the I/O thread
-        outlasts its bound; meanwhile this thread reads and dispatches (its
-        submits go to pool threads as usual), so one slow handler stalls
-        nobody else. The sockets change threads only under ``_reading``,
-        which is what ZeroMQ asks of a socket used from two threads.
-        """
-        zmq = self.mode.zmq
-        while True:
-            self._rescue.wait()
-            self._rescue.clear()
-            while self.mode.inline_busy and not self.stopping:
-                with self._reading:
-                    if not self.stopping:
-                        self._read_once(zmq, 5)
-            if self.stopping:
-                break
-        if self.mode.inline_busy:
-            # Stopping while the I/O thread is in a handler that may never
-            # return: shut down from here, with the usual timeout, as if that
-            # handler ran on a pool thread; then the process ends without it.
-            self._shutdown_once()
-            if self.mode.inline_busy:
-                logging.shutdown()
-                os._exit(0)
-
-    def _shutdown_once(self) -> None:
-        with self._shutting_down:
-            if self._shut:
-                return
-            self._shut = True
-            self.mode.run_here(None)  # from now on, what is queued goes to pool threads
             if self.follower is not None:
                 self.follower.stop()
-            with self._reading:  # the sockets are this thread's now
-                self._shutdown()
+            self._shutdown()
 
     def _watch(self, link: EdgeLink) -> None:
         self.poller.register(link.events, self.mode.zmq.POLLIN)

@@ -207,50 +207,6 @@ def test_under_a_steady_stream_the_pool_stays_small():
     assert pool._started <= 10, pool._started
 
 
-def test_what_the_io_thread_submits_runs_on_it_in_order_and_wakes_no_pool_thread():
-    pool = ThreadPool(starvation_delay=0.5)  # generous: this is about where short tasks run
-    pool.run_here()
-    runners = [FakeRunner() for _ in range(10)]
-    boxes = [start(pool, r) for r in runners]
-    for n in range(50):
-        for box in boxes:
-            box.put(n)
-        pool.run_inline()
-    for box in boxes:
-        box.put(STOP)
-    pool.run_inline()
-    for runner, box in zip(runners, boxes):
-        assert box.join(10)
-        assert runner.handled == list(range(50))
-        assert runner.threads == {threading.current_thread().name}, "a short task left the I/O thread"
-    assert pool._started == 0, "a pool thread was started for short tasks"
-
-
-def test_a_task_that_blocks_the_io_thread_is_reported_and_the_queue_behind_it_goes_to_the_pool():
-    pool = ThreadPool(starvation_delay=0.01)
-    stuck = threading.Event()
-    pool.on_inline_stuck = stuck.set
-    pool.run_here()
-    release = threading.Event()
-    blocker = FakeRunner(on_handle=lambda e: release.wait(10))
-    others = [FakeRunner() for _ in range(5)]
-    boxes = [start(pool, blocker)] + [start(pool, r) for r in others]
-    for box in boxes:
-        box.put("hello")
-    io_thread = threading.Thread(target=pool.run_inline, name="io")
-    io_thread.start()
-    try:
-        assert stuck.wait(10), "on_inline_stuck was not called for a task past the bound"
-        for runner, box in zip(others, boxes[1:]):
-            box.put(STOP)
-            assert box.join(10), "the tasks queued behind a blocked I/O thread were not taken by the pool"
-            assert runner.handled == ["hello"]
-    finally:
-        release.set()
-    io_thread.join(10)
-    assert blocker.handled == ["hello"]
-
-
 def test_gevent_mode_refuses_a_process_that_gevent_has_not_patched():
     from django_ws.worker.modes import GeventMode
 
