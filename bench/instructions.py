@@ -55,8 +55,7 @@ class CallgrindServer(DjwsServer):
             f"exec valgrind --tool=callgrind --trace-children=yes --fair-sched=yes -q "
             f"--callgrind-out-file={workdir}/cg.%p {sys.executable} \"$@\"\n")
         wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-        options = dict(target.options)
-        super().__init__(**options)
+        super().__init__(env={"BENCH_UNDER_VALGRIND": "1"}, **target.options)
         self.inner.python = str(wrapper)
         self.inner.ready_timeout = 600
 
