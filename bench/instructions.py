@@ -152,8 +152,8 @@ def render(results: dict[str, list[dict]]) -> str:
         return ""
     from statistics import median
 
-    rows = [f"instructions per echo round trip (callgrind; {PARAMS['conns']} connections, "
-            f"{PARAMS['long'] - PARAMS['short']} round trips each between two runs)"]
+    rows = [(f"instructions per echo round trip (callgrind; {PARAMS['conns']} connections, "
+             f"{PARAMS['long'] - PARAMS['short']} round trips each between two runs)")]
     medians: dict[str, dict[str, float]] = {}
     for name, runs in results.items():
         ok = [r["per_round_trip"] for r in runs if "per_round_trip" in r]
@@ -165,10 +165,9 @@ def render(results: dict[str, list[dict]]) -> str:
         rows.append(f"  {name:<34} " + ", ".join(
             f"{role} {medians[name][role]:,.0f} [{spread[role][0]:,}-{spread[role][1]:,}]" for role in ok[0]))
     for name, figures in medians.items():
-        for other in medians:  # this checkout over --compare's commit
+        for other, base in medians.items():  # this checkout over --compare's commit
             if other.startswith(name + "@"):
-                ratios = ", ".join(f"{role} {figures[role] / medians[other][role]:.3f}x"
-                                   for role in figures if medians[other].get(role))
+                ratios = ", ".join(f"{role} {figures[role] / base[role]:.3f}x" for role in figures if base.get(role))
                 rows.append(f"  {name} / {other}: {ratios}")
     return "\n".join(rows)
 
