@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from . import database as db
+from . import instructions
 from .client import find_client
 from .procs import listen_overflows, load_average, raise_nofile
 from .profile import render_profiles
@@ -57,6 +58,9 @@ def parse_args(argv):
                              "$BENCH_DATABASE, else a private cluster started with this machine's initdb)")
     parser.add_argument("--compare", default=None, metavar="COMMIT",
                         help="also run every django-ws target on the django_ws/ of COMMIT, in the same rounds (A/B)")
+    parser.add_argument("--instructions", type=int, default=None, metavar="N",
+                        help="count instructions per echo round trip of every django-ws target under callgrind, "
+                             "N times each (default: 1 with --compare, else 0); see bench/instructions.py")
     parser.add_argument("--profile", action="store_true",
                         help="sample the django-ws processes with py-spy during echo (figures are then perturbed)")
     parser.add_argument("--output", default=None, metavar="FILE",
@@ -64,6 +68,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.instructions is None:
+        args.instructions = 1 if args.compare else 0
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown:
@@ -204,6 +210,13 @@ def main(argv=None) -> int:
                     continue
                 env, ctx.database = {"BENCH_DATABASE": database.dsn}, database
             run_scenario(name, targets, params[name], args.rounds, ctx, env, report)
+        if args.instructions:
+            why = instructions.unavailable()
+            if why:
+                print(f"skipped instructions: {why}", flush=True)
+                report["skipped"]["instructions"] = why
+            else:
+                report["instructions"] = instructions.measure(targets, client, args.instructions)
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted; servers stopped", flush=True)
@@ -225,6 +238,9 @@ def main(argv=None) -> int:
     report.update(table=table, warnings=warnings, checks=checks, summary=summarize(results, ran))
     print()
     print(table)
+    if report.get("instructions"):
+        print()
+        print(instructions.render(report["instructions"]))
     if loads:
         one_minute = sorted(float(x.split()[0]) for x in loads)
         print(f"\nLoad average (1 min) during the rounds: {one_minute[0]:.2f} to {one_minute[-1]:.2f} "

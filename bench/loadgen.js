@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 // The benchmark's load client: closed-loop WebSocket load on the `ws` package.
 //
-//   node bench/loadgen.js echo      --url URL [--conns 50] [--size 64] [--seconds 10] [--warmup 1]
+//   node bench/loadgen.js echo      --url URL [--conns 50] [--size 64] [--seconds 10] [--warmup 1] [--count N]
 //   node bench/loadgen.js broadcast --url URL [--receivers 1000] [--messages 100] [--window 4] [--size 64] [--timeout 60]
 //   node bench/loadgen.js hold      --url URL [--conns 10000] [--seconds 8] [--batch 200]
 //   node bench/loadgen.js chat      --url URL_WITH_{room} [--rooms 20] [--members 25] [--window 1] [--seconds 10] [--warmup 1]
 //
 // echo       every connection sends a text frame and waits for the same frame back, one in flight;
 //            round trips/s and latency; a reply that is not the frame sent counts as a mismatch.
+//            With --count N, no warm-up and no clock: every connection makes exactly N round trips,
+//            then all close (bench/instructions.py counts the server's instructions around such runs).
 // broadcast  --receivers connections open the URL, one more sends --messages frames (--window in
 //            flight); the server must deliver each to every connection on the URL, the sender included.
 // hold       opens --conns connections --batch at a time, holds them --seconds, then one round trip each.
@@ -66,6 +68,7 @@ async function openAll(urls, batch) {
 
 async function echo(o) {
   const conns = +(o.conns || 50), size = +(o.size || 64), seconds = +(o.seconds || 10), warmup = +(o.warmup || 1);
+  const count = +(o.count || 0);
   const { socks, failed, open_error } = await openAll(new Array(conns).fill(o.url), +(o.batch || 200));
   const live = socks.filter(Boolean);
   const pad = 'x'.repeat(Math.max(0, size - 14));
@@ -85,17 +88,34 @@ async function echo(o) {
         total++;
         if (counting) { done++; lat.push(now() - sentAt); }
       }
-      send();
+      ws.go();
     });
     ws.on('close', () => { if (!stopped) closed++; });
     ws.on('error', () => {});
     ws.go = send;
   }
-  live.forEach(ws => ws.go());
-  await sleep(warmup * 1000);
-  counting = true;
-  const start = now();
-  await sleep(seconds * 1000);
+  let start;
+  if (count) {
+    counting = true;
+    start = now();
+    await new Promise(resolve => {
+      let left = live.length;
+      if (!left) resolve();
+      for (const ws of live) {
+        let mine = 0;
+        const go = ws.go;
+        ws.go = () => { if (++mine > count) { if (--left === 0) resolve(); } else go(); };
+        ws.on('close', () => { if (mine <= count && --left === 0) resolve(); });
+      }
+      live.forEach(ws => ws.go());
+    });
+  } else {
+    live.forEach(ws => ws.go());
+    await sleep(warmup * 1000);
+    counting = true;
+    start = now();
+    await sleep(seconds * 1000);
+  }
   counting = false;
   const elapsed = (now() - start) / 1000;
   stopped = true;

@@ -257,8 +257,23 @@ class WebSocketConnection:
             self._write(frames[0] if len(frames) == 1 else b"".join(frames))
 
     def _write(self, frame: bytes) -> None:
+        stream = self.stream
+        if not stream.writing() and not stream.closed():
+            # Nothing buffered before it, so order allows it: one send() on the
+            # socket, as IOStream.write would do first, without its Future,
+            # its buffer bookkeeping and the loop callbacks that resolving the
+            # Future schedules. What the kernel does not take (a slow reader),
+            # and any error, go through IOStream.write below as before.
+            try:
+                sent = stream.socket.send(frame)
+            except OSError:  # BlockingIOError, or a reset that IOStream.write reports and closes on
+                sent = 0
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
         try:
-            self.stream.write(frame).add_done_callback(_ignore_result)
+            # Tornado references a failed write's exception itself (no "never retrieved" warning).
+            stream.write(frame)
         except tornado.iostream.StreamClosedError:
             pass
         except tornado.iostream.StreamBufferFullError:
@@ -365,12 +380,6 @@ class WebSocketConnection:
         protocol.receive_eof()
         clean = received is not None and received[0] == CloseCode.NO_STATUS
         self.edge.execute(self.edge.core.closed(self.conn, received=None if clean else received, clean=clean))
-
-
-def _ignore_result(future: asyncio.Future) -> None:
-    """A write's failure shows as the stream closing; the future's own exception is not news."""
-    if not future.cancelled():
-        future.exception()
 
 
 async def _close_lingering(stream: tornado.iostream.IOStream, timeout: float = CLOSE_TIMEOUT) -> None:
