@@ -34,6 +34,8 @@ def snapshot(core: EdgeCore, broker=None) -> dict:
         "group_members": sum(len(m) for m in core.groups.values()),
         #: What WS_GROUP_HISTORY keeps: group logs, messages and their payload bytes.
         "history": core.history.figures(),
+        #: The size of each table of the core (EdgeCore.record_counts): flat over a long run.
+        "records": core.record_counts(),
         "workers": [
             {
                 "id": w.worker_id,

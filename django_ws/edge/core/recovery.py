@@ -59,6 +59,11 @@ class Recovery:
         #: group being caught up -> connection id -> (epoch, offset) it recovered to meanwhile, on its own.
         self._recovered_meanwhile: dict[str, dict[str, tuple[str, int]]] = {}
 
+    def records(self) -> dict[str, int]:
+        """The sizes of the tables above, for the stats' ``records`` (each must stay bounded)."""
+        return {"last_seen": len(self._last_seen), "catching_up": len(self._catching_up),
+                "recovered_meanwhile": len(self._recovered_meanwhile)}
+
     # -- group messages with a position ----------------------------------------------------
 
     def fan_out(self, message: wire.GroupSend) -> tuple[list[Connection], Position | None]:
