@@ -108,6 +108,14 @@ class Tally:
         self.replayed = 0
         self.churn_skipped = 0
         self.hups = 0
+        self.anomalies: list[dict] = []
+
+    def anomaly(self, member: Member, kind: str, last: int, offset: int, payload: str) -> None:
+        """Keep the first few offsets out of sequence, with what the member had presented: the clues."""
+        if len(self.anomalies) < 20:
+            self.anomalies.append({"kind": kind, "member": member.id, "group": member.group, "last": last,
+                                   "offset": offset, "payload": payload[:40], "presented": member.presented,
+                                   "frame_on_connection": member.frames, "connection": member.generation})
 
     def figures(self) -> dict:
         out = dict(vars(self))
@@ -140,6 +148,9 @@ class Member:
         #: Own messages cut by a server's close: counted back as receipts if a replay brings them.
         self.cut: set[int] = set()
         self.generation = 0
+        #: The position presented on the current connection, and the group frames received on it since.
+        self.presented: tuple[str, int] | None = None
+        self.frames = 0
 
     def address(self) -> str:
         query = {"dws": "1"}
@@ -156,6 +167,7 @@ class Member:
                 async with connect(self.address(), open_timeout=60, close_timeout=10) as ws:
                     self.tally.connects += 1
                     self.ws, self.generation = ws, self.generation + 1
+                    self.presented, self.frames = self.position, 0
                     if presented:
                         self.tally.recoveries += 1
                     leave_at = time.monotonic() + random.uniform(10, 30)
@@ -200,8 +212,11 @@ class Member:
             return
         if "g" in meta:
             epoch, offset = meta["e"], meta["o"]
+            self.frames += 1
             if self.position is not None and self.position[0] == epoch:
                 last = self.position[1]
+                if offset != last + 1:
+                    self.tally.anomaly(self, "duplicate" if offset <= last else "gap", last, offset, payload)
                 if offset <= last:
                     self.tally.duplicates += 1
                     return
@@ -279,13 +294,16 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.server, self.redis, self.tally, self.interval = server, redis, tally, interval
         self.samples: list[dict] = []
+        self.errors: list[str] = []
         self.started = time.monotonic()
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(0 if not self.samples else self.interval):
-            with contextlib.suppress(OSError, ValueError):  # a stats request that timed out under load
+            try:
                 self.samples.append(self.sample())
+            except Exception as exc:  # noqa: BLE001 - a stats request that timed out under load: say so, go on
+                self.errors.append(f"{time.monotonic() - self.started:.0f}s: {type(exc).__name__}: {exc}")
 
     def sample(self) -> dict:
         edge = self.server.process.pid
@@ -309,6 +327,7 @@ class Sampler(threading.Thread):
         }
         if "broker" in stats:
             out["broker_channels"] = stats["broker"]["channels"]
+            out["broker_sessions"] = stats["broker"]["sessions"]
         if self.redis is not None:
             figures = self.redis.figures()
             out["redis_keys"] = figures["keys"]
@@ -471,6 +490,7 @@ class Soak:
                 "at_rest": {"records": rest, "edge_fds": final["edge_fds"], "edge_rss_kb": final["edge_rss_kb"],
                             "redis_keys": final.get("redis_keys"), "closed_by_code": stats["closed_by_code"]},
                 "not_empty": sorted(name for name in EMPTY_AT_REST if rest[name]),
+                "sample_errors": sampler.errors,
                 "samples_taken": sampler.samples,
             }
             report["ok"] = (self.tally.lost == 0 and self.tally.gaps == 0 and self.tally.duplicates == 0
@@ -490,10 +510,14 @@ def print_report(report: dict) -> None:
     print(f"  sends {t['sends']}, receipts {t['receipts']}, cut by a server close {t['cut']}, LOST {t['lost']}; "
           f"offset gaps {t['gaps']}, duplicates {t['duplicates']}, resyncs {t['resyncs']}")
     print(f"  closed by the server {t['closed_by_server']}, refused {t['refused']}")
+    for anomaly in t["anomalies"]:
+        print(f"  out of sequence: {anomaly}")
     print(f"  {'series':34} {'first':>10} {'max':>10} {'last':>10} {'slope/min (2nd half)':>22}")
     for name, s in report["series"].items():
         print(f"  {name:34} {s['first']:>10} {s['max']:>10} {s['last']:>10} {s['slope_per_min']:>22}")
     print(f"  at rest: {report['at_rest']}")
+    if report["sample_errors"]:
+        print(f"  samples missed: {len(report['sample_errors'])}, the first: {report['sample_errors'][0]}")
     print("  OK: nothing lost, every table emptied" if report["ok"]
           else f"  FAILED: lost or gaps, or tables not empty: {report['not_empty']}")
 
