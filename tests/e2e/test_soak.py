@@ -90,33 +90,36 @@ def test_soak_1000_connections_with_a_worker_killed(make_server):
 SOAK = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bench", "soak.py")
 
 #: Bounds on the slopes of the two-minute soak, per minute over its second minute. A leak of one
-#: kilobyte per connection at 200 connections a second is 12 MB a minute; one record or one Redis
-#: key per connection is 12,000 a minute. The bounds sit well below those and well above the noise
-#: of a loaded two-core machine (the 30-minute figures are in docs/reliability.rst).
+#: kilobyte per connection at 100 connections a second is 6 MB a minute; one record, descriptor or
+#: Redis key per connection is 6,000 a minute. The bounds sit below those and well above the noise
+#: of a loaded two-core machine, where the connections in flight swing by hundreds (the 30-minute
+#: figures are in docs/reliability.rst). That every table empties once the clients leave is
+#: checked exactly, apart from the slopes.
 SLOPE_BOUNDS = {
-    "edge_rss_kb": 4096,
-    "edge_fds": 60,
+    "edge_rss_kb": 6144,
+    "edge_fds": 600,
     "rss_per_worker_kb": 8192,
-    "records_connections": 120,
-    "records_groups": 60,
-    "records_group_members": 120,
-    "records_worker_connections": 120,
-    "records_recent_sends": 60,
-    "records_last_seen": 60,
-    "redis_keys": 120,
+    "records_connections": 600,
+    "records_groups": 600,
+    "records_group_members": 600,
+    "records_worker_connections": 600,
+    "records_recent_sends": 600,
+    "records_last_seen": 600,
+    "redis_keys": 600,
     "redis_used_memory_kb": 4096,
 }
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(450)
 def test_two_minutes_of_churn_in_cluster_mode_lose_nothing_and_leave_nothing_behind():
     """bench/soak.py for two minutes: 200 connections a second, members that come back with their
-    positions, a SIGHUP every 30 s, on Redis. Only tests/run.sh's newest set runs it (the marker)."""
+    positions, a SIGHUP every 30 s, on Redis. tests/run.sh runs it in its newest set only."""
     from tests.conftest import require_redis
 
     require_redis()
     result = subprocess.run([sys.executable, SOAK, "--minutes", "2", "--broker", "--hup-every", "30",
-                             "--sample", "2", "--json"], capture_output=True, text=True, timeout=280, check=False)
+                             "--sample", "2", "--json"], capture_output=True, text=True, timeout=420, check=False)
     assert result.stdout.strip(), f"bench/soak.py printed nothing; stderr:\n{result.stderr[-3000:]}"
     report = json.loads(result.stdout.strip().splitlines()[-1])
     print("\n".join(result.stdout.splitlines()[:-1]))

@@ -284,12 +284,13 @@ def _replayed(conn: Connection, group: str, position: Position | None) -> bool:
 
     The first live message past the replay ends the check for that group.
     """
-    mark = conn.replayed_to.get(group) if conn.replayed_to else None
-    if mark is None or position is None:
+    marks = conn.replayed_to
+    mark = marks.get(group) if marks else None
+    if marks is None or mark is None or position is None:
         return False
     if position.epoch == mark[0] and position.offset <= mark[1]:
         return True
-    del conn.replayed_to[group]
-    if not conn.replayed_to:
+    del marks[group]
+    if not marks:
         conn.replayed_to = None
     return False
