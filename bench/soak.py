@@ -117,7 +117,7 @@ class Tally:
         """Keep the first few offsets out of sequence, with what the member had presented: the clues."""
         if len(self.anomalies) < 20:
             self.anomalies.append({"kind": kind, "member": member.id, "group": member.group, "last": last,
-                                   "offset": offset, "payload": payload[:40], "presented": member.presented,
+                                   "offset": offset, "payload": payload[:80], "presented": member.presented,
                                    "frame_on_connection": member.frames, "connection": member.generation})
 
     def figures(self) -> dict:
@@ -154,6 +154,8 @@ class Member:
         #: The position presented on the current connection, and the group frames received on it since.
         self.presented: tuple[str, int] | None = None
         self.frames = 0
+        #: How the last comeback for own messages after the end went (for the report of a loss).
+        self.last_visit = "none needed"
 
     def address(self) -> str:
         query = {"dws": "1"}
@@ -166,10 +168,14 @@ class Member:
             await self.visit(stop)
             if not stop.is_set():
                 await asyncio.sleep(random.uniform(0.2, 2.0))
-        if self.pending:
-            # It left with its own messages in flight and the run ended before it came back:
-            # come back once more for them, as a client would (the replay must bring them).
+        # It left with its own messages in flight and the run ended before it came back: come back
+        # for them, as a client would (the replay must bring them), again if refused (503 under load).
+        deadline = time.monotonic() + 2 * RECEIPT_TIMEOUT
+        while self.pending and time.monotonic() < deadline:
+            self.last_visit = "refused or closed"
             await self.visit(None)
+            if self.pending:
+                await asyncio.sleep(1.0)
 
     async def visit(self, stop: asyncio.Event | None) -> None:
         """One connection: until it is time to leave (10 to 30 s), or, the last one (no ``stop``),
@@ -184,6 +190,8 @@ class Member:
                 self.presented, self.frames = self.position, 0
                 if presented:
                     self.tally.recoveries += 1
+                if stop is None:
+                    self.last_visit = "open"
                 leave_at = time.monotonic() + (random.uniform(10, 30) if stop else RECEIPT_TIMEOUT)
                 while not (stop.is_set() if stop else not self.pending):
                     left = leave_at - time.monotonic()
@@ -258,6 +266,8 @@ class Member:
 
     def settle(self) -> None:
         """At the end: what is still pending was lost."""
+        for n, generation in self.pending.items():
+            self.tally.anomaly(self, "lost", n, n, f"sent on connection {generation}, last visit {self.last_visit}")
         self.tally.lost += len(self.pending)
         self.tally.lost_by_members += len(self.pending)
         self.pending.clear()
