@@ -205,6 +205,11 @@ class Member:
         except Exception as exc:  # noqa: BLE001 - every failure is counted, and the member comes back
             self.ws = None
             self.server_closed(exc)
+            return
+        if ws.close_code not in (1000, None):
+            # The server's close crossed ours (a SIGHUP's 1012 as this member left): what was in
+            # flight may have gone with the old worker, as for any close by the server.
+            self.server_closed(ws.close_exc)
 
     def server_closed(self, exc: BaseException) -> None:
         from websockets.exceptions import ConnectionClosed, InvalidStatus
