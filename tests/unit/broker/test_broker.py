@@ -434,3 +434,15 @@ def test_an_edge_that_withdrew_is_dropped_at_once(following_worker, tmp_path):
     assert "leaving" in worker.followed, "still announced in that read: kept"
     worker.follow({})
     assert worker.followed == {} and worker.withdrawn == set(), "dropped on the first read without it"
+
+
+def test_the_record_counts_follow_connections_and_groups_and_empty_when_they_end(history_core):
+    hello(history_core)
+    conn = recovering(history_core, {"hist.x": ("E", 3)})
+    history_core.reply(b"w1", wire.Join(conn.id, "hist.x"))
+    history_core.gap_fetched(conn.id, "hist.x", "E", 5, [(4, False, b"m4"), (5, False, b"m5")])
+    records = history_core.record_counts()
+    assert (records["connections"], records["groups"], records["group_members"], records["worker_connections"]) == (
+        1, 1, 1, 1), records
+    history_core.closed(conn, (1000, ""))
+    assert all(count == 0 for count in history_core.record_counts().values()), history_core.record_counts()
