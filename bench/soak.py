@@ -14,7 +14,8 @@ Then, for ``--minutes``:
 * **churn**: ``--churn`` new connections a second, each to one of 50 rooms
   of its own (``room/c<k>``); every other one sends one message and waits
   for it to come back through its group, then each closes. Hundreds of
-  connects, joins, leaves and disconnects a second;
+  connects, joins, leaves and disconnects a second. The 25 rooms whose
+  churners send keep one member throughout (see Soak.anchor);
 * **members**: ``--members`` connections spread over ``--rooms`` rooms
   (``room/m<k>``), asking for positions (``dws=1``). Each leaves after 10 to
   30 s, stays away 0.2 to 2 s, and comes back presenting its last position
@@ -443,6 +444,23 @@ class Soak:
             await asyncio.sleep(0.01)
         await asyncio.gather(*inflight)
 
+    async def anchor(self, room: int, stop: asyncio.Event) -> None:
+        """One member that stays in a room whose churners send: the edge stays subscribed to it.
+
+        A message published before an edge's subscription to a group new to it reaches Redis
+        misses that first member (docs/cluster.rst); a churner is often that first member. The
+        rooms whose churners only connect and leave have no anchor: their subscriptions churn.
+        """
+        from websockets.asyncio.client import connect
+
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                async with connect(self.server.url(f"room/c{room}"), open_timeout=60) as ws:
+                    while not stop.is_set():
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(ws.recv(), 1.0)
+            await asyncio.sleep(0.5)
+
     async def send(self, stop: asyncio.Event) -> None:
         interval = 1 / self.args.sends
         while not stop.is_set():
@@ -463,6 +481,8 @@ class Soak:
         self.members = [Member(i, self.server.url(f"room/m{i % self.args.rooms}"), self.tally)
                         for i in range(self.args.members)]
         members = [asyncio.ensure_future(m.run(stop)) for m in self.members]
+        members += [asyncio.ensure_future(self.anchor(room, stop)) for room in range(0, CHURN_ROOMS, 2)]
+        await asyncio.sleep(1)  # the anchors in before the first churner
         tasks = [asyncio.ensure_future(job(stop)) for job in (self.churn, self.send, self.hup)]
         await asyncio.sleep(self.args.minutes * 60)
         # Stop sending first, and let what is in flight come back (or not) before the members leave.
