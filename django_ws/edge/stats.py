@@ -46,6 +46,8 @@ def snapshot(core: EdgeCore, broker=None) -> dict:
         "history": core.history.figures(),
         #: From the sender's call to the frame handed to the client's socket (core/latency.py).
         "delivery_latency": stats.delivery_latency.figures(),
+        #: The size of each table of the core (EdgeCore.record_counts): flat over a long run.
+        "records": core.record_counts(),
         "workers": [
             {
                 "id": w.worker_id,

@@ -106,6 +106,25 @@ class EdgeCore:
         """Connections waiting for a worker's answer."""
         return sum(1 for c in self.connections.values() if awaits_worker(c))
 
+    def record_counts(self) -> dict[str, int]:
+        """How many records each of the core's tables holds: what a long run must keep flat.
+
+        Every table that grows with connections, groups, sends or client
+        addresses is here, so that a leak in any of them shows in the stats
+        (``records``) and in the soak (bench/soak.py).
+        """
+        return {
+            "connections": len(self.connections),
+            "groups": len(self.groups),
+            "group_members": sum(len(m) for m in self.groups.values()),
+            "watched_groups": len(self.watchers),
+            "worker_connections": sum(len(w.connections) for w in self.workers.values()),
+            "worker_backlog": sum(len(w.backlog) for w in self.workers.values()),
+            "recent_sends": len(self.sends.recent),
+            "addresses": len(self.address_limits.addresses),
+            **self.recovery.records(),
+        }
+
     def members_of(self, group: str, exclude: str = "") -> list[Connection]:
         """The open connections of ``group`` (but ``exclude``)."""
         return self.members.members_of(group, exclude)

@@ -40,8 +40,8 @@ class Connection:
     """One client connection, as the edge knows it."""
 
     __slots__ = ("address", "attempts", "close_after_upgrade", "close_sent", "data_headers", "early", "expires",
-                 "groups", "holding", "id", "limits", "positions", "request", "route", "route_name", "session",
-                 "state", "transport", "user", "watching", "worker")
+                 "groups", "holding", "id", "limits", "positions", "replayed_to", "request", "route", "route_name",
+                 "session", "state", "transport", "user", "watching", "worker")
 
     def __init__(self, conn_id: str, route: str, transport: typing.Any, route_name: str = ""):
         self.id = conn_id
@@ -77,6 +77,9 @@ class Connection:
         #: Cluster mode: group -> the live messages held while the broker is asked for this
         #: client's gap in that group (GapFetched), delivered after the replay.
         self.holding: dict[str, list[tuple[bool, bytes, Position]]] | None = None
+        #: Cluster mode: group -> the (epoch, offset) its replay reached before this edge's
+        #: subscription did; the live messages up to there, when they come, are not delivered again.
+        self.replayed_to: dict[str, tuple[str, int]] | None = None
         #: The groups whose joins and leaves its handler watches (made on its first watch).
         self.watching: set[str] | None = None
         #: What its access rests on (wire.Credentials): the user's primary key and the session's

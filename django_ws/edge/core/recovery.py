@@ -59,6 +59,11 @@ class Recovery:
         #: group being caught up -> connection id -> (epoch, offset) it recovered to meanwhile, on its own.
         self._recovered_meanwhile: dict[str, dict[str, tuple[str, int]]] = {}
 
+    def records(self) -> dict[str, int]:
+        """The sizes of the tables above, for the stats' ``records`` (each must stay bounded)."""
+        return {"last_seen": len(self._last_seen), "catching_up": len(self._catching_up),
+                "recovered_meanwhile": len(self._recovered_meanwhile)}
+
     # -- group messages with a position ----------------------------------------------------
 
     def fan_out(self, message: wire.GroupSend) -> tuple[list[Connection], Position | None]:
@@ -88,6 +93,9 @@ class Recovery:
         if held is not None:
             held.append((message, position))
             return []
+        if self._received(group, position.epoch, position.offset):
+            # A catch-up's answer overtook it (see gap_fetched): delivered already, with the catch-up.
+            return []
         self._last_seen[group] = (position.epoch, position.offset)
         return deliver(self.stats, self._members_at(group, exclude, entry), message.binary, message.payload, position,
                        message.sent_at, message.trace)
@@ -107,6 +115,8 @@ class Recovery:
                 continue
             conn = connections.get(conn_id)
             if conn is None:
+                continue
+            if conn.replayed_to is not None and _replayed(conn, group, entry[2]):
                 continue
             if conn.holding is not None and group in conn.holding:
                 conn.holding[group].append(entry)
@@ -156,12 +166,21 @@ class Recovery:
             actions.append(ToWorker(conn.worker, wire.Recovery(conn.id, group, entries is not None)))
         return actions
 
+    def _received(self, group: str, epoch: str, offset: int) -> bool:
+        """Whether this edge's subscription has brought ``group``'s message at ``(epoch, offset)`` already."""
+        seen = self._last_seen.get(group)
+        return seen is not None and seen[0] == epoch and seen[1] >= offset
+
     def left(self, conn: Connection, group: str) -> None:
         """``conn`` left ``group`` (Groups.on_leave): drop what was held for it there, and the group if now empty."""
         if conn.holding is not None:
             conn.holding.pop(group, None)
             if not conn.holding:
                 conn.holding = None
+        if conn.replayed_to is not None:
+            conn.replayed_to.pop(group, None)
+            if not conn.replayed_to:
+                conn.replayed_to = None
         if group not in self.groups.groups:
             self._last_seen.pop(group, None)  # no member left to catch up
 
@@ -188,6 +207,12 @@ class Recovery:
         if group in self._catching_up:
             # The edge's own catch-up of this group is under way: it must not tell this client again.
             self._recovered_meanwhile.setdefault(group, {})[conn.id] = (epoch, last)
+        elif epoch and not self._received(group, epoch, last):
+            # The answer came on the command connection, ahead of messages the subscription
+            # has not brought yet (another connection): those up to ``last`` are in the replay.
+            if conn.replayed_to is None:
+                conn.replayed_to = {}
+            conn.replayed_to[group] = (epoch, last)
         if entries is None:
             frames = [(False, b"", Position(group, epoch, last, resync=True))]
         else:
@@ -254,3 +279,20 @@ class Recovery:
             actions += deliver(self.stats, targets, message.binary, message.payload, position,
                                message.sent_at, message.trace)
         return actions
+
+
+def _replayed(conn: Connection, group: str, position: Position | None) -> bool:
+    """Whether ``conn``'s replay of ``group`` gave it the message at ``position`` already.
+
+    The first live message past the replay ends the check for that group.
+    """
+    marks = conn.replayed_to
+    mark = marks.get(group) if marks else None
+    if marks is None or mark is None or position is None:
+        return False
+    if position.epoch == mark[0] and position.offset <= mark[1]:
+        return True
+    del marks[group]
+    if not marks:
+        conn.replayed_to = None
+    return False

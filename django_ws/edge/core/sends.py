@@ -54,6 +54,10 @@ class RecentSends:
         self.stats = stats
         self.clock = clock
 
+    def __len__(self) -> int:
+        """The refs remembered now (the stats' ``records``: bounded by the ttl and RECENT_SENDS_LIMIT)."""
+        return len(self._recent)
+
     def once(self, identity: bytes, message: wire.GroupSend | wire.SendTo,
              targets: typing.Callable[[], tuple[list[Connection], Position | None]]) -> list[Action]:
         """Deliver a sender's message, acknowledged when it has a ref, unless that ref came before.

@@ -203,6 +203,55 @@ def test_a_client_with_a_position_has_its_gap_fetched_and_live_messages_held_mea
     assert delivered(positioned(history_core, 7)) == [(b"m7", 7)], "live again"
 
 
+def test_a_live_message_the_replay_gave_already_is_not_delivered_to_that_client_again(history_core):
+    # The gap is read on the command connection, live messages come on the subscription (another
+    # connection): the answer can overtake a message published just before it (found by bench/soak.py).
+    hello(history_core)
+    staying = recovering(history_core, {})
+    history_core.reply(b"w1", wire.Join(staying.id, "hist.x"))
+    assert delivered(positioned(history_core, 3)) == [(b"m3", 3)]
+    back = recovering(history_core, {"hist.x": ("E", 2)})
+    history_core.reply(b"w1", wire.Join(back.id, "hist.x"))
+    actions = history_core.gap_fetched(back.id, "hist.x", "E", 5, [(3, False, b"m3"), (4, False, b"m4"),
+                                                                  (5, False, b"m5")])
+    assert delivered(actions) == [(b"m3", 3), (b"m4", 4), (b"m5", 5)]
+    assert back.replayed_to == {"hist.x": ("E", 5)}, "the subscription has brought 3 only"
+    for n in (4, 5):
+        deliver, = positioned(history_core, n)
+        assert deliver.targets == [staying], f"m{n} live to the member that was there, not to the replayed one"
+    deliver, = positioned(history_core, 6)
+    assert set(deliver.targets) == {staying, back} and back.replayed_to is None, "past the replay: live for both"
+
+
+def test_a_replay_the_subscription_has_passed_needs_no_mark_and_leaving_drops_one(history_core):
+    hello(history_core)
+    staying = recovering(history_core, {})
+    history_core.reply(b"w1", wire.Join(staying.id, "hist.x"))
+    positioned(history_core, 5)
+    back = recovering(history_core, {"hist.x": ("E", 3)})
+    history_core.reply(b"w1", wire.Join(back.id, "hist.x"))
+    history_core.gap_fetched(back.id, "hist.x", "E", 5, [(4, False, b"m4"), (5, False, b"m5")])
+    assert back.replayed_to is None
+    again = recovering(history_core, {"hist.x": ("E", 3)})
+    history_core.reply(b"w1", wire.Join(again.id, "hist.x"))
+    history_core.gap_fetched(again.id, "hist.x", "E", 7, [(4, False, b"m4"), (5, False, b"m5"),
+                                                          (6, False, b"m6"), (7, False, b"m7")])
+    assert again.replayed_to == {"hist.x": ("E", 7)}
+    history_core.reply(b"w1", wire.Leave(again.id, "hist.x"))
+    assert again.replayed_to is None, "no record outlives the membership it is about"
+
+
+def test_a_live_message_a_catch_up_gave_already_is_not_delivered_again(history_core):
+    hello(history_core)
+    member = recovering(history_core, {})
+    history_core.reply(b"w1", wire.Join(member.id, "hist.x"))
+    positioned(history_core, 1)
+    history_core.broker_resumed()
+    history_core.gap_fetched(None, "hist.x", "E", 3, [(2, False, b"m2"), (3, False, b"m3")])
+    assert positioned(history_core, 3) == [], "m3 came with the catch-up, ahead of the subscription"
+    assert delivered(positioned(history_core, 4)) == [(b"m4", 4)]
+
+
 def test_a_gap_the_broker_does_not_cover_gives_the_resync_signal_then_the_held_messages(history_core):
     conn = recovering(history_core, {"hist.x": ("OLD", 3)})
     history_core.reply(b"w1", wire.Join(conn.id, "hist.x"))
@@ -385,3 +434,15 @@ def test_an_edge_that_withdrew_is_dropped_at_once(following_worker, tmp_path):
     assert "leaving" in worker.followed, "still announced in that read: kept"
     worker.follow({})
     assert worker.followed == {} and worker.withdrawn == set(), "dropped on the first read without it"
+
+
+def test_the_record_counts_follow_connections_and_groups_and_empty_when_they_end(history_core):
+    hello(history_core)
+    conn = recovering(history_core, {"hist.x": ("E", 3)})
+    history_core.reply(b"w1", wire.Join(conn.id, "hist.x"))
+    history_core.gap_fetched(conn.id, "hist.x", "E", 5, [(4, False, b"m4"), (5, False, b"m5")])
+    records = history_core.record_counts()
+    assert (records["connections"], records["groups"], records["group_members"], records["worker_connections"]) == (
+        1, 1, 1, 1), records
+    history_core.closed(conn, (1000, ""))
+    assert all(count == 0 for count in history_core.record_counts().values()), history_core.record_counts()
