@@ -3,20 +3,21 @@
 The edge speaks WebSocket itself (:mod:`django_ws.edge.protocol`) and uses
 Tornado for HTTP and sockets through public calls only: ``RequestHandler``
 for the handshake, ``RequestHandler.detach()`` for the stream after the 101,
-``IOStream`` to read and write. Two things remain that Tornado does not
+``IOStream`` to write the 101. Two things remain that Tornado does not
 document, both gathered here so that a Tornado release that changes them
 stops ``run_wsserver`` at start-up with a message naming the version,
 instead of a connection misbehaving later:
 
 * ``tornado.speedups.websocket_mask``, the C function that unmasks client
   frames (optional: without it the pure-Python mask of protocol.py is used);
-* ``IOStream.max_write_buffer_size``, a constructor argument that the edge
-  sets on an open stream to bound what one client that does not read can
-  make it hold.
+* ``IOStream._read_buffer`` and ``_read_buffer_size``: what Tornado read
+  past the handshake's headers, which :func:`take_socket` hands on with the
+  socket when a WebSocket leaves Tornado for the event loop's own transport.
 """
 
 from __future__ import annotations
 
+import socket
 import typing
 
 import tornado
@@ -36,8 +37,8 @@ def _require(condition: bool, what: str) -> None:
 
 
 _require(callable(getattr(tornado.web.RequestHandler, "detach", None)), "RequestHandler.detach() (Tornado 5.1+)")
-_require("max_write_buffer_size" in tornado.iostream.BaseIOStream.__init__.__code__.co_varnames,
-         "IOStream(max_write_buffer_size=...)")
+_require({"_read_buffer", "_read_buffer_size"} <= set(tornado.iostream.BaseIOStream.__init__.__code__.co_names),
+         "IOStream._read_buffer and _read_buffer_size (the bytes read past a request's headers)")
 
 try:
     from tornado.speedups import websocket_mask as _c_mask
@@ -51,11 +52,18 @@ else:
 websocket_mask: typing.Callable[[bytes, bytes], bytes] | None = _c_mask
 
 
-def set_write_limit(stream: tornado.iostream.IOStream, limit: int | None) -> None:
-    """Bound what ``stream`` buffers for writing; past it, ``write`` raises StreamBufferFullError."""
-    stream.max_write_buffer_size = limit
+def take_socket(stream: tornado.iostream.IOStream) -> tuple[socket.socket, bytes]:
+    """Take ``stream``'s socket away from Tornado, with the bytes Tornado read from it and nobody consumed.
 
-
-def write_limit(stream: tornado.iostream.IOStream) -> int | None:
-    """The stream's current write-buffer bound (None: none)."""
-    return stream.max_write_buffer_size
+    ``stream`` comes from ``RequestHandler.detach()`` and has nothing left
+    to write. Its file descriptor leaves Tornado's IOLoop (public API), so
+    that the event loop's own transport can watch it; what Tornado's
+    reading of the request headers took past them (a client that sent its
+    first frames without waiting for the 101) is returned, to be read first.
+    """
+    sock = stream.socket
+    stream.io_loop.remove_handler(sock)
+    buffered = bytes(stream._read_buffer[:stream._read_buffer_size])
+    stream._read_buffer_size = 0
+    del stream._read_buffer[:]
+    return sock, buffered

@@ -1,8 +1,9 @@
 """The WebSocket transport: RFC 6455 over Tornado's HTTP server, as a thin adapter around the core.
 
 Tornado serves the HTTP handshake (:class:`WebSocketHandshake`, a plain
-``RequestHandler``); after the 101 the stream is detached from Tornado's HTTP
-machinery and one :class:`WebSocketConnection` drives it: bytes read go to
+``RequestHandler``); after the 101 the socket leaves Tornado for the event
+loop's own transport, and one :class:`WebSocketConnection` (an asyncio
+protocol) drives it: bytes read go to
 the connection's :class:`~django_ws.edge.protocol.ServerProtocol`, the
 events it returns go to the core, and what the protocol and the core want
 written is written. Nothing here decides who a connection belongs to or how
@@ -36,8 +37,6 @@ if typing.TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger("django_ws.edge")
 
-#: Bytes asked of the stream per read: a whole batch of small frames at once.
-READ_CHUNK = 65536
 #: Seconds a close this side started waits for the client's close frame before the TCP connection is dropped.
 CLOSE_TIMEOUT = 5.0
 
@@ -101,7 +100,7 @@ class WebSocketHandshake(tornado.web.RequestHandler):
         if answer is None:
             return  # the client left meanwhile (on_connection_close)
         if isinstance(answer, Upgrade):
-            self._upgrade(answer)
+            await self._upgrade(answer)
         else:
             self._refuse(answer.status, answer.reason, answer.headers, counted=True)
 
@@ -134,8 +133,8 @@ class WebSocketHandshake(tornado.web.RequestHandler):
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(f"{status} {reason}\n")
 
-    def _upgrade(self, answer: Upgrade) -> None:
-        """Answer 101, take the stream from Tornado's HTTP server and start the WebSocket connection."""
+    async def _upgrade(self, answer: Upgrade) -> None:
+        """Answer 101, take the socket from Tornado and open the WebSocket on the event loop's own transport."""
         conn = answer.conn
         edge = self.edge
         headers = self.request.headers
@@ -157,56 +156,68 @@ class WebSocketHandshake(tornado.web.RequestHandler):
         mask = tornado_compat.websocket_mask
         protocol = (ws.ServerProtocol(edge.max_message_size, deflate, mask) if mask is not None
                     else ws.ServerProtocol(edge.max_message_size, deflate))
-        WebSocketConnection(edge, conn, stream, protocol).start()
+        try:
+            if stream.writing():  # a 101 the kernel did not take at once
+                await stream.write(b"")
+            sock, buffered = tornado_compat.take_socket(stream)
+        except tornado.iostream.StreamClosedError:
+            self.abort()  # the client left before the 101 was written
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection = WebSocketConnection(edge, conn, protocol, buffered)
+        try:
+            # connection_made() opens it: before the loop reads a byte of the socket.
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: connection, sock)
+        except OSError:  # the socket died meanwhile
+            sock.close()
+            if connection.transport is None:
+                self.abort()
 
 
-class WebSocketConnection:
-    """One open WebSocket: its stream, its protocol state and its record in the core.
+class WebSocketConnection(asyncio.Protocol):
+    """One open WebSocket: the event loop's transport for its socket, its protocol state and its record in the core.
 
-    An edge holds thousands of these, mostly idle, so it is small: slots, one
-    pending read, no task of its own.
+    After the 101 the socket leaves Tornado for the event loop's own
+    transport (uvloop's, written in C, when installed): bytes arrive in
+    :meth:`data_received` with no future and no buffer bookkeeping of
+    Tornado's per read, and ``transport.write()`` sends at once what the
+    kernel takes and buffers the rest. An edge holds thousands of these,
+    mostly idle, so it is small: slots, no task of its own.
     """
 
-    __slots__ = ("_closer", "_failing", "_unflushed", "conn", "edge", "keepalive", "pong_received", "protocol",
-                 "stream")
+    __slots__ = ("_buffered", "_closer", "_failing", "_unflushed", "conn", "edge", "keepalive", "pong_received",
+                 "protocol", "transport")
 
-    def __init__(self, edge: EdgeServices, conn: Connection, stream: tornado.iostream.IOStream,
-                 protocol: ws.ServerProtocol):
-        self.edge, self.conn, self.stream, self.protocol = edge, conn, stream, protocol
+    def __init__(self, edge: EdgeServices, conn: Connection, protocol: ws.ServerProtocol, buffered: bytes = b""):
+        self.edge, self.conn, self.protocol = edge, conn, protocol
+        self.transport: asyncio.Transport | None = None
         self.pong_received = False
         self.keepalive: Watched | None = None
         self._closer: asyncio.TimerHandle | None = None
         self._failing = False
         #: Data frames waiting for the end of the edge's current execute() (see Edge.execute).
         self._unflushed: list[bytes] | None = None
+        #: What Tornado read past the handshake's headers: the first bytes of the WebSocket.
+        self._buffered: bytes | None = buffered or None
 
-    def start(self) -> None:
-        stream = self.stream
-        stream.set_nodelay(True)
-        # What one client that does not read can make this process hold:
-        # past it, deliver() closes the connection with 1008.
-        tornado_compat.set_write_limit(stream, self.edge.max_buffer_size or None)
-        stream.set_close_callback(self._ended)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """The loop's transport has the socket: the connection is open (the core says so to the worker)."""
+        self.transport = typing.cast(asyncio.Transport, transport)
         self.conn.transport = self
         self.edge.execute(self.edge.core.opened(self.conn))
         if self.conn.state is ConnectionState.OPEN:
             self.keepalive = self.edge.keepalive.watch(self)
-        self._read()
+        buffered, self._buffered = self._buffered, None
+        if buffered:
+            self.data_received(buffered)
 
     # -- reading ----------------------------------------------------------------------
 
-    def _read(self) -> None:
-        try:
-            future = self.stream.read_bytes(READ_CHUNK, partial=True)
-        except tornado.iostream.StreamClosedError:
-            return  # _ended runs from the close callback
-        future.add_done_callback(self._on_read)
-
-    def _on_read(self, future: asyncio.Future) -> None:
-        if future.cancelled() or future.exception() is not None:
-            return  # the stream closed: _ended runs from its close callback
+    def data_received(self, data: bytes) -> None:
+        if self._failing:
+            return  # the connection failed: the rest of its input goes unread
         protocol = self.protocol
-        events = protocol.receive_data(future.result())
+        events = protocol.receive_data(data)
         out = protocol.data_to_send()  # pongs and close replies go out first
         if out:
             self._write_control(out)
@@ -228,8 +239,10 @@ class WebSocketConnection:
                 return  # a limit failed the connection: the rest of its input goes unread
         if protocol.close_expected():
             self._close_when_flushed()
-            return
-        self._read()
+
+    def eof_received(self) -> bool:
+        """The client half-closed: the transport closes, and connection_lost records how it ended."""
+        return False
 
     # -- writing ----------------------------------------------------------------------
 
@@ -254,30 +267,23 @@ class WebSocketConnection:
         """Write the data frames gathered since the last flush, in one write."""
         frames, self._unflushed = self._unflushed, None
         if frames:
-            self._write(frames[0] if len(frames) == 1 else b"".join(frames))
+            self._write_data(frames[0] if len(frames) == 1 else b"".join(frames))
 
-    def _write(self, frame: bytes) -> None:
-        stream = self.stream
-        if not stream.writing() and not stream.closed():
-            # Nothing buffered before it, so order allows it: one send() on the
-            # socket, as IOStream.write would do first, without its Future,
-            # its buffer bookkeeping and the loop callbacks that resolving the
-            # Future schedules. What the kernel does not take (a slow reader),
-            # and any error, go through IOStream.write below as before.
-            try:
-                sent = stream.socket.send(frame)
-            except OSError:  # BlockingIOError, or a reset that IOStream.write reports and closes on
-                sent = 0
-            if sent == len(frame):
+    def _write_data(self, data: bytes) -> None:
+        """Write data frames, unless the client lets WS_MAX_BUFFER_SIZE bytes pile up (then 1008).
+
+        One message bigger than the whole limit, for a client that has read
+        everything else, goes out: refusing it would punish a reader.
+        """
+        transport = self.transport
+        limit = self.edge.max_buffer_size
+        if limit:
+            waiting = transport.get_write_buffer_size()
+            if waiting and waiting + len(data) > limit:
+                self._not_reading()
                 return
-            frame = frame[sent:]
-        try:
-            # Tornado references a failed write's exception itself (no "never retrieved" warning).
-            stream.write(frame)
-        except tornado.iostream.StreamClosedError:
-            pass
-        except tornado.iostream.StreamBufferFullError:
-            self._buffer_full(frame)
+        if not transport.is_closing():
+            transport.write(data)
 
     def _write_control(self, frames: bytes) -> None:
         """Write control frames (pongs, close): small, so they pass the write-buffer limit.
@@ -286,22 +292,9 @@ class WebSocketConnection:
         """
         if self._unflushed:
             self.flush()
-        stream = self.stream
-        limit = tornado_compat.write_limit(stream)
-        tornado_compat.set_write_limit(stream, None)
-        try:
-            self._write(frames)
-        finally:
-            tornado_compat.set_write_limit(stream, limit)
-
-    def _buffer_full(self, frame: bytes) -> None:
-        stream = self.stream
-        if stream.writing():
-            self._not_reading()
-            return
-        # One message bigger than the whole limit, for a client that has read
-        # everything else: refusing it would punish a reader.
-        self._write_control(frame)
+        transport = self.transport
+        if not transport.is_closing():
+            transport.write(frames)
 
     def _not_reading(self) -> None:
         """The client has let WS_MAX_BUFFER_SIZE bytes pile up: end it with 1008.
@@ -325,12 +318,12 @@ class WebSocketConnection:
             self._write_control(frame)
         if fail:
             self._fail()
-        elif self._closer is None and not self.stream.closed():
-            self._closer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.stream.close)
+        elif self._closer is None and not self.transport.is_closing():
+            self._closer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.transport.abort)
 
     def abort(self) -> None:
         """Drop the TCP connection now (a shutdown whose clients did not answer in time)."""
-        self.stream.close()
+        self.transport.abort()
 
     def _fail(self) -> None:
         """Fail the connection (RFC 6455 7.1.7): the close frame goes out, the client's input is discarded unread.
@@ -338,25 +331,31 @@ class WebSocketConnection:
         Closing a socket with unread input answers with a TCP reset, which may
         destroy the close frame before the client reads it (it would see 1006,
         not 1009). So, as HTTP servers do, close lingering: finish writing,
-        send FIN, read and discard until the client closes too, or
-        CLOSE_TIMEOUT passes.
+        send FIN (write_eof), discard input until the client closes too
+        (eof_received), or drop the connection after CLOSE_TIMEOUT.
         """
-        if not self._failing:
-            self._failing = True
-            asyncio.ensure_future(_close_lingering(self.stream))
+        if self._failing:
+            return
+        self._failing = True
+        transport = self.transport
+        if transport.is_closing():
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            transport.close()
+        if self._closer is not None:
+            self._closer.cancel()
+        self._closer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, transport.abort)
 
     def _close_when_flushed(self) -> None:
         """The close handshake is over: the server closes the TCP connection first (RFC 6455 7.1.1)."""
-        stream = self.stream
-        try:
-            stream.write(b"").add_done_callback(lambda _: stream.close())
-        except tornado.iostream.StreamClosedError:
-            pass
+        self.transport.close()  # once what is buffered is written
 
     def ping(self) -> bool:
         """Keepalive: send a ping; False once the connection is ending."""
         frame = self.protocol.send_ping(b"")
-        if not frame or self.stream.closed():
+        if not frame or self.transport.is_closing():
             return False
         self._write_control(frame)
         return True
@@ -367,7 +366,7 @@ class WebSocketConnection:
         self.edge.execute(self.edge.core.close(self.conn, CloseCode.INTERNAL_ERROR, "keepalive ping timeout",
                                                fail=True, release=True))
 
-    def _ended(self) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         """The TCP connection is closed, whoever closed it: the core records how it ended."""
         if self.keepalive is not None:
             self.keepalive.cancel()
@@ -382,18 +381,3 @@ class WebSocketConnection:
         self.edge.execute(self.edge.core.closed(self.conn, received=None if clean else received, clean=clean))
 
 
-async def _close_lingering(stream: tornado.iostream.IOStream, timeout: float = CLOSE_TIMEOUT) -> None:
-    """Write what is buffered, half-close, discard input until EOF or ``timeout``, close."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    try:
-        await asyncio.wait_for(stream.write(b""), timeout)  # resolves once all before it is written
-        if stream.closed():  # the client went first
-            return
-        stream.socket.shutdown(socket.SHUT_WR)
-        while True:
-            await asyncio.wait_for(stream.read_bytes(READ_CHUNK, partial=True), deadline - loop.time())
-    except (tornado.iostream.StreamClosedError, asyncio.TimeoutError, OSError):  # noqa: UP041 (3.10)
-        pass
-    finally:
-        stream.close()
