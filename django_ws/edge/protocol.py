@@ -201,6 +201,33 @@ def _frame(first: int, payload: bytes) -> bytes:
     return _pack_long(first, 127, size) + payload
 
 
+class _LastFrame:
+    """The frame of the last uncompressed message encoded, by the identity of its payload.
+
+    A group message reaches every member with the same payload object: its
+    frame is built once and written to all (the members' protocols compress
+    nothing). The payload is kept referenced, so its identity cannot be
+    reused by another object while it is remembered; one message at most.
+    """
+
+    __slots__ = ("first", "frame", "payload")
+
+    def __init__(self) -> None:
+        self.payload: bytes | None = None
+        self.first = 0
+        self.frame = b""
+
+    def frame_of(self, first: int, payload: bytes) -> bytes:
+        if payload is self.payload and first == self.first:
+            return self.frame
+        frame = _frame(first, payload)
+        self.payload, self.first, self.frame = payload, first, frame
+        return frame
+
+
+_last_frame = _LastFrame()
+
+
 def _close_payload(code: int, reason: str) -> bytes:
     """A close frame's payload; the reason is cut (on a character boundary) to fit 125 bytes."""
     encoded = reason.encode("utf-8")
@@ -290,11 +317,8 @@ class ServerProtocol:
         deflate = self._deflate
         if deflate is not None and len(payload) >= deflate.min_size:
             payload, self._deflater = compress(payload, deflate, self._deflater)
-            first |= _RSV1
-        size = len(payload)
-        if size < 126:
-            return _pack_short(first, size) + payload
-        return _frame(first, payload)
+            return _frame(first | _RSV1, payload)
+        return _last_frame.frame_of(first, payload)
 
     def send_ping(self, payload: bytes = b"") -> bytes:
         """A ping frame; ``b""`` once a close frame was sent or received. At most 125 bytes."""

@@ -153,6 +153,21 @@ def test_send_message_frames_each_length(size, binary):
     assert len(data) == header + size, "the shortest length encoding is used"
 
 
+def test_a_group_message_is_framed_once_for_every_member_that_compresses_nothing():
+    payload = b"to everyone" * 20
+    plain = [ServerProtocol(LIMIT) for _ in range(3)]
+    compressing = ServerProtocol(LIMIT, DeflateParams(min_size=0))
+    frames = [p.send_message(False, payload) for p in plain]
+    assert frames[0] is frames[1] is frames[2], "one frame, written to each"
+    assert server_frames(frames[0]) == [(True, 0, TEXT, payload)]
+    assert compressing.send_message(False, payload) is not frames[0], "a compressing member frames its own"
+    assert server_frames(plain[0].send_message(True, payload)) == [(True, 0, BINARY, payload)], "not the text frame"
+    same_bytes_other_object = bytes(bytearray(payload))
+    assert plain[0].send_message(False, same_bytes_other_object) == frames[0]
+    plain[1].send_close(1000)
+    assert plain[1].send_message(False, payload) == b"", "a closing member gets nothing, cached or not"
+
+
 def test_unmasked_client_frame_is_a_protocol_error():
     assert_fails(frame(TEXT, b"hello", masked=False), 1002)
 
