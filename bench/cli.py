@@ -63,6 +63,9 @@ def parse_args(argv):
                              "N times each (default: 1 with --compare, else 0); see bench/instructions.py")
     parser.add_argument("--profile", action="store_true",
                         help="sample the django-ws processes with py-spy during echo (figures are then perturbed)")
+    parser.add_argument("--set", action="append", default=[], metavar="SCENARIO.PARAM=N", dest="overrides",
+                        help="change one parameter of a scenario, e.g. --set echo.conns=500 "
+                             "(repeatable; the parameters are in bench/scenarios.py PARAMS)")
     parser.add_argument("--output", default=None, metavar="FILE",
                         help="where to write the JSON (default bench/results/<timestamp>.json)")
     args = parser.parse_args(argv)
@@ -75,6 +78,14 @@ def parse_args(argv):
     if unknown:
         parser.error(f"--scenarios: unknown {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     args.scenarios = [s for s in SCENARIOS if s in scenarios]
+    args.params = PARAMS["quick" if args.quick else "full"]
+    for override in args.overrides:
+        name, _, value = override.partition("=")
+        scenario, _, param = name.partition(".")
+        if scenario not in args.params or param not in args.params[scenario] or not value.isdigit():
+            parser.error(f"--set {override}: expected SCENARIO.PARAM=N with one of "
+                         + ", ".join(f"{s}.{p}" for s, ps in args.params.items() for p in ps))
+        args.params = {**args.params, scenario: {**args.params[scenario], param: int(value)}}
     return args
 
 
@@ -157,7 +168,7 @@ def summary_line(scenario: str, r: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     client = find_client(args.client, args.node_path)
-    params = PARAMS["quick" if args.quick else "full"]
+    params = args.params
     skipped = skipped_targets()
     targets = select_targets(args.only, skipped)
     if args.compare:
