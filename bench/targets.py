@@ -139,14 +139,15 @@ class ChannelsServer(Server):
 
 
 class TornadoServer(Server):
-    """Plain Tornado (servers/tornado_echo.py), no relay: the ceiling."""
+    """Plain Tornado (servers/tornado_echo.py), no relay: the ceiling; or ``script`` another one-file server."""
 
-    def __init__(self, env: dict | None = None):
+    def __init__(self, env: dict | None = None, script: str = "tornado_echo.py"):
         self.port = free_port()
+        self.script = script
         self.proc: Subprocess | None = None
 
     def start(self) -> None:
-        self.proc = Subprocess([sys.executable, str(SERVERS / "tornado_echo.py"), "--port", str(self.port)])
+        self.proc = Subprocess([sys.executable, str(SERVERS / self.script), "--port", str(self.port)])
         try:
             wait_for_port(self.port, self.proc.process)
         except RuntimeError as exc:
@@ -175,7 +176,7 @@ class Target:
             return DjwsServer(env=env, **self.options)
         if self.kind == "channels":
             return ChannelsServer(env=env, **self.options)
-        return TornadoServer(env=env)
+        return TornadoServer(env=env, **self.options)
 
     def routes(self) -> dict[str, str]:
         """Scenario route -> URL path. ``{room}`` in the chat's is the room's name."""
@@ -199,6 +200,8 @@ TARGETS = [
     Target("channels-async-redis", "Channels AsyncWebsocketConsumer (channels_redis)", "channels", consumer="async",
            layer="redis"),
     Target("tornado", "plain Tornado, no relay (ceiling)", "tornado"),
+    Target("raw", "RFC 6455 on uvloop's transports, no framework (what the client and kernel allow)", "tornado",
+           script="raw_ceiling.py"),
 ]
 #: The figures every ratio is taken against: the main reference, then the other.
 REFERENCE, SECOND_REFERENCE = "channels-async", "channels-sync"
