@@ -63,7 +63,7 @@ class RawClient:
     """A WebSocket client that sends whatever bytes it is given, after a handshake done by hand."""
 
     def __init__(self, server: WebSocketServer, route: str = "echo", extensions: str | None = None,
-                 timeout: float = 10.0):
+                 timeout: float = 10.0, early: bytes = b""):
         self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         key = base64.b64encode(os.urandom(16)).decode()
@@ -72,7 +72,8 @@ class RawClient:
                  "Sec-WebSocket-Version: 13"]
         if extensions:
             lines.append(f"Sec-WebSocket-Extensions: {extensions}")
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        # ``early``: frames in the same packet as the request, before the 101 (as a hasty client may).
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + early)
         self.buffer = b""
         while b"\r\n\r\n" not in self.buffer:
             chunk = self.sock.recv(4096)
@@ -322,6 +323,18 @@ def test_a_thousand_messages_in_order(client):
     client.send(b"".join(frame(TEXT, b"%d" % i) for i in range(1000)))
     for i in range(1000):
         client.expect_echo(TEXT, b"%d" % i)
+
+
+def test_frames_sent_with_the_handshake_request_are_read_after_it(edge):
+    """What the edge's HTTP server read past the request's headers reaches the WebSocket, first and in order."""
+    client = RawClient(edge, early=b"".join(frame(TEXT, b"early %d" % i) for i in range(3)))
+    try:
+        client.send(frame(TEXT, b"after the 101"))
+        for i in range(3):
+            client.expect_echo(TEXT, b"early %d" % i)
+        client.expect_echo(TEXT, b"after the 101")
+    finally:
+        client.close()
 
 
 def test_frames_sent_one_byte_at_a_time(client):
