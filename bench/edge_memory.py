@@ -18,6 +18,7 @@ import gc
 import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,11 +64,10 @@ def measure(conns: int, top: int) -> None:
     client = find_client(None, None)
     workdir = tempfile.TemporaryDirectory(prefix="edge-memory-")
     prefix = f"{workdir.name}/snap"
-    server = WebSocketServer.__new__(TracedServer)
-    WebSocketServer.__init__(server, settings="djws_project.settings", mode="threaded", workers=1, cwd=str(SERVERS),
-                             ready_timeout=60, reload=None, env={"PYTHONPATH": str(REPO), SNAPSHOT_ENV: prefix,
-                                                    # a snapshot stalls the edge: a longer heartbeat timeout
-                                                    "BENCH_UNDER_VALGRIND": "1"})
+    # A snapshot stalls the edge for seconds: the settings' longer heartbeat timeout for slow runs.
+    env = {"PYTHONPATH": str(REPO), SNAPSHOT_ENV: prefix, "BENCH_UNDER_VALGRIND": "1"}
+    server = TracedServer(settings="djws_project.settings", mode="threaded", workers=1, cwd=str(SERVERS),
+                          ready_timeout=60, reload=None, env=env)
     server.start()
     pid = server.process.pid
 
@@ -78,8 +78,6 @@ def measure(conns: int, top: int) -> None:
 
     def fds() -> int:
         return len(os.listdir(f"/proc/{pid}/fd"))
-
-    import subprocess
 
     try:
         take(1)
