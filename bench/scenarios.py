@@ -195,6 +195,7 @@ class Hold(Scenario):
         rss_before, fds_before = _tree(server, rss_bytes), _tree(server, fd_count)
         pids_before = len(server.pids())
         roles_before, roles_after = _rss_by_role(server), {}
+        cpu_before = _by_role(server, cpu_seconds)
         run = ClientRun(ctx.client, "hold", server.url(target.routes()["echo"]), params,
                         timeout=conns / 20 + params["seconds"] + 120)
         grown, last_growth = 0, time.monotonic()
@@ -205,6 +206,9 @@ class Hold(Scenario):
             if grown >= conns or (grown > 0 and time.monotonic() - last_growth > 3.0):
                 break
             time.sleep(0.25)
+        # CPU of the opening: the handshakes and nothing else (the client holds them idle now).
+        cpu_opening = {role: seconds - cpu_before.get(role, 0.0)
+                       for role, seconds in _by_role(server, cpu_seconds).items()}
         rss_after = None
         if run.running():
             time.sleep(min(2.0, params["seconds"] / 3))  # let the last handlers settle
@@ -218,6 +222,10 @@ class Hold(Scenario):
             result["rss_per_conn_kb_by_role"] = {
                 role: round((roles_after.get(role, 0) - roles_before.get(role, 0)) / opened / 1024, 2)
                 for role in roles_after}
+        if opened:
+            # What one handshake cost each server process's CPU, in microseconds (kernel time included).
+            result["cpu_us_per_handshake_by_role"] = {role: round(seconds / opened * 1e6)
+                                                      for role, seconds in cpu_opening.items()}
         return result
 
 
@@ -226,9 +234,14 @@ def _tree(server: Server, measure) -> int:
 
 
 def _rss_by_role(server: Server) -> dict[str, int]:
-    roles: dict[str, int] = {}
+    return _by_role(server, rss_bytes)
+
+
+def _by_role(server: Server, measure):
+    """``measure(pid)`` summed over the server's processes of each role (edge, worker, ...)."""
+    roles: dict = {}
     for pid, role in server.roles().items():
-        roles[role] = roles.get(role, 0) + rss_bytes(pid)
+        roles[role] = roles.get(role, 0) + measure(pid)
     return roles
 
 
