@@ -261,13 +261,18 @@ class _Pump:
     def _drain(self) -> None:
         self._scheduled = False
         sock, handle = self.sock, self.handle
+        # Asking EVENTS before each read costs less than the zmq.Again that
+        # ending each drain with a failed read would raise (pyzmq builds its
+        # message in Python).
         for _ in range(self.limit):
             try:
+                if sock.closed or not sock.get(_EVENTS) & _POLLIN:
+                    return
                 frames = recv_frames(sock)
             except zmq.Again:
                 return
             except zmq.ZMQError:
-                if self.sock.closed:
+                if sock.closed:
                     return
                 raise
             handle(frames)
@@ -278,6 +283,7 @@ class _Pump:
 
 
 _NOBLOCK, _MORE, _RCVMORE = zmq.NOBLOCK, zmq.NOBLOCK | zmq.SNDMORE, zmq.RCVMORE
+_EVENTS, _POLLIN = zmq.EVENTS, int(zmq.POLLIN)
 
 
 def send_frames(sock: zmq.Socket, identity: bytes, frames: typing.Sequence[bytes]) -> None:
