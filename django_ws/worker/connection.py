@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import typing
 
 from django.core.exceptions import PermissionDenied
 from django.db import connections
+from django.db.backends.signals import connection_created
 from django.urls import Resolver404
 
 from django_ws import access, tokens, tracing, wire
@@ -29,6 +31,29 @@ logger = logging.getLogger("django_ws.worker")
 
 #: Put in a mailbox to make the runner stop (shutdown, lost edge, overflow).
 STOP = object()
+
+
+class _DatabaseUse(threading.local):
+    """Whether this thread (a greenlet, under gevent) has opened a database connection.
+
+    Django keeps a thread's connections in an asgiref ``Local``, whose every
+    lookup costs a few microseconds; asking it around each handler call was
+    the worker's dearest line for handlers that never touch the database.
+    ``connection_created`` marks the thread instead, and the runner looks
+    further only when it is marked (``ConnectionRunner._db_hygiene``).
+    """
+
+    opened = False
+
+
+_database_use = _DatabaseUse()
+
+
+def _connection_opened(sender, connection, **kwargs) -> None:
+    _database_use.opened = True
+
+
+connection_created.connect(_connection_opened, dispatch_uid="django_ws.worker.connection")
 
 
 class Connection:
@@ -185,9 +210,10 @@ class ConnectionRunner:
                 self._call("on_close")
         finally:
             try:
-                if self.manage_db_connections:
+                if self.manage_db_connections and _database_use.opened:
                     # The thread's own database connections go back now, not at exit.
                     connections.close_all()
+                    _database_use.opened = False
             finally:
                 self.on_finished(conn)
 
@@ -370,14 +396,21 @@ class ConnectionRunner:
     def _db_hygiene(self) -> None:
         """Django's request_started/finished work for the database, in one pass.
 
-        Equivalent to reset_queries() + close_old_connections(), but it looks
-        up this thread's connections once: a handler that never touched the
-        database (most messages of most handlers) pays one lookup.
+        Equivalent to reset_queries() + close_old_connections(), but only in
+        a thread that has opened a database connection since the last pass
+        that found none open: a handler that never touches the database
+        (most messages of most handlers) pays one attribute read. So a
+        handler still never starts with a broken or expired connection, as
+        in Django's request cycle.
         """
-        if self.manage_db_connections:
+        if self.manage_db_connections and _database_use.opened:
+            still_open = False
             for conn in connections.all(initialized_only=True):
                 conn.queries_log.clear()
                 conn.close_if_unusable_or_obsolete()
+                still_open = still_open or conn.connection is not None
+            if not still_open:
+                _database_use.opened = False
 
     def _fail(self, hook: str) -> None:
         conn = self.connection
