@@ -66,6 +66,10 @@ class Connection:
     while its thread never returns to read the mailbox.
     """
 
+    # Slotted, as every open connection has one (as has its runner, below).
+    __slots__ = ("id", "route", "request_meta", "_outbox", "close_code", "close_reason", "_provisional",
+                 "closed_here", "args", "kwargs", "request", "request_overrides", "_send_headers")
+
     def __init__(self, conn_id: str, route: str, request_meta: dict, outbox: typing.Callable[[list], None]):
         self.id = conn_id
         self.route = route
@@ -82,6 +86,8 @@ class Connection:
         self.request: WebSocketRequest | None = None
         #: Attributes set on ``request`` after it is built (the test communicator's user=).
         self.request_overrides: dict = {}
+        #: The headers of this connection's text and binary Send messages (see send()).
+        self._send_headers: tuple[bytes, bytes] | None = None
 
     @property
     def closed(self) -> bool:
@@ -110,7 +116,14 @@ class Connection:
     def send(self, data: str | bytes) -> None:
         self._check_open("send()")
         binary, payload = wire.payload(data)
-        self._deliver(wire.Send(self.id, binary, payload).encode())
+        headers = self._send_headers
+        if headers is None:
+            # A Send's header depends only on the connection and the opcode:
+            # made once, on the first send, it spares each later send a
+            # dataclass and an encode (the same bytes as wire.Send.encode()).
+            headers = self._send_headers = (wire.Send(self.id, False, b"").encode()[0],
+                                             wire.Send(self.id, True, b"").encode()[0])
+        self._deliver([headers[binary], payload])
 
     def _check_open(self, what: str) -> None:
         # Allowed from on_connect too: the edge keeps what comes before the
@@ -165,7 +178,14 @@ class ConnectionRunner:
     connection with 1011 and nothing else notices.
     """
 
+    __slots__ = ("connection", "mailbox", "on_finished", "handler", "accepted", "opened", "tracing",
+                 "manage_db_connections")
+
     def __init__(self, connection: Connection, mailbox, on_finished: typing.Callable[[Connection], None]):
+        #: Do what Django does around a request for the database. The in-process
+        #: test communicator turns this off: inside a TestCase's transaction,
+        #: closing "old" connections would end the test's transaction too.
+        self.manage_db_connections = True
         self.connection = connection
         self.mailbox = mailbox
         self.on_finished = on_finished
@@ -176,11 +196,6 @@ class ConnectionRunner:
         self.opened = False
         #: Spans around the handler's hooks (WS_TRACING), or None.
         self.tracing = tracing.handler_tracing()
-
-    #: Do what Django does around a request for the database. The in-process
-    #: test communicator turns this off: inside a TestCase's transaction,
-    #: closing "old" connections would end the test's transaction too.
-    manage_db_connections = True
 
     def run(self) -> None:
         """The whole life of the connection as one call: handshake, messages, on_close.
