@@ -37,13 +37,18 @@ class WebSocketRequest(HttpRequest):
     # What HttpRequest.__init__ sets per instance; class attributes cost no
     # memory per connection, and an assignment still makes an instance one.
     method = "GET"
-    resolver_match = None
     content_type = None
     content_params = None
 
-    def __init__(self, meta: dict[str, typing.Any]):
+    def __init__(self, meta: dict[str, typing.Any], route: str | None = None,
+                 resolve: typing.Callable[[str], typing.Any] | None = None):
         # No HttpRequest.__init__(): what it builds is built here on first use.
         self._ws_meta = meta
+        #: The route and how it was resolved (django_ws.routing.resolve_ws, passed in by the
+        #: worker: handlers do not import routing): ``resolver_match`` is resolved again when
+        #: asked for after the handshake, the worker having dropped it (a ResolverMatch is ~0.6 KB).
+        self._ws_route = route
+        self._ws_resolve = resolve
         self.path = self.path_info = meta.get("path", "/")
 
     def __getattr__(self, name: str) -> typing.Any:
@@ -92,6 +97,11 @@ class WebSocketRequest(HttpRequest):
                 header = value if header is None else f"{header},{value}"
         return _parse_cookies(header or "")
 
+    def _resolve_again(self) -> typing.Any:
+        if self._ws_route is None or self._ws_resolve is None:
+            return None  # as HttpRequest's: no route was resolved for this request
+        return self._ws_resolve(self._ws_route)
+
     def _load_session(self) -> SessionBase:
         engine = import_module(settings.SESSION_ENGINE)
         store: SessionBase = engine.SessionStore(self.COOKIES.get(settings.SESSION_COOKIE_NAME))
@@ -107,6 +117,7 @@ class WebSocketRequest(HttpRequest):
 _LAZY: dict[str, typing.Callable[[WebSocketRequest], typing.Any]] = {
     "META": WebSocketRequest._build_meta,
     "GET": WebSocketRequest._build_get,
+    "resolver_match": WebSocketRequest._resolve_again,
     "POST": lambda request: QueryDict(mutable=True),
     "FILES": lambda request: MultiValueDict(),
     "COOKIES": WebSocketRequest._build_cookies,

@@ -84,8 +84,8 @@ class Connection:
         self.args: tuple = ()
         self.kwargs: dict = {}
         self.request: WebSocketRequest | None = None
-        #: Attributes set on ``request`` after it is built (the test communicator's user=).
-        self.request_overrides: dict = {}
+        #: Attributes set on ``request`` after it is built (the test communicator's user=), or None.
+        self.request_overrides: dict | None = None
         #: The headers of this connection's text and binary Send messages (see send()).
         self._send_headers: tuple[bytes, bytes] | None = None
 
@@ -239,9 +239,9 @@ class ConnectionRunner:
             self._db_hygiene()
             match = resolve_ws(conn.route)
             conn.args, conn.kwargs = tuple(match.args), dict(match.kwargs)
-            conn.request = WebSocketRequest(conn.request_meta)
+            conn.request = WebSocketRequest(conn.request_meta, conn.route, resolve_ws)
             conn.request.resolver_match = match
-            for name, value in conn.request_overrides.items():
+            for name, value in (conn.request_overrides or {}).items():
                 setattr(conn.request, name, value)
             handler = self.handler = match.func(conn)
             tokens.authenticate(conn.request, handler)
@@ -263,6 +263,11 @@ class ConnectionRunner:
             # From here on_close is owed, even if the Accept cannot reach the
             # edge: it undoes what on_connect set up.
             self.accepted = True
+            if conn.request.__dict__.get("resolver_match") is match:
+                # Held for the connection's life, the match would be a good part of
+                # its memory, and few handlers look at it after on_connect: the
+                # request resolves the route again if asked (the same match).
+                del conn.request.resolver_match
         except HandshakeDenied as exc:
             return self._deny(exc.status, exc.reason)
         except PermissionDenied as exc:
