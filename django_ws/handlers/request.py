@@ -37,13 +37,18 @@ class WebSocketRequest(HttpRequest):
     # What HttpRequest.__init__ sets per instance; class attributes cost no
     # memory per connection, and an assignment still makes an instance one.
     method = "GET"
-    resolver_match = None
     content_type = None
     content_params = None
 
-    def __init__(self, meta: dict[str, typing.Any]):
+    def __init__(self, meta: dict[str, typing.Any], route: str | None = None,
+                 resolve: typing.Callable[[str], typing.Any] | None = None):
         # No HttpRequest.__init__(): what it builds is built here on first use.
         self._ws_meta = meta
+        #: The route and how it was resolved (django_ws.routing.resolve_ws, passed in by the
+        #: worker: handlers do not import routing): ``resolver_match`` is resolved again when
+        #: asked for after the handshake, the worker having dropped it (a ResolverMatch is ~0.6 KB).
+        self._ws_route = route
+        self._ws_resolve = resolve
         self.path = self.path_info = meta.get("path", "/")
 
     def __getattr__(self, name: str) -> typing.Any:
@@ -92,6 +97,11 @@ class WebSocketRequest(HttpRequest):
                 header = value if header is None else f"{header},{value}"
         return _parse_cookies(header or "")
 
+    def _resolve_again(self) -> typing.Any:
+        if self._ws_route is None or self._ws_resolve is None:
+            return None  # as HttpRequest's: no route was resolved for this request
+        return self._ws_resolve(self._ws_route)
+
     def _load_session(self) -> SessionBase:
         engine = import_module(settings.SESSION_ENGINE)
         store: SessionBase = engine.SessionStore(self.COOKIES.get(settings.SESSION_COOKIE_NAME))
@@ -107,6 +117,7 @@ class WebSocketRequest(HttpRequest):
 _LAZY: dict[str, typing.Callable[[WebSocketRequest], typing.Any]] = {
     "META": WebSocketRequest._build_meta,
     "GET": WebSocketRequest._build_get,
+    "resolver_match": WebSocketRequest._resolve_again,
     "POST": lambda request: QueryDict(mutable=True),
     "FILES": lambda request: MultiValueDict(),
     "COOKIES": WebSocketRequest._build_cookies,
@@ -116,6 +127,60 @@ _LAZY: dict[str, typing.Callable[[WebSocketRequest], typing.Any]] = {
 
 #: session and user exist only with their apps installed, as with Django's middleware.
 _NEEDS_APP = {"session": "django.contrib.sessions", "user": "django.contrib.auth"}
+
+
+#: Header names whose values repeat from client to client (one browser, one site): shared by share_meta().
+_REPEATING_HEADERS = frozenset(name.lower() for name in (
+    "Host", "Connection", "Upgrade", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions", "Origin",
+    "User-Agent", "Accept-Encoding", "Accept-Language", "Cache-Control", "Pragma", "X-Forwarded-Proto",
+))
+#: Fields of the handshake whose values repeat from connection to connection.
+_REPEATING_FIELDS = frozenset(("path", "server_name", "server_port", "remote_addr", "transport"))
+#: One copy of each string that share_meta() has seen; bounded, so that clients
+#: sending ever new values cannot grow it: once full, new values are kept as they are.
+_SHARED: dict[str, str] = {}
+_SHARED_LIMIT = 4096
+
+
+def _shared(value: typing.Any) -> typing.Any:
+    if type(value) is not str:
+        return value
+    shared = _SHARED.get(value)
+    if shared is not None:
+        return shared
+    if len(_SHARED) < _SHARED_LIMIT and len(value) <= 256:
+        _SHARED[value] = value
+    return value
+
+
+def _shared_header(header: typing.Any) -> typing.Any:
+    if type(header) is not list or len(header) != 2:
+        return header  # not what the edge sends; _header_items() will say so if it matters
+    name, value = header
+    if type(name) is str and name.lower() in _REPEATING_HEADERS:
+        value = _shared(value)
+    return (_shared(name), value)
+
+
+def share_meta(meta: dict[str, typing.Any]) -> dict[str, typing.Any]:
+    """The handshake as the edge sent it, made smaller to keep for the connection's life.
+
+    Decoded from JSON, every connection's handshake has its own copy of the
+    same key and header-name strings and of most values (``Host``,
+    ``Upgrade: websocket``...), about 2 KB in all. The worker keeps it for
+    ``self.request``, built lazily from it; here those strings are shared
+    between connections and each header becomes a tuple. Same content, same
+    order: only ``list`` becomes ``tuple`` for the headers.
+    """
+    shared = {}
+    for key, value in meta.items():
+        key = _shared(key)
+        if key == "headers" and type(value) is list:
+            value = tuple(_shared_header(header) for header in value)
+        elif key in _REPEATING_FIELDS:
+            value = _shared(value)
+        shared[key] = value
+    return shared
 
 
 def _header_items(meta: dict[str, typing.Any]) -> typing.Iterator[tuple[str, str]]:

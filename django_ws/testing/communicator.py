@@ -232,10 +232,11 @@ class HandlerCommunicator:
         self.close_code: int | None = None
         self.close_reason = ""
         self.connection = Connection(self.connection_id, route, meta, self._outbox)
+        overrides = self.connection.request_overrides = {}
         if user is not None:
-            self.connection.request_overrides["user"] = user
+            overrides["user"] = user
         if session is not None:
-            self.connection.request_overrides["session"] = session
+            overrides["session"] = session
         self.runner = ConnectionRunner(self.connection, mailbox=None, on_finished=lambda conn: None)
         self.runner.manage_db_connections = False
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import typing
 
 from django.core.exceptions import PermissionDenied
 from django.db import connections
+from django.db.backends.signals import connection_created
 from django.urls import Resolver404
 
 from django_ws import access, tokens, tracing, wire
@@ -31,6 +33,29 @@ logger = logging.getLogger("django_ws.worker")
 STOP = object()
 
 
+class _DatabaseUse(threading.local):
+    """Whether this thread (a greenlet, under gevent) has opened a database connection.
+
+    Django keeps a thread's connections in an asgiref ``Local``, whose every
+    lookup costs a few microseconds; asking it around each handler call was
+    the worker's dearest line for handlers that never touch the database.
+    ``connection_created`` marks the thread instead, and the runner looks
+    further only when it is marked (``ConnectionRunner._db_hygiene``).
+    """
+
+    opened = False
+
+
+_database_use = _DatabaseUse()
+
+
+def _connection_opened(sender, connection, **kwargs) -> None:
+    _database_use.opened = True
+
+
+connection_created.connect(_connection_opened, dispatch_uid="django_ws.worker.connection")
+
+
 class Connection:
     """The worker-side half of one client connection.
 
@@ -40,6 +65,10 @@ class Connection:
     a handler looping on ``send`` stops promptly after the client leaves, even
     while its thread never returns to read the mailbox.
     """
+
+    # Slotted, as every open connection has one (as has its runner, below).
+    __slots__ = ("id", "route", "request_meta", "_outbox", "close_code", "close_reason", "_provisional",
+                 "closed_here", "args", "kwargs", "request", "request_overrides", "_send_headers")
 
     def __init__(self, conn_id: str, route: str, request_meta: dict, outbox: typing.Callable[[list], None]):
         self.id = conn_id
@@ -55,8 +84,10 @@ class Connection:
         self.args: tuple = ()
         self.kwargs: dict = {}
         self.request: WebSocketRequest | None = None
-        #: Attributes set on ``request`` after it is built (the test communicator's user=).
-        self.request_overrides: dict = {}
+        #: Attributes set on ``request`` after it is built (the test communicator's user=), or None.
+        self.request_overrides: dict | None = None
+        #: The headers of this connection's text and binary Send messages (see send()).
+        self._send_headers: tuple[bytes, bytes] | None = None
 
     @property
     def closed(self) -> bool:
@@ -85,7 +116,14 @@ class Connection:
     def send(self, data: str | bytes) -> None:
         self._check_open("send()")
         binary, payload = wire.payload(data)
-        self._deliver(wire.Send(self.id, binary, payload).encode())
+        headers = self._send_headers
+        if headers is None:
+            # A Send's header depends only on the connection and the opcode:
+            # made once, on the first send, it spares each later send a
+            # dataclass and an encode (the same bytes as wire.Send.encode()).
+            headers = self._send_headers = (wire.Send(self.id, False, b"").encode()[0],
+                                             wire.Send(self.id, True, b"").encode()[0])
+        self._deliver([headers[binary], payload])
 
     def _check_open(self, what: str) -> None:
         # Allowed from on_connect too: the edge keeps what comes before the
@@ -140,7 +178,14 @@ class ConnectionRunner:
     connection with 1011 and nothing else notices.
     """
 
+    __slots__ = ("connection", "mailbox", "on_finished", "handler", "accepted", "opened", "tracing",
+                 "manage_db_connections")
+
     def __init__(self, connection: Connection, mailbox, on_finished: typing.Callable[[Connection], None]):
+        #: Do what Django does around a request for the database. The in-process
+        #: test communicator turns this off: inside a TestCase's transaction,
+        #: closing "old" connections would end the test's transaction too.
+        self.manage_db_connections = True
         self.connection = connection
         self.mailbox = mailbox
         self.on_finished = on_finished
@@ -151,11 +196,6 @@ class ConnectionRunner:
         self.opened = False
         #: Spans around the handler's hooks (WS_TRACING), or None.
         self.tracing = tracing.handler_tracing()
-
-    #: Do what Django does around a request for the database. The in-process
-    #: test communicator turns this off: inside a TestCase's transaction,
-    #: closing "old" connections would end the test's transaction too.
-    manage_db_connections = True
 
     def run(self) -> None:
         """The whole life of the connection as one call: handshake, messages, on_close.
@@ -185,9 +225,10 @@ class ConnectionRunner:
                 self._call("on_close")
         finally:
             try:
-                if self.manage_db_connections:
+                if self.manage_db_connections and _database_use.opened:
                     # The thread's own database connections go back now, not at exit.
                     connections.close_all()
+                    _database_use.opened = False
             finally:
                 self.on_finished(conn)
 
@@ -198,9 +239,9 @@ class ConnectionRunner:
             self._db_hygiene()
             match = resolve_ws(conn.route)
             conn.args, conn.kwargs = tuple(match.args), dict(match.kwargs)
-            conn.request = WebSocketRequest(conn.request_meta)
+            conn.request = WebSocketRequest(conn.request_meta, conn.route, resolve_ws)
             conn.request.resolver_match = match
-            for name, value in conn.request_overrides.items():
+            for name, value in (conn.request_overrides or {}).items():
                 setattr(conn.request, name, value)
             handler = self.handler = match.func(conn)
             tokens.authenticate(conn.request, handler)
@@ -222,6 +263,11 @@ class ConnectionRunner:
             # From here on_close is owed, even if the Accept cannot reach the
             # edge: it undoes what on_connect set up.
             self.accepted = True
+            if conn.request.__dict__.get("resolver_match") is match:
+                # Held for the connection's life, the match would be a good part of
+                # its memory, and few handlers look at it after on_connect: the
+                # request resolves the route again if asked (the same match).
+                del conn.request.resolver_match
         except HandshakeDenied as exc:
             return self._deny(exc.status, exc.reason)
         except PermissionDenied as exc:
@@ -370,14 +416,21 @@ class ConnectionRunner:
     def _db_hygiene(self) -> None:
         """Django's request_started/finished work for the database, in one pass.
 
-        Equivalent to reset_queries() + close_old_connections(), but it looks
-        up this thread's connections once: a handler that never touched the
-        database (most messages of most handlers) pays one lookup.
+        Equivalent to reset_queries() + close_old_connections(), but only in
+        a thread that has opened a database connection since the last pass
+        that found none open: a handler that never touches the database
+        (most messages of most handlers) pays one attribute read. So a
+        handler still never starts with a broken or expired connection, as
+        in Django's request cycle.
         """
-        if self.manage_db_connections:
+        if self.manage_db_connections and _database_use.opened:
+            still_open = False
             for conn in connections.all(initialized_only=True):
                 conn.queries_log.clear()
                 conn.close_if_unusable_or_obsolete()
+                still_open = still_open or conn.connection is not None
+            if not still_open:
+                _database_use.opened = False
 
     def _fail(self, hook: str) -> None:
         conn = self.connection

@@ -15,6 +15,7 @@ import typing
 
 from django_ws import wire
 from django_ws.handlers import CloseCode
+from django_ws.handlers.request import share_meta
 
 from .connection import STOP, Connection, ConnectionRunner
 from .modes import Mode
@@ -63,7 +64,7 @@ class Dispatcher:
         if message.conn_id in self.connections:
             logger.warning("duplicate Connect for %s dropped", message.conn_id)
             return
-        conn = Connection(message.conn_id, message.route, message.request, outbox)
+        conn = Connection(message.conn_id, message.route, share_meta(message.request), outbox)
         capacity = self.mode.capacity
         if capacity and len(self.connections) >= capacity:
             # The edge thought there was room (its count lags by a heartbeat).

@@ -210,14 +210,19 @@ class SerialMailbox:
     the pool; whichever pool thread takes it handles messages until the
     mailbox is empty. So at most one thread serves a connection at any time,
     and its messages are handled in the order they were put.
+
+    It is kept small, since every connection has one: a list for the queue
+    (an empty deque takes 760 bytes, an empty list 56; the queue is short,
+    and bounded by the dispatcher's ``mailbox_limit``), and ``lock`` as the
+    mode gives it (see ``PooledMode.mailbox_lock``).
     """
 
     __slots__ = ("_pool", "_queue", "_lock", "_scheduled", "_runner", "_done", "_done_cond")
 
-    def __init__(self, pool: ThreadPool, done_cond: threading.Condition):
+    def __init__(self, pool: ThreadPool, done_cond: threading.Condition, lock=None):
         self._pool = pool
-        self._queue: collections.deque = collections.deque()
-        self._lock = threading.Lock()
+        self._queue: list = []
+        self._lock = threading.Lock() if lock is None else lock
         self._scheduled = False
         self._runner: ConnectionRunner | None = None
         self._done = False
@@ -256,13 +261,13 @@ class SerialMailbox:
             self._finish()
 
     def _serve(self) -> None:
-        handle, popleft, lock = self._runner.handle, self._queue.popleft, self._lock
+        handle, queue, lock = self._runner.handle, self._queue, self._lock
         while True:
             with lock:
-                if not self._queue:
+                if not queue:
                     self._scheduled = False
                     return
-                event = popleft()
+                event = queue.pop(0)
             try:
                 going_on = handle(event)
             except BaseException:

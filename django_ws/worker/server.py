@@ -181,12 +181,12 @@ class Worker:
         Returns early when a heartbeat is due: a burst (say, a hundred forks
         in --multiprocess) must not make the edge think this worker is dead.
         """
-        recv = link.events.recv_multipart
+        recv = link.receive
         for _ in range(limit):
             if time.monotonic() >= self.next_beat:
                 return
             try:
-                frames = recv(zmq.NOBLOCK)
+                frames = recv()
             except zmq.Again:
                 return
             link.last_seen = time.monotonic()

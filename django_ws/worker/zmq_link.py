@@ -19,6 +19,8 @@ from django_ws import links, wire
 from django_ws.exceptions import EdgeUnreachable
 from django_ws.security import secure_client
 
+from . import zmq_frames
+
 
 class ReplySocket:
     """A DEALER socket to one edge's sub endpoint, called to send one message: ``replies(frames)``.
@@ -45,6 +47,7 @@ class ReplySocket:
         links.keep_alive(self.socket)
         secure_client(self.socket, endpoint)
         self.socket.connect(endpoint)
+        self._send = zmq_frames.sender(self.socket)
 
     def __call__(self, frames: list) -> None:
         """Send one message to the edge; safe from any thread or greenlet.
@@ -57,7 +60,7 @@ class ReplySocket:
             if self.socket.closed:
                 raise EdgeUnreachable("worker stopping")
             try:
-                self.socket.send_multipart(frames)
+                self._send(frames)
             except self._zmq.Again:
                 raise EdgeUnreachable(f"edge at {self.endpoint} took nothing in time") from None
 
@@ -120,6 +123,8 @@ class EdgeLink:
         if push_endpoint.startswith("tcp://"):
             self.watches.append(links.HandshakeWatch(self.events, push_endpoint, curve, who, said))
         self.events.connect(push_endpoint)
+        #: Receives one message from ``events`` without blocking (zmq.Again: nothing waits).
+        self.receive = zmq_frames.receiver(self.events)
         #: Called with a message's frames to send it to the edge (Accept, Send, Close, ...).
         self.outbox = ReplySocket(zmq, ctx, sub_endpoint, queue_limit=queue_limit, send_timeout=heartbeat_timeout,
                                   lock=lock, identity=worker_id)

@@ -155,3 +155,27 @@ def test_a_copy_builds_its_own_parts():
     twin = copy.copy(request)
     assert twin.META == request.META
     assert twin.COOKIES == {"sessionid": "abc", "theme": "dark"}
+
+
+def test_share_meta_keeps_the_handshake_and_shares_its_repeated_strings():
+    from django_ws.handlers.request import share_meta
+
+    first, second = share_meta(copy.deepcopy(META)), share_meta(copy.deepcopy(META))
+    assert first == {**META, "headers": tuple(tuple(h) for h in META["headers"])}
+    assert list(first) == list(META)
+    assert first["headers"][0][1] is second["headers"][0][1]  # Host: one copy for every connection
+    assert first["server_name"] is second["server_name"]
+    assert WebSocketRequest(first).META == make().META
+
+
+def test_resolver_match_is_resolved_again_when_dropped():
+    calls = []
+
+    def resolve(route):
+        calls.append(route)
+        return ("match", route)
+
+    request = WebSocketRequest(dict(META), "chat/lobby", resolve)
+    assert request.resolver_match == ("match", "chat/lobby")
+    assert request.resolver_match == ("match", "chat/lobby") and calls == ["chat/lobby"]  # then kept
+    assert make().resolver_match is None  # no route: as HttpRequest's
