@@ -31,7 +31,7 @@ import uuid
 import zmq
 import zmq.asyncio
 
-from django_ws import links, security, wire
+from django_ws import links, security, wire, zmq_frames
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from .core import Connection, WorkerState
@@ -194,7 +194,7 @@ class ZmqLink:
         this returns False.
         """
         try:
-            send_frames(self.to_workers, worker.identity, frames)
+            zmq_frames.send_now(self.to_workers, worker.identity, frames)
             return True
         except zmq.Again:
             return False
@@ -209,7 +209,7 @@ class ZmqLink:
     def answer(self, identity: bytes, message: wire.Message) -> None:
         """Answer a sender on the sub endpoint (an Ack, a Members); a sender that left is not waited for."""
         try:
-            send_frames(self.replies, identity, message.encode())
+            zmq_frames.send_now(self.replies, identity, message.encode())
         except zmq.ZMQError as exc:
             logger.warning("could not answer a sender (%s): %s", type(message).__name__, exc)
         finally:
@@ -246,6 +246,7 @@ class _Pump:
                  limit: int = 1000):
         self.loop, self.sock, self.handle, self.limit = loop, sock, handle, limit
         self._fd = sock.FD
+        self._receive = zmq_frames.receiver(sock)
         loop.add_reader(self._fd, self._drain)
         self._schedule()  # messages may have arrived before the reader was added
 
@@ -260,7 +261,7 @@ class _Pump:
 
     def _drain(self) -> None:
         self._scheduled = False
-        sock, handle = self.sock, self.handle
+        sock, handle, receive = self.sock, self.handle, self._receive
         # Asking EVENTS before each read costs less than the zmq.Again that
         # ending each drain with a failed read would raise (pyzmq builds its
         # message in Python).
@@ -268,7 +269,7 @@ class _Pump:
             try:
                 if sock.closed or not sock.get(_EVENTS) & _POLLIN:
                     return
-                frames = recv_frames(sock)
+                frames = receive()
             except zmq.Again:
                 return
             except zmq.ZMQError:
@@ -282,33 +283,7 @@ class _Pump:
         self.loop.remove_reader(self._fd)
 
 
-_NOBLOCK, _MORE, _RCVMORE = zmq.NOBLOCK, zmq.NOBLOCK | zmq.SNDMORE, zmq.RCVMORE
 _EVENTS, _POLLIN = zmq.EVENTS, int(zmq.POLLIN)
-
-
-def send_frames(sock: zmq.Socket, identity: bytes, frames: typing.Sequence[bytes]) -> None:
-    """``send_multipart([identity, *frames], zmq.DONTWAIT)``, a frame per ``send`` call.
-
-    What pyzmq's send_multipart does, without its checks of every part and
-    its second ``send`` layer: a few microseconds per message on the edge's
-    hot path. As there, only the first part can fail for a full queue or an
-    unroutable peer (ZeroMQ takes a message's later parts once it took the
-    first), and the message is whole or not sent at all.
-    """
-    send = sock.send
-    last = len(frames) - 1
-    send(identity, _MORE if last >= 0 else _NOBLOCK)
-    for i, frame in enumerate(frames):
-        send(frame, _NOBLOCK if i == last else _MORE)
-
-
-def recv_frames(sock: zmq.Socket) -> list[bytes]:
-    """``recv_multipart(zmq.NOBLOCK)`` with pyzmq's compiled ``recv`` and ``get`` called directly."""
-    recv, more = sock.recv, sock.get
-    frames = [recv(_NOBLOCK)]
-    while more(_RCVMORE):
-        frames.append(recv(_NOBLOCK))
-    return frames
 
 
 class EndpointInUse(RuntimeError):

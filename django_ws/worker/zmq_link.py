@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import typing
 
-from django_ws import links, wire
+from django_ws import links, wire, zmq_frames
 from django_ws.exceptions import EdgeUnreachable
 from django_ws.security import secure_client
 
-from . import zmq_frames
 
 
 class ReplySocket:

@@ -1,7 +1,7 @@
-"""Multipart send and receive on the worker's hot path, without pyzmq's per-frame sugar.
+"""Multipart send and receive on the hot paths of the edge and the worker, without pyzmq's per-frame sugar.
 
-Every client message costs the worker one multipart receive and, for an
-echo, one multipart send. pyzmq's ``recv_multipart`` asks ``getsockopt(RCVMORE)``
+Every client message costs the edge and the worker one multipart receive
+and one multipart send each way. pyzmq's ``recv_multipart`` asks ``getsockopt(RCVMORE)``
 through its Python wrappers for each frame, and ``send_multipart`` checks
 each frame's type and combines ``SNDMORE | flags`` as ``IntFlag`` members,
 arithmetic that runs in Python. ``zmq.green``'s socket adds, per frame,
@@ -15,7 +15,8 @@ Under gevent a send that would block still waits the green way: on EAGAIN
 the message goes to the green socket's own ``send_multipart``, after a read
 of ``EVENTS`` (which the green socket hooks to refresh its readiness). A
 receive never blocks here: the worker's I/O loop polls first and receives
-with NOBLOCK. The names used are checked when this module is imported.
+with NOBLOCK. The edge never waits: :func:`send_now` sends or raises.
+The names used are checked when this module is imported.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ _EVENTS = int(zmq.EVENTS)
 
 if not issubclass(zmq.Socket, _CompiledSocket):  # pragma: no cover - a pyzmq that changed its layout
     raise ImportError(f"pyzmq {zmq.__version__}: zmq.Socket no longer derives from zmq.backend.Socket; "
-                      "django_ws/worker/zmq_frames.py needs updating")
+                      "django_ws/zmq_frames.py needs updating")
 
 _recv = _CompiledSocket.recv
 _send = _CompiledSocket.send
@@ -88,3 +89,18 @@ def sender(socket: zmq.Socket) -> typing.Callable[[list], None]:
             _send(socket, frames[last], _NOBLOCK)
 
     return send_green
+
+
+def send_now(socket: zmq.Socket, identity: bytes, frames: typing.Sequence[bytes]) -> None:
+    """``send_multipart([identity, *frames], zmq.DONTWAIT)`` on a ROUTER socket, a frame per compiled call.
+
+    Raises ``zmq.Again`` (the peer's queue is full) or ``zmq.ZMQError``
+    (EHOSTUNREACH: no such peer, with ROUTER_MANDATORY) from the first
+    frame only: once ZeroMQ took it, it takes the rest of the message.
+    """
+    last = len(frames) - 1
+    _send(socket, identity, _SNDMORE | _NOBLOCK if last >= 0 else _NOBLOCK)
+    for i in range(last):
+        _send(socket, frames[i], _SNDMORE | _NOBLOCK)
+    if last >= 0:
+        _send(socket, frames[last], _NOBLOCK)
