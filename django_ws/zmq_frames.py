@@ -35,12 +35,15 @@ if not issubclass(zmq.Socket, _CompiledSocket):  # pragma: no cover - a pyzmq th
     raise ImportError(f"pyzmq {zmq.__version__}: zmq.Socket no longer derives from zmq.backend.Socket; "
                       "django_ws/zmq_frames.py needs updating")
 
+#: A plain or a green ZeroMQ socket, whatever it carries (pyzmq's Socket is generic in its stubs).
+AnySocket: typing.TypeAlias = "zmq.Socket[typing.Any]"
+
 _recv = _CompiledSocket.recv
 _send = _CompiledSocket.send
 _get = _CompiledSocket.get
 
 
-def receiver(socket: zmq.Socket) -> typing.Callable[[], list[bytes]]:
+def receiver(socket: AnySocket) -> typing.Callable[[], list[bytes]]:
     """A callable that receives one multipart message from ``socket`` without blocking.
 
     It raises ``zmq.Again`` when nothing is waiting, as ``recv_multipart(NOBLOCK)`` does.
@@ -55,7 +58,7 @@ def receiver(socket: zmq.Socket) -> typing.Callable[[], list[bytes]]:
     return recv_frames
 
 
-def sender(socket: zmq.Socket) -> typing.Callable[[list], None]:
+def sender(socket: AnySocket) -> typing.Callable[[list[bytes]], None]:
     """A callable that sends a list of bytes frames on ``socket`` as one message.
 
     On a plain socket it blocks as ``send_multipart`` would (up to SNDTIMEO,
@@ -66,7 +69,7 @@ def sender(socket: zmq.Socket) -> typing.Callable[[list], None]:
     """
     if type(socket).send is zmq.Socket.send:
 
-        def send_frames(frames: list) -> None:
+        def send_frames(frames: list[bytes]) -> None:
             last = len(frames) - 1
             for i in range(last):
                 _send(socket, frames[i], _SNDMORE)
@@ -74,7 +77,7 @@ def sender(socket: zmq.Socket) -> typing.Callable[[list], None]:
 
         return send_frames
 
-    def send_green(frames: list) -> None:
+    def send_green(frames: list[bytes]) -> None:
         last = len(frames) - 1
         try:
             _send(socket, frames[0], _SNDMORE | _NOBLOCK if last else _NOBLOCK)
@@ -91,7 +94,7 @@ def sender(socket: zmq.Socket) -> typing.Callable[[list], None]:
     return send_green
 
 
-def send_now(socket: zmq.Socket, identity: bytes, frames: typing.Sequence[bytes]) -> None:
+def send_now(socket: AnySocket, identity: bytes, frames: typing.Sequence[bytes]) -> None:
     """``send_multipart([identity, *frames], zmq.DONTWAIT)`` on a ROUTER socket, a frame per compiled call.
 
     Raises ``zmq.Again`` (the peer's queue is full) or ``zmq.ZMQError``
