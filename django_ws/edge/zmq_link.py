@@ -256,18 +256,18 @@ class _Pump:
 
     def wake(self) -> None:
         """Called after a send: drain at the next turn if messages wait (checking is cheap)."""
-        if not self._scheduled and not self.sock.closed and self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if not self._scheduled and not self.sock.closed and zmq_frames.readable(self.sock):
             self._schedule()
 
     def _drain(self) -> None:
         self._scheduled = False
-        sock, handle, receive = self.sock, self.handle, self._receive
+        sock, handle, receive, readable = self.sock, self.handle, self._receive, zmq_frames.readable
         # Asking EVENTS before each read costs less than the zmq.Again that
         # ending each drain with a failed read would raise (pyzmq builds its
         # message in Python).
         for _ in range(self.limit):
             try:
-                if sock.closed or not sock.get(_EVENTS) & _POLLIN:
+                if sock.closed or not readable(sock):
                     return
                 frames = receive()
             except zmq.Again:
@@ -281,9 +281,6 @@ class _Pump:
 
     def stop(self) -> None:
         self.loop.remove_reader(self._fd)
-
-
-_EVENTS, _POLLIN = zmq.EVENTS, int(zmq.POLLIN)
 
 
 class EndpointInUse(RuntimeError):

@@ -20,7 +20,6 @@ from django_ws.exceptions import EdgeUnreachable
 from django_ws.security import secure_client
 
 
-
 class ReplySocket:
     """A DEALER socket to one edge's sub endpoint, called to send one message: ``replies(frames)``.
 
