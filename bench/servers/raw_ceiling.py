@@ -10,16 +10,17 @@ so that a server's figure can be read as bound by itself or by them.
     python bench/servers/raw_ceiling.py --port 8899
 """
 
-import argparse
 import asyncio
 import base64
 import hashlib
 import socket
 import struct
 
+from one_file import run  # the directory of this script is on sys.path
 from tornado.speedups import websocket_mask
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
 rooms: dict[bytes, list] = {}
 
 
@@ -91,11 +92,4 @@ async def main(port):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, default=8899)
-    try:  # the same loop as the django-ws edge with WS_EVENT_LOOP = "auto"
-        import uvloop
-    except ImportError:
-        asyncio.run(main(parser.parse_args().port))
-    else:
-        uvloop.run(main(parser.parse_args().port))
+    run(main)

@@ -6,11 +6,12 @@ every connection on the same URL, the sender included.
     python bench/servers/tornado_echo.py --port 8899
 """
 
-import argparse
 import asyncio
 
 import tornado.web
 import tornado.websocket
+
+from one_file import run  # the directory of this script is on sys.path
 
 rooms: dict[str, set] = {}
 
@@ -50,11 +51,4 @@ async def main(port):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, default=8899)
-    try:  # the same loop as the django-ws edge with WS_EVENT_LOOP = "auto"
-        import uvloop
-    except ImportError:
-        asyncio.run(main(parser.parse_args().port))
-    else:
-        uvloop.run(main(parser.parse_args().port))
+    run(main)
